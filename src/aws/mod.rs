@@ -1,0 +1,61 @@
+//! AWS adapters and the one mapping from SDK errors to [`crate::Error`].
+
+pub mod s3;
+
+use crate::error::{Error, ErrorKind, kind_for_status};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// Loads the shared SDK configuration: region, credentials, `AWS_ENDPOINT_URL` and retry
+/// settings come from the standard AWS variables and profiles. The SDK retries throttling and
+/// 5xx with backoff itself (standard mode, `AWS_MAX_ATTEMPTS`).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+/// Classifies any SDK error. Service codes come first (they are precise), then the HTTP status,
+/// then the kind of transport failure.
+pub fn classify<E>(err: SdkError<E, HttpResponse>, what: &str) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (kind, detail) = match &err {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().unwrap_or("");
+            let kind = match code {
+                "NoSuchKey" | "NoSuchBucket" | "NoSuchVersion" | "NotFound" | "ResourceNotFoundException" => {
+                    ErrorKind::NotFound
+                }
+                "PreconditionFailed" => ErrorKind::SourceChanged,
+                "AccessDenied"
+                | "AccessDeniedException"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "ExpiredTokenException"
+                | "AllAccessDisabled" => ErrorKind::AccessDenied,
+                "SlowDown"
+                | "Throttling"
+                | "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "InternalError"
+                | "ServiceUnavailable"
+                | "RequestTimeout" => ErrorKind::Transient,
+                _ => kind_for_status(status),
+            };
+            let msg = se.err().message().unwrap_or("");
+            (kind, format!("{} {code} {msg}", status).trim().to_string())
+        }
+        SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out".into()),
+        SdkError::DispatchFailure(d) => {
+            let kind = if d.is_user() { ErrorKind::Invalid } else { ErrorKind::Transient };
+            (kind, "could not send the request".into())
+        }
+        SdkError::ResponseError(_) => (ErrorKind::Transient, "unreadable response".into()),
+        SdkError::ConstructionFailure(_) => (ErrorKind::Invalid, "invalid request".into()),
+        _ => (ErrorKind::Transient, "unexpected SDK error".into()),
+    };
+    Error::new(kind, format!("{what}: {detail}")).with_source(err)
+}

@@ -1,0 +1,381 @@
+//! The one place that reads the environment.
+//!
+//! [`Config::from_env`] runs once at cold start. It checks every variable and, if anything is
+//! wrong, fails with one message that lists every problem, so a deploy is fixed in one pass
+//! instead of one redeploy per typo. Nothing else in the crate calls `std::env::var`, except the
+//! AWS SDK's own loader, which reads the standard `AWS_*` variables (`AWS_ENDPOINT_URL`,
+//! `AWS_REGION`, `AWS_MAX_ATTEMPTS`, credentials) the way every AWS tool does.
+
+use crate::retry::RetryPolicy;
+use crate::transfer::TransferConfig;
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Where Google credentials come from. Only consulted when no emulator is configured.
+#[derive(Clone, PartialEq, Eq)]
+pub enum GcsCredentials {
+    /// `STORAGE_EMULATOR_HOST` is set: requests go unauthenticated to the emulator.
+    Emulator,
+    /// `XCR_GCP_CREDENTIALS` holds a JSON credential: a service-account key, or an
+    /// `external_account` (Workload Identity Federation) config whose credential source is the
+    /// Lambda's own AWS role, so no long-lived Google key lives in AWS.
+    Json(serde_json::Value),
+    /// `GOOGLE_APPLICATION_CREDENTIALS` (or `XCR_GCP_CREDENTIALS` naming a file): Application
+    /// Default Credentials, resolved by google-cloud-auth.
+    ApplicationDefault,
+}
+
+impl fmt::Debug for GcsCredentials {
+    /// Never prints key material: only which kind of credential is configured.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Emulator => f.write_str("Emulator"),
+            Self::Json(v) => write!(f, "Json(type={})", v.get("type").and_then(|t| t.as_str()).unwrap_or("?")),
+            Self::ApplicationDefault => f.write_str("ApplicationDefault"),
+        }
+    }
+}
+
+/// Everything the functions and the CLI need, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Default route: the same key into this GCS bucket.
+    pub dest_bucket: Option<String>,
+    /// Routing rules as given (JSON or a file path); parsed by the routing layer.
+    pub rules: Option<String>,
+    pub ledger_table: Option<String>,
+    pub jobs_table: Option<String>,
+    pub queue_url: Option<String>,
+    pub dlq_url: Option<String>,
+    /// `AWS_ENDPOINT_URL`, when an emulator or LocalStack stands in for AWS.
+    pub aws_endpoint: Option<String>,
+    /// Base URL of the GCS emulator (`STORAGE_EMULATOR_HOST`, scheme added if missing).
+    pub gcs_emulator: Option<String>,
+    pub gcs_credentials: GcsCredentials,
+    pub transfer: TransferConfig,
+    /// Retry policy for GCS calls and S3 stream re-opens.
+    pub retry: RetryPolicy,
+}
+
+/// Names of every variable read here, for docs and error messages.
+pub mod vars {
+    pub const DEST_BUCKET: &str = "XCR_DEST_BUCKET";
+    pub const RULES: &str = "XCR_RULES";
+    pub const LEDGER_TABLE: &str = "XCR_LEDGER_TABLE";
+    pub const JOBS_TABLE: &str = "XCR_JOBS_TABLE";
+    pub const QUEUE_URL: &str = "XCR_QUEUE_URL";
+    pub const DLQ_URL: &str = "XCR_DLQ_URL";
+    pub const CHUNK_SIZE: &str = "XCR_CHUNK_SIZE";
+    pub const RESUMABLE_THRESHOLD: &str = "XCR_RESUMABLE_THRESHOLD";
+    pub const MAX_ATTEMPTS: &str = "XCR_MAX_ATTEMPTS";
+    pub const REQUEST_TIMEOUT: &str = "XCR_REQUEST_TIMEOUT_SECS";
+    pub const GCP_CREDENTIALS: &str = "XCR_GCP_CREDENTIALS";
+    pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+    pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
+    pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Reads the process environment; `needs` says which optional settings this entry point
+    /// cannot do without, so that their absence is reported with every other problem.
+    pub fn from_env(needs: Needs) -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().collect(), needs)
+    }
+
+    /// Reads a given set of variables: the same validation, testable without touching the
+    /// process environment.
+    pub fn from_vars(env: HashMap<String, String>, needs: Needs) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let get = |k: &str| env.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+
+        let dest_bucket = get(vars::DEST_BUCKET);
+        if let Some(b) = &dest_bucket
+            && let Err(why) = validate_gcs_bucket(b)
+        {
+            problems.push(format!("{}={b:?}: {why}", vars::DEST_BUCKET));
+        }
+        let rules = get(vars::RULES);
+        if needs.destination && dest_bucket.is_none() && rules.is_none() {
+            problems.push(format!(
+                "no destination: set {} (copy every key into that GCS bucket) or {} (routing rules)",
+                vars::DEST_BUCKET,
+                vars::RULES
+            ));
+        }
+
+        let defaults = TransferConfig::default();
+        let chunk_size = parse_size(&get(vars::CHUNK_SIZE), vars::CHUNK_SIZE, defaults.chunk_size, &mut problems);
+        if chunk_size == 0 || !chunk_size.is_multiple_of(crate::transfer::GCS_CHUNK_ALIGN) {
+            problems.push(format!(
+                "{}={chunk_size}: must be a positive multiple of 256 KiB (262144), as GCS resumable uploads require",
+                vars::CHUNK_SIZE
+            ));
+        } else if chunk_size > 1024 * 1024 * 1024 {
+            problems
+                .push(format!("{}={chunk_size}: at most 1 GiB (memory holds about three chunks)", vars::CHUNK_SIZE));
+        }
+        let resumable_threshold = parse_size(
+            &get(vars::RESUMABLE_THRESHOLD),
+            vars::RESUMABLE_THRESHOLD,
+            defaults.resumable_threshold,
+            &mut problems,
+        );
+        if resumable_threshold > 256 * 1024 * 1024 {
+            problems.push(format!(
+                "{}={resumable_threshold}: at most 256 MiB (a single-request upload holds the whole object in memory)",
+                vars::RESUMABLE_THRESHOLD
+            ));
+        }
+
+        let mut retry = RetryPolicy::default();
+        if let Some(v) = get(vars::MAX_ATTEMPTS) {
+            match v.parse::<u32>() {
+                Ok(n) if (1..=50).contains(&n) => retry.max_attempts = n,
+                _ => problems.push(format!("{}={v:?}: expected a whole number from 1 to 50", vars::MAX_ATTEMPTS)),
+            }
+        }
+        let mut request_timeout = defaults.request_timeout;
+        if let Some(v) = get(vars::REQUEST_TIMEOUT) {
+            match v.parse::<u64>() {
+                Ok(n) if (1..=3600).contains(&n) => request_timeout = Duration::from_secs(n),
+                _ => problems.push(format!("{}={v:?}: expected seconds from 1 to 3600", vars::REQUEST_TIMEOUT)),
+            }
+        }
+
+        let gcs_emulator = get(vars::STORAGE_EMULATOR_HOST).map(|h| {
+            let h = h.trim_end_matches('/');
+            if h.contains("://") { h.to_string() } else { format!("http://{h}") }
+        });
+        let gcs_credentials = if gcs_emulator.is_some() {
+            GcsCredentials::Emulator
+        } else if let Some(v) = get(vars::GCP_CREDENTIALS) {
+            if v.starts_with('{') {
+                match serde_json::from_str::<serde_json::Value>(&v) {
+                    Ok(json) => match json.get("type").and_then(|t| t.as_str()) {
+                        Some(
+                            "service_account" | "external_account" | "authorized_user" | "impersonated_service_account",
+                        ) => GcsCredentials::Json(json),
+                        other => {
+                            problems.push(format!(
+                                "{}: unsupported credential type {other:?}: expected \"service_account\" or \"external_account\"",
+                                vars::GCP_CREDENTIALS
+                            ));
+                            GcsCredentials::ApplicationDefault
+                        }
+                    },
+                    Err(e) => {
+                        // The serde message names a line and column, never the secret's content.
+                        problems.push(format!("{}: not valid JSON ({e})", vars::GCP_CREDENTIALS));
+                        GcsCredentials::ApplicationDefault
+                    }
+                }
+            } else {
+                match std::fs::read_to_string(&v) {
+                    Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                        Ok(json) => GcsCredentials::Json(json),
+                        Err(e) => {
+                            problems.push(format!("{}: file {v:?} is not valid JSON ({e})", vars::GCP_CREDENTIALS));
+                            GcsCredentials::ApplicationDefault
+                        }
+                    },
+                    Err(e) => {
+                        problems.push(format!("{}: cannot read {v:?}: {e}", vars::GCP_CREDENTIALS));
+                        GcsCredentials::ApplicationDefault
+                    }
+                }
+            }
+        } else if get(vars::GOOGLE_APPLICATION_CREDENTIALS).is_some() {
+            GcsCredentials::ApplicationDefault
+        } else {
+            problems.push(format!(
+                "no GCS credentials: set {} (service-account key or Workload Identity Federation config, JSON or a path), \
+                 or {}, or {} for an emulator",
+                vars::GCP_CREDENTIALS,
+                vars::GOOGLE_APPLICATION_CREDENTIALS,
+                vars::STORAGE_EMULATOR_HOST
+            ));
+            GcsCredentials::ApplicationDefault
+        };
+
+        let ledger_table = get(vars::LEDGER_TABLE);
+        let jobs_table = get(vars::JOBS_TABLE);
+        let queue_url = get(vars::QUEUE_URL);
+        let dlq_url = get(vars::DLQ_URL);
+        for (needed, value, name) in [
+            (needs.ledger, &ledger_table, vars::LEDGER_TABLE),
+            (needs.jobs, &jobs_table, vars::JOBS_TABLE),
+            (needs.queue, &queue_url, vars::QUEUE_URL),
+            (needs.dlq, &dlq_url, vars::DLQ_URL),
+        ] {
+            if needed && value.is_none() {
+                problems.push(format!("{name} is required"));
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(Self {
+            dest_bucket,
+            rules,
+            ledger_table,
+            jobs_table,
+            queue_url,
+            dlq_url,
+            aws_endpoint: get(vars::AWS_ENDPOINT_URL),
+            gcs_emulator,
+            gcs_credentials,
+            transfer: TransferConfig { chunk_size, resumable_threshold, request_timeout },
+            retry,
+        })
+    }
+}
+
+/// Which optional settings an entry point requires.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// `XCR_DEST_BUCKET` or `XCR_RULES`: anything that replicates without an explicit target.
+    pub destination: bool,
+    pub ledger: bool,
+    pub jobs: bool,
+    pub queue: bool,
+    pub dlq: bool,
+}
+
+impl Needs {
+    /// A replicating entry point that routes by configuration.
+    pub const ROUTED: Self = Self { destination: true, ledger: false, jobs: false, queue: false, dlq: false };
+}
+
+/// GCS bucket naming rules (the subset that catches typos; GCS has the final word).
+pub fn validate_gcs_bucket(name: &str) -> Result<(), String> {
+    let name = name.strip_prefix("gs://").unwrap_or(name);
+    if !(3..=222).contains(&name.len()) {
+        return Err("a bucket name has 3 to 222 characters".into());
+    }
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')) {
+        return Err("use lowercase letters, digits, '-', '_' and '.' only".into());
+    }
+    let (first, last) = (name.as_bytes()[0], name.as_bytes()[name.len() - 1]);
+    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return Err("a bucket name starts and ends with a letter or digit".into());
+    }
+    Ok(())
+}
+
+/// Parses `8388608`, `8MiB`, `256KiB`, `1GiB` (binary units; `K`/`M`/`G` mean the same).
+pub fn parse_size_str(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn parse_size(v: &Option<String>, name: &str, default: u64, problems: &mut Vec<String>) -> u64 {
+    match v {
+        None => default,
+        Some(s) => parse_size_str(s).unwrap_or_else(|| {
+            problems.push(format!("{name}={s:?}: expected a size such as 8388608, 8MiB or 256KiB"));
+            default
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn minimal_emulator_config_loads_with_defaults() {
+        let c = Config::from_vars(
+            env(&[("XCR_DEST_BUCKET", "dest"), ("STORAGE_EMULATOR_HOST", "127.0.0.1:9023")]),
+            Needs::ROUTED,
+        )
+        .expect("valid");
+        assert_eq!(c.gcs_emulator.as_deref(), Some("http://127.0.0.1:9023"));
+        assert_eq!(c.gcs_credentials, GcsCredentials::Emulator);
+        assert_eq!(c.transfer, TransferConfig::default());
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let err = Config::from_vars(
+            env(&[("XCR_CHUNK_SIZE", "1000"), ("XCR_RESUMABLE_THRESHOLD", "lots"), ("XCR_MAX_ATTEMPTS", "0")]),
+            Needs { ledger: true, ..Needs::ROUTED },
+        )
+        .expect_err("invalid");
+        let msg = err.to_string();
+        assert_eq!(err.0.len(), 6, "{msg}");
+        for needle in [
+            "XCR_LEDGER_TABLE is required",
+            "no destination",
+            "XCR_CHUNK_SIZE",
+            "XCR_RESUMABLE_THRESHOLD",
+            "XCR_MAX_ATTEMPTS",
+            "no GCS credentials",
+        ] {
+            assert!(msg.contains(needle), "missing {needle} in {msg}");
+        }
+    }
+
+    #[test]
+    fn destination_is_only_required_when_needed() {
+        let vars = env(&[("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")]);
+        assert!(Config::from_vars(vars.clone(), Needs::default()).is_ok());
+        let err = Config::from_vars(vars, Needs::ROUTED).expect_err("needs a destination");
+        assert!(err.to_string().contains("no destination"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size_str("8MiB"), Some(8 << 20));
+        assert_eq!(parse_size_str("256 KiB"), Some(256 << 10));
+        assert_eq!(parse_size_str("1g"), Some(1 << 30));
+        assert_eq!(parse_size_str("123"), Some(123));
+        assert_eq!(parse_size_str("12 parsecs"), None);
+        assert_eq!(parse_size_str("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn inline_credentials_are_typed_and_never_printed() {
+        let key = r#"{"type":"service_account","private_key":"-----BEGIN SECRET-----"}"#;
+        let c = Config::from_vars(env(&[("XCR_DEST_BUCKET", "dest"), ("XCR_GCP_CREDENTIALS", key)]), Needs::ROUTED)
+            .expect("valid");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("service_account"));
+        assert!(!shown.contains("SECRET"), "{shown}");
+
+        let bad = Config::from_vars(
+            env(&[("XCR_DEST_BUCKET", "dest"), ("XCR_GCP_CREDENTIALS", "{\"private_key\": SECRET")]),
+            Needs::ROUTED,
+        )
+        .expect_err("invalid json");
+        assert!(!bad.to_string().contains("SECRET"), "{bad}");
+    }
+
+    #[test]
+    fn bucket_names_are_checked() {
+        assert!(validate_gcs_bucket("my-bucket.example").is_ok());
+        assert!(validate_gcs_bucket("My_Bucket").is_err());
+        assert!(validate_gcs_bucket("-x-").is_err());
+        assert!(validate_gcs_bucket("ab").is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! One error type for the library, classified once.
+//!
+//! Every failure that leaves an adapter is an [`Error`] with an [`ErrorKind`]. The kind alone
+//! decides what happens next, so the decision is made in one place instead of at every call
+//! site: whether a retry can help ([`Error::is_retryable`]), which HTTP status the API answers
+//! ([`ErrorKind::http_status`]), and whether an SQS record goes back to the queue.
+
+use std::fmt;
+
+/// What went wrong, in the terms a caller acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The source object or bucket does not exist (NoSuchKey, NoSuchBucket, 404). Not retried:
+    /// a later event will bring a newer object if one appears.
+    NotFound,
+    /// The source changed while it was being copied (412 on a pinned read). Retried: the next
+    /// attempt copies the new version as a whole.
+    SourceChanged,
+    /// Credentials were refused (401/403). Not retried: waiting does not grant permissions.
+    AccessDenied,
+    /// A request was malformed or a limit was exceeded (400, 411, 413...). Not retried.
+    Invalid,
+    /// Bytes did not match a checksum. Retried: corruption in transit is transient; a
+    /// persistent mismatch ends in the dead-letter queue for a person to look at.
+    Integrity,
+    /// Throttling, 5xx, timeouts, resets: retried with backoff.
+    Transient,
+    /// Configuration is wrong; nothing will work until a person fixes it.
+    Config,
+}
+
+impl ErrorKind {
+    /// Whether trying again later can succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::SourceChanged | Self::Integrity | Self::Transient)
+    }
+
+    /// The HTTP status an API answers with for this kind.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::NotFound => 404,
+            Self::SourceChanged => 409,
+            Self::AccessDenied => 403,
+            Self::Invalid => 400,
+            Self::Integrity => 502,
+            Self::Transient => 503,
+            Self::Config => 500,
+        }
+    }
+
+    /// A short stable name, for logs, metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::SourceChanged => "source_changed",
+            Self::AccessDenied => "access_denied",
+            Self::Invalid => "invalid",
+            Self::Integrity => "integrity",
+            Self::Transient => "transient",
+            Self::Config => "config",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A classified failure with a human-readable message that says what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), source: None }
+    }
+
+    /// Keeps the underlying error as the `source()` chain, for logs.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+
+    /// Prefixes the message with what the caller was doing, keeping the kind.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    /// The message followed by every cause in the chain, for one log line.
+    pub fn chain(&self) -> String {
+        let mut out = self.message.clone();
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            let s = e.to_string();
+            if !out.contains(&s) {
+                out.push_str(": ");
+                out.push_str(&s);
+            }
+            cur = e.source();
+        }
+        out
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Classifies an HTTP status from either cloud. Shared by the S3 and GCS adapters so that a
+/// 503 means the same thing everywhere.
+pub fn kind_for_status(status: u16) -> ErrorKind {
+    match status {
+        404 | 410 => ErrorKind::NotFound,
+        412 => ErrorKind::SourceChanged,
+        401 | 403 => ErrorKind::AccessDenied,
+        408 | 429 => ErrorKind::Transient,
+        500..=599 => ErrorKind::Transient,
+        _ => ErrorKind::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_classify_as_the_retry_rules_say() {
+        assert_eq!(kind_for_status(404), ErrorKind::NotFound);
+        assert_eq!(kind_for_status(412), ErrorKind::SourceChanged);
+        assert_eq!(kind_for_status(403), ErrorKind::AccessDenied);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(kind_for_status(s).is_retryable(), "{s} must be retried");
+        }
+        for s in [400, 401, 403, 404, 411, 413] {
+            assert!(!kind_for_status(s).is_retryable(), "{s} must not be retried");
+        }
+    }
+
+    #[test]
+    fn context_keeps_kind_and_chain_lists_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = Error::new(ErrorKind::Transient, "upload chunk").with_source(io).context("gs://b/k");
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        assert_eq!(e.to_string(), "gs://b/k: upload chunk");
+        assert_eq!(e.chain(), "gs://b/k: upload chunk: reset by peer");
+    }
+}

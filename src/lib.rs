@@ -1,0 +1,27 @@
+//! xcr replicates S3 objects into Google Cloud Storage: streamed, verified, exactly once in effect.
+//!
+//! The map, from the inside out:
+//! * [`model`]: plain data (object references, destinations, metadata).
+//! * [`error`]: one error type, classified once into retryable or not and an HTTP status.
+//! * [`ports`]: the traits the use cases talk through ([`ports::ObjectSource`], [`ports::ObjectSink`]).
+//! * [`transfer`]: the streaming engine: chunking, pipelining, checksums, resumption.
+//! * [`events`]: notification payloads decoded into tasks (pure).
+//! * [`replicate`]: the use case every entry point shares.
+//! * [`aws`], [`gcs`]: adapters for S3 and the GCS upload APIs.
+//! * [`config`]: the environment, read and validated once; [`wiring`] builds the adapters from it.
+//! * [`telemetry`]: JSON logs.
+
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod gcs;
+pub mod model;
+pub mod ports;
+pub mod replicate;
+pub mod retry;
+pub mod telemetry;
+pub mod transfer;
+pub mod wiring;
+
+pub use error::{Error, ErrorKind, Result};
