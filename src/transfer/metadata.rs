@@ -4,10 +4,15 @@
 //! same keys. Provenance is added under `xcr-source-*` keys so that anyone looking at the GCS
 //! object can tell exactly which S3 version it came from; provenance wins over a user key of the
 //! same name, since a copy must never lie about its origin.
+//!
+//! The source key is stored percent-encoded (RFC 3986, `/` kept): GCS returns custom metadata
+//! as `x-goog-meta-*` HTTP headers on XML API reads, and headers carry ASCII safely, keys
+//! do not have to be ASCII. An ASCII key without spaces or reserved characters reads as is.
 
 use crate::model::{Destination, ObjectRef, SourceMeta};
 use crate::ports::UploadSpec;
 use crate::transfer::checksum::md5_b64;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub const PROV_BUCKET: &str = "xcr-source-bucket";
 pub const PROV_KEY: &str = "xcr-source-key";
@@ -20,7 +25,7 @@ pub const PROV_LAST_MODIFIED: &str = "xcr-source-last-modified";
 pub fn upload_spec(obj: &ObjectRef, meta: &SourceMeta, dest: &Destination) -> UploadSpec {
     let mut metadata = meta.user_metadata.clone();
     metadata.insert(PROV_BUCKET.into(), obj.bucket.clone());
-    metadata.insert(PROV_KEY.into(), obj.key.clone());
+    metadata.insert(PROV_KEY.into(), encode_key(&obj.key));
     if let Some(v) = &meta.version_id {
         metadata.insert(PROV_VERSION.into(), v.clone());
     }
@@ -40,6 +45,14 @@ pub fn upload_spec(obj: &ObjectRef, meta: &SourceMeta, dest: &Destination) -> Up
         crc32c: meta.crc32c.clone(),
         md5: meta.md5.as_ref().map(md5_b64),
     }
+}
+
+/// Characters kept as they are in the provenance key: unreserved plus `/`.
+const KEY_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+
+/// The source key as stored in `xcr-source-key`.
+pub fn encode_key(key: &str) -> String {
+    utf8_percent_encode(key, KEY_SAFE).to_string()
 }
 
 #[cfg(test)]
@@ -64,7 +77,9 @@ mod tests {
         assert_eq!(spec.name, "x/y");
         assert_eq!(spec.headers.content_type.as_deref(), Some("text/plain"));
         assert_eq!(spec.metadata.get("owner").map(String::as_str), Some("data-team"));
-        assert_eq!(spec.metadata.get(PROV_KEY).map(String::as_str), Some("a b/c+d"));
+        assert_eq!(spec.metadata.get(PROV_KEY).map(String::as_str), Some("a%20b/c%2Bd"));
+        assert_eq!(encode_key("données/été 2026/🚀"), "donn%C3%A9es/%C3%A9t%C3%A9%202026/%F0%9F%9A%80");
+        assert_eq!(encode_key("plain/key-1_2.txt"), "plain/key-1_2.txt");
         assert_eq!(spec.metadata.get(PROV_VERSION).map(String::as_str), Some("v1"));
         assert_eq!(spec.metadata.get(PROV_ETAG).map(String::as_str), Some("abc"));
     }

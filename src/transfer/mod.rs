@@ -62,9 +62,11 @@ pub enum UploadMethod {
 pub struct TransferReport {
     #[serde(skip)]
     pub source: SourceMeta,
+    #[serde(skip)]
     pub stored: StoredObject,
     pub method: UploadMethod,
     /// CRC32C of the bytes read from S3 (base64), equal to the stored object's.
+    #[serde(skip)]
     pub crc32c: String,
     /// Bytes sent to GCS, counting re-sends after failures.
     pub bytes_sent: u64,
@@ -72,6 +74,7 @@ pub struct TransferReport {
     /// Chunks that had to be resumed after a failure.
     pub resumed_chunks: u32,
     pub source_reopens: u32,
+    #[serde(skip)]
     pub elapsed: Duration,
 }
 
