@@ -1,0 +1,73 @@
+# xcr: the two commands a new user runs are `make demo` and `make test`.
+# Everything else they need (a Python virtualenv with the emulators and clients, Rust crates)
+# is installed by these targets into the project: nothing is assumed but Rust and Python 3.
+
+SHELL        := /bin/bash
+.SHELLFLAGS  := -eu -o pipefail -c
+PYTHON       ?= python3
+VENV         := .venv
+PY           := $(VENV)/bin/python
+STACK_DIR    ?= .xcr
+DEMO_DIR     := .xcr/demo
+CARGO        ?= cargo
+
+.DEFAULT_GOAL := help
+.PHONY: help venv fetch build release local-up local-down local-status demo test lint fmt bench bench-quick clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+# The virtualenv is rebuilt whenever requirements.txt changes.
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## Create .venv with the emulators and clients (pinned in requirements.txt)
+
+fetch: ## Download the Rust dependencies (cargo fetch)
+	$(CARGO) fetch --locked
+
+build: fetch ## Debug build of the workspace
+	$(CARGO) build --workspace --locked
+
+release: fetch ## Release build of the workspace
+	$(CARGO) build --workspace --release --locked
+
+local-up: venv ## Start the local stack (moto + GCS emulator) and write $(STACK_DIR)/local.env
+	$(PY) scripts/stack.py up --dir $(STACK_DIR)
+
+local-down: ## Stop exactly the processes local-up started
+	@if [ -x $(PY) ]; then $(PY) scripts/stack.py down --dir $(STACK_DIR); else python3 scripts/stack.py down --dir $(STACK_DIR); fi
+
+local-status: ## Show whether the local stack is running
+	$(PY) scripts/stack.py status --dir $(STACK_DIR)
+
+demo: venv release ## Replicate sample objects end to end on a private local stack and verify them
+	@$(PY) scripts/stack.py down --dir $(DEMO_DIR) >/dev/null 2>&1 || true
+	$(PY) scripts/stack.py up --dir $(DEMO_DIR)
+	@rc=0; $(PY) scripts/demo.py --env $(DEMO_DIR)/local.env --xcr target/release/xcr || rc=$$?; \
+	  $(PY) scripts/stack.py down --dir $(DEMO_DIR) >/dev/null || true; \
+	  exit $$rc
+
+fmt: ## Format the Rust code
+	$(CARGO) fmt --all
+
+lint: venv fetch ## cargo fmt --check, clippy -D warnings, cfn-lint
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(VENV)/bin/cfn-lint infra/template.yaml
+
+test: lint ## Everything: lints, unit tests, integration tests against the emulators
+	$(CARGO) test --workspace --locked --no-fail-fast
+
+bench: venv release ## Measure: peak memory and throughput of a 1 GiB copy (BENCH_SIZE to change)
+	$(PY) scripts/bench.py --xcr target/release/xcr $(BENCH_ARGS)
+
+bench-quick: venv release ## The same benchmark on a small object (checks that it runs)
+	$(PY) scripts/bench.py --xcr target/release/xcr --quick $(BENCH_ARGS)
+
+clean: local-down ## Remove build output, the virtualenv and local state
+	$(CARGO) clean
+	rm -rf $(VENV) .xcr
