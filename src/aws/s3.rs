@@ -55,9 +55,18 @@ impl ObjectSource for S3Source {
             out.server_side_encryption(),
             Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
         ) || out.sse_customer_algorithm().is_some();
+        // A stored CRC32C describes the whole object only when S3 says FULL_OBJECT, or says
+        // nothing and the object was a single-part upload (ETag without `-N`). A composite
+        // (multipart) checksum is a checksum of part checksums and cannot be compared.
+        let multipart = etag.contains('-');
         let full_object_crc = out
             .checksum_crc32_c()
-            .filter(|c| !c.contains('-') && !matches!(out.checksum_type(), Some(ChecksumType::Composite)))
+            .filter(|c| !c.contains('-'))
+            .filter(|_| match out.checksum_type() {
+                Some(ChecksumType::FullObject) => true,
+                Some(_) => false,
+                None => !multipart,
+            })
             .map(str::to_string);
         let meta = SourceMeta {
             size,
