@@ -43,7 +43,8 @@ async fn replicate_prints_the_outcome_and_exits_by_result() {
     assert!(log["span"]["object"].as_str().is_some_and(|o| o.ends_with("cli/a b+c.bin")), "{log}");
 
     // An explicit destination prefix.
-    let (code, out, err) = xcr(&stack, &["replicate", &src, "--dest", &format!("gs://{}/copies/", stack.dest_bucket()), "--json"]);
+    let (code, out, err) =
+        xcr(&stack, &["replicate", &src, "--dest", &format!("gs://{}/copies/", stack.dest_bucket()), "--json"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["destination"]["name"], "copies/cli/a b+c.bin");
 
