@@ -312,6 +312,21 @@ class Demo:
         if sample.report is None:
             sample.problems.append(f"xcr printed no JSON object: {shorten(stdout, 80)!r}")
 
+    def pump(self) -> None:
+        """Runs the replicate function over the queue until it has been idle for 3 s: the
+        notifications S3 sent for the uploads are the only input."""
+        assert self.xcr is not None
+        argv = [str(self.xcr), "pump", "--until-idle", "3", "--json"]
+        started = time.monotonic()
+        run = subprocess.run(argv, env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,
+                             capture_output=True, timeout=self.timeout)
+        stats = parse_report(run.stdout.decode(errors="replace").strip()) or {}
+        if run.returncode != 0:
+            tail = run.stderr.decode(errors="replace").strip().splitlines()[-5:]
+            raise DemoError(f"xcr pump failed ({run.returncode}): " + " | ".join(tail))
+        print(f"xcr pump: {stats.get('messages', '?')} messages in {stats.get('batches', '?')} batches, "
+              f"{stats.get('failed', '?')} failed, in {time.monotonic() - started:.1f} s")
+
     # c. ---------------------------------------------------------------------
 
     def verify(self, sample: Sample) -> None:
@@ -410,9 +425,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", required=True, type=Path, help="the stack's local.env (scripts/stack.py up)")
     parser.add_argument("--xcr", help="xcr binary (default: target/release/xcr, else target/debug/xcr)")
     parser.add_argument(
+        "--via",
+        choices=("queue", "cli"),
+        default="queue",
+        help="queue (default): S3 notifications -> SQS -> `xcr pump` runs the replicate function; "
+        "cli: one `xcr replicate` per object",
+    )
+    parser.add_argument(
         "--no-replicate",
         action="store_true",
-        help="skip step b: only upload, then verify objects replicated some other way (e.g. through the queue)",
+        help="skip step b: only upload, then verify objects replicated some other way",
     )
     parser.add_argument("--seed", type=int, default=20261123, help="seed for the sample bytes")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed for one xcr run")
@@ -433,7 +455,10 @@ def main(argv: list[str] | None = None) -> int:
             demo.upload(sample)
         print(f"uploaded {len(samples)} objects ({human(total)}) to s3://{demo.bucket} in {time.monotonic() - started:.1f} s")
 
-        if xcr is not None:
+        if xcr is not None and args.via == "queue":
+            print("replicating through S3 notifications -> SQS -> replicate function (xcr pump) ...")
+            demo.pump()
+        elif xcr is not None:
             print(f"replicating each with {xcr} replicate s3://{demo.bucket}/KEY --json ...")
             for sample in samples:
                 demo.replicate(sample)

@@ -56,6 +56,10 @@ pub struct Config {
     pub transfer: TransferConfig,
     /// Retry policy for GCS calls and S3 stream re-opens.
     pub retry: RetryPolicy,
+    /// Apply `ObjectRemoved` events to GCS (`XCR_REPLICATE_DELETES`, default false).
+    pub replicate_deletes: bool,
+    /// Records of one SQS batch processed at once (`XCR_BATCH_CONCURRENCY`, default 4).
+    pub batch_concurrency: usize,
 }
 
 /// Names of every variable read here, for docs and error messages.
@@ -71,6 +75,8 @@ pub mod vars {
     pub const MAX_ATTEMPTS: &str = "XCR_MAX_ATTEMPTS";
     pub const REQUEST_TIMEOUT: &str = "XCR_REQUEST_TIMEOUT_SECS";
     pub const GCP_CREDENTIALS: &str = "XCR_GCP_CREDENTIALS";
+    pub const REPLICATE_DELETES: &str = "XCR_REPLICATE_DELETES";
+    pub const BATCH_CONCURRENCY: &str = "XCR_BATCH_CONCURRENCY";
     pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
     pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -145,6 +151,23 @@ impl Config {
             match v.parse::<u64>() {
                 Ok(n) if (1..=3600).contains(&n) => request_timeout = Duration::from_secs(n),
                 _ => problems.push(format!("{}={v:?}: expected seconds from 1 to 3600", vars::REQUEST_TIMEOUT)),
+            }
+        }
+
+        let replicate_deletes = match get(vars::REPLICATE_DELETES).map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
+            Some(v) => {
+                problems.push(format!("{}={v:?}: expected true or false", vars::REPLICATE_DELETES));
+                false
+            }
+        };
+        let mut batch_concurrency = 4;
+        if let Some(v) = get(vars::BATCH_CONCURRENCY) {
+            match v.parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => batch_concurrency = n,
+                _ => problems.push(format!("{}={v:?}: expected a whole number from 1 to 64", vars::BATCH_CONCURRENCY)),
             }
         }
 
@@ -233,6 +256,8 @@ impl Config {
             gcs_credentials,
             transfer: TransferConfig { chunk_size, resumable_threshold, request_timeout },
             retry,
+            replicate_deletes,
+            batch_concurrency,
         })
     }
 }
@@ -251,6 +276,8 @@ pub struct Needs {
 impl Needs {
     /// A replicating entry point that routes by configuration.
     pub const ROUTED: Self = Self { destination: true, ledger: false, jobs: false, queue: false, dlq: false };
+    /// The replicate function and the local pump: routed, with a ledger.
+    pub const FUNCTION: Self = Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false };
 }
 
 /// GCS bucket naming rules (the subset that catches typos; GCS has the final word).

@@ -32,6 +32,8 @@ pub trait ObjectSource: Send + Sync {
     /// Opens `obj` at byte `offset`, pinned to `pin` when it names a version or ETag. One
     /// request: metadata comes from the same response as the bytes.
     fn read(&self, obj: &ObjectRef, pin: &ReadPin, offset: u64) -> impl Future<Output = Result<SourceRead>> + Send;
+    /// Whether the object exists now (HEAD): used to order deletes that carry no sequencer.
+    fn exists(&self, obj: &ObjectRef) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// Everything GCS needs to create an object, besides its bytes.
@@ -87,4 +89,73 @@ pub trait ObjectSink: Send + Sync {
     fn session_status(&self, session: &str, total: u64) -> impl Future<Output = Result<UploadProgress>> + Send;
     /// Deletes one generation of an object (used to withdraw an object that failed verification).
     fn delete(&self, bucket: &str, name: &str, generation: Option<&str>) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What the ledger remembers about the last completed action on one destination object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DoneRecord {
+    /// `copy` or `delete`.
+    pub action: String,
+    /// Normalized S3 sequencer of the event that was applied ([`crate::events::sequencer_order`]).
+    pub sequencer: Option<String>,
+    /// Source last-modified time, milliseconds since the epoch (for deletes: the event's time).
+    pub last_modified_ms: Option<i64>,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    pub generation: Option<String>,
+    pub size: Option<u64>,
+    pub crc32c: Option<String>,
+    pub source_bucket: String,
+    pub source_key: String,
+    pub done_at_ms: i64,
+}
+
+/// The ledger item for one destination object, as read back from a claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerItem {
+    pub done: Option<DoneRecord>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_ms: Option<i64>,
+}
+
+/// A request to hold one destination object exclusively for a while.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The destination object (`gs://bucket/name`): one ledger item per destination object.
+    pub key: String,
+    /// Unique per attempt, so that only this attempt can complete or release its claim.
+    pub owner: String,
+    pub now_ms: i64,
+    pub lease_until_ms: i64,
+    /// Normalized sequencer of the task, when its event had one: the claim then fails if the
+    /// ledger already applied this or a later event for the key.
+    pub sequencer: Option<String>,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The lease is ours; `previous` is the item as it was (what was done before).
+    Acquired { previous: LedgerItem },
+    /// Someone holds a live lease, or the ledger already applied this or a later event.
+    Rejected { current: LedgerItem },
+}
+
+/// The idempotency and ordering store (DynamoDB). Every write is one conditional request.
+pub trait Ledger: Send + Sync {
+    fn claim(&self, req: &ClaimRequest) -> impl Future<Output = Result<Claim>> + Send;
+    /// Records `done` and drops the lease, only if `owner` still holds it and nothing newer
+    /// was recorded meanwhile. `Ok(false)` when that condition failed.
+    fn complete(&self, key: &str, owner: &str, done: &DoneRecord) -> impl Future<Output = Result<bool>> + Send;
+    /// Gives up the lease (after a failure or a skip) so that a redelivery need not wait for
+    /// it to expire. Does nothing if `owner` no longer holds it.
+    fn release(&self, key: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A queue tasks can be put back on: used to retry a `busy` record later without spending one
+/// of its receives (a record that is only waiting for another worker must not end up in the
+/// dead-letter queue for it).
+pub trait TaskQueue: Send + Sync {
+    /// Sends `body` to become visible after `delay_secs` (0 to 900).
+    fn send_delayed(&self, body: &str, delay_secs: u32) -> impl Future<Output = Result<()>> + Send;
 }

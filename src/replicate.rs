@@ -1,35 +1,89 @@
-//! The use case every entry point shares: copy one S3 object to its GCS destination, verified.
+//! The use case every entry point shares: apply one task (copy or delete) to each of its GCS
+//! destinations, exactly once in effect and in order.
 //!
-//! The S3 trigger, the SQS trigger, the CLI, the API and migration jobs all end up here, so the
-//! rules about what a copy is (streamed, pinned, checksummed, with metadata and provenance) live
-//! in one place.
+//! For each destination object:
+//! 1. **Claim** it in the ledger: one conditional write that takes a lease if no live lease is
+//!    held and, when the event has a sequencer, if no event at or after it was applied. A
+//!    rejected claim answers `already_replicated`, `stale` or `busy` from the item it returns.
+//! 2. **Read** the source. Its metadata comes back before any byte is uploaded; the ledger's
+//!    previous record decides whether a copy is needed (same version and ETag: duplicate; an
+//!    older last-modified time than the one recorded: stale).
+//! 3. **Stream** it into GCS, verified ([`crate::transfer`]).
+//! 4. **Complete**: record generation, size, CRC32C, version, ETag, sequencer, conditional on
+//!    still holding the lease and on nothing newer having been recorded.
+//!
+//! Order, in one rule: events with a sequencer are ordered by it, compared as AWS documents
+//! (right-pad the shorter with zeros, then compare as strings: [`crate::events::sequencer_order`]). Without one (emulators, API calls, jobs)
+//! the version id and ETag tell a duplicate, and the source's last-modified time read at copy
+//! time orders versions. A delete without a sequencer is applied only if the source is gone
+//! (HEAD answers 404), and is ordered by its event time. The lease lasts until the invocation's
+//! deadline plus a margin, so it can only expire once its holder is dead.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Action, Task, sequencer_order};
 use crate::model::{Destination, ObjectRef};
-use crate::ports::{ObjectSink, ObjectSource};
-use crate::transfer::{Transfer, TransferReport};
+use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, ObjectSink, ObjectSource};
+use crate::routing::Router;
+use crate::transfer::{Copy, Transfer, TransferReport};
 use serde::Serialize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
 
-/// How a replication ended.
+/// How a task ended for one destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The object was copied and verified.
+    /// Copied and verified.
     Replicated,
+    /// This version was already copied: nothing was uploaded.
+    AlreadyReplicated,
+    /// Something newer was already applied: this older event changed nothing.
+    Stale,
+    /// Another worker holds a live lease on the destination: retry later.
+    Busy,
+    /// The destination object was deleted.
+    Deleted,
+    /// Nothing to do by configuration (no route, deletes not replicated, test event).
+    Skipped,
 }
 
-/// The result of one replication, as the CLI prints it and the API returns it.
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Replicated => "replicated",
+            Self::AlreadyReplicated => "already_replicated",
+            Self::Stale => "stale",
+            Self::Busy => "busy",
+            Self::Deleted => "deleted",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// Whether the task must be delivered again (SQS partial failure, Lambda retry).
+    pub fn needs_retry(self) -> bool {
+        self == Self::Busy
+    }
+}
+
+/// The result of one task for one destination, as the CLI prints it and the API returns it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Replication {
     pub outcome: Outcome,
     pub source: SourceSummary,
     pub destination: DestinationSummary,
-    pub bytes: u64,
-    pub crc32c: String,
-    #[serde(flatten)]
-    pub report: TransferReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
+    /// Why nothing was copied, for the outcomes other than `replicated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferReport>,
     pub duration_ms: u64,
+    /// For `busy`: when the lease that blocked this task runs out, in seconds.
+    #[serde(skip)]
+    pub retry_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,8 +91,11 @@ pub struct SourceSummary {
     pub bucket: String,
     pub key: String,
     pub version_id: Option<String>,
-    pub etag: String,
-    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
 }
 
@@ -46,76 +103,334 @@ pub struct SourceSummary {
 pub struct DestinationSummary {
     pub bucket: String,
     pub name: String,
-    pub generation: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
 }
 
-pub struct Replicator<S, K> {
+/// Settings of the use case itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicateSettings {
+    /// Apply `ObjectRemoved` events (`XCR_REPLICATE_DELETES`); off by default.
+    pub replicate_deletes: bool,
+    /// Added to the deadline for the lease, to cover clock differences.
+    pub lease_margin: Duration,
+}
+
+impl Default for ReplicateSettings {
+    fn default() -> Self {
+        Self { replicate_deletes: false, lease_margin: Duration::from_secs(30) }
+    }
+}
+
+pub struct Replicator<S, K, L> {
     transfer: Transfer<S, K>,
-    default_bucket: Option<String>,
+    ledger: L,
+    router: Router,
+    settings: ReplicateSettings,
 }
 
-impl<S: ObjectSource, K: ObjectSink> Replicator<S, K> {
-    pub fn new(transfer: Transfer<S, K>, default_bucket: Option<String>) -> Self {
-        Self { transfer, default_bucket }
+impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
+    pub fn new(transfer: Transfer<S, K>, ledger: L, router: Router, settings: ReplicateSettings) -> Self {
+        Self { transfer, ledger, router, settings }
     }
 
     pub fn transfer(&self) -> &Transfer<S, K> {
         &self.transfer
     }
 
-    /// Where `obj` goes when the caller names no destination: the same key in the default bucket.
-    pub fn default_destination(&self, obj: &ObjectRef) -> Result<Destination> {
-        self.default_bucket
-            .as_ref()
-            .map(|b| Destination::new(b.clone(), obj.key.clone()))
-            .ok_or_else(|| Error::new(ErrorKind::Config, format!("{obj}: no destination configured (XCR_DEST_BUCKET)")))
+    pub fn ledger(&self) -> &L {
+        &self.ledger
     }
 
-    /// Copies `obj` to `dest` (or the default destination) and verifies the copy.
-    pub async fn replicate(&self, obj: &ObjectRef, dest: Option<Destination>) -> Result<Replication> {
-        let dest = match dest {
-            Some(d) => d,
-            None => self.default_destination(obj)?,
-        };
-        let span = tracing::info_span!("replicate", object = %obj, destination = %dest);
-        async {
-            validate_key(&obj.key)?;
-            let report =
-                self.transfer.copy(obj, &dest).await.map_err(|e| e.context(format_args!("{obj} -> {dest}")))?;
-            tracing::info!(
-                bytes = report.source.size,
-                crc32c = %report.crc32c,
-                generation = %report.stored.generation,
-                method = ?report.method,
-                chunks = report.chunks,
-                resumed_chunks = report.resumed_chunks,
-                elapsed_ms = report.elapsed.as_millis() as u64,
-                "replicated"
-            );
-            Ok(Replication {
-                outcome: Outcome::Replicated,
-                source: SourceSummary {
-                    bucket: obj.bucket.clone(),
-                    key: obj.key.clone(),
-                    version_id: report.source.version_id.clone(),
-                    etag: report.source.etag.clone(),
-                    size: report.source.size,
-                    last_modified: report.source.last_modified.clone(),
-                },
-                destination: DestinationSummary {
-                    bucket: report.stored.bucket.clone(),
-                    name: report.stored.name.clone(),
-                    generation: report.stored.generation.clone(),
-                },
-                bytes: report.source.size,
-                crc32c: report.crc32c.clone(),
-                duration_ms: report.elapsed.as_millis() as u64,
-                report,
-            })
-        }
-        .instrument(span)
-        .await
+    pub fn router(&self) -> &Router {
+        &self.router
     }
+
+    /// Where a task goes: its explicit destination, else the routing rules.
+    pub fn destinations(&self, task: &Task) -> Vec<Destination> {
+        match &task.destination {
+            Some(d) => vec![d.clone()],
+            None => self.router.route(&task.object.bucket, &task.object.key),
+        }
+    }
+
+    /// Applies `task` to every destination. `deadline_ms` is when the caller's time runs out
+    /// (the Lambda deadline); leases last until then plus a margin. An empty route gives one
+    /// `skipped` result, not an error.
+    pub async fn apply(&self, task: &Task, deadline_ms: i64) -> Vec<Result<Replication>> {
+        let dests = self.destinations(task);
+        if dests.is_empty() {
+            tracing::info!(object = %task.object, "no route for this object; skipped");
+            return vec![Ok(skipped(task, None, "no routing rule matches this object"))];
+        }
+        let mut out = Vec::with_capacity(dests.len());
+        for dest in dests {
+            let span = tracing::info_span!("task", object = %task.object, destination = %dest, action = ?task.action, job_id = task.job_id.as_deref());
+            let result = self.apply_one(task, &dest, deadline_ms).instrument(span.clone()).await;
+            span.in_scope(|| match &result {
+                Ok(r) => tracing::info!(
+                    outcome = r.outcome.as_str(),
+                    bytes = r.bytes,
+                    detail = r.detail.as_deref(),
+                    duration_ms = r.duration_ms,
+                    "task done"
+                ),
+                Err(e) => {
+                    tracing::error!(kind = %e.kind(), retryable = e.is_retryable(), error = %e.chain(), "task failed")
+                }
+            });
+            out.push(result.map_err(|e| e.context(format_args!("{} -> {dest}", task.object))));
+        }
+        out
+    }
+
+    /// Copies one object to one destination (the CLI's and the API's entry).
+    pub async fn replicate(&self, obj: &ObjectRef, dest: Option<Destination>, deadline_ms: i64) -> Result<Replication> {
+        let task = Task {
+            action: Action::Copy,
+            object: obj.clone(),
+            sequencer: None,
+            event_time: None,
+            job_id: None,
+            destination: dest,
+        };
+        let mut results = self.apply(&task, deadline_ms).await;
+        match results.len() {
+            1 => results.remove(0),
+            _ => Err(Error::new(ErrorKind::Invalid, "the object routes to several destinations; name one with --dest")),
+        }
+    }
+
+    async fn apply_one(&self, task: &Task, dest: &Destination, deadline_ms: i64) -> Result<Replication> {
+        validate_key(&task.object.key)?;
+        if task.action == Action::Delete && !self.settings.replicate_deletes {
+            return Ok(skipped(task, Some(dest), "deletes are not replicated (XCR_REPLICATE_DELETES is off)"));
+        }
+        let started = std::time::Instant::now();
+        let key = ledger_key(dest);
+        let owner = format!("{:032x}", fastrand::u128(..));
+        let sequencer = task.sequencer.as_deref().map(sequencer_order);
+        let now = now_ms();
+        let lease_until = deadline_ms.max(now) + self.settings.lease_margin.as_millis() as i64;
+        let claim = ClaimRequest {
+            key: key.clone(),
+            owner: owner.clone(),
+            now_ms: now,
+            lease_until_ms: lease_until,
+            sequencer: sequencer.clone(),
+        };
+        let previous = match self.ledger.claim(&claim).await? {
+            Claim::Rejected { current } => {
+                let (outcome, why) = rejection(&current, sequencer.as_deref(), now);
+                let mut r = result(task, dest, outcome, Some(why), started);
+                if outcome == Outcome::Busy {
+                    let left = current.lease_expires_ms.map_or(0, |t| (t - now).max(0) / 1000);
+                    r.retry_after_secs = Some(u64::try_from(left).unwrap_or(0) + 1);
+                }
+                return Ok(r);
+            }
+            Claim::Acquired { previous } => previous,
+        };
+        let applied = match task.action {
+            Action::Copy => self.copy(task, dest, &key, &owner, sequencer, previous.done.as_ref(), started).await,
+            Action::Delete => self.delete(task, dest, &key, &owner, sequencer, previous.done.as_ref(), started).await,
+        };
+        match &applied {
+            Ok(r) if r.outcome == Outcome::Replicated || r.outcome == Outcome::Deleted => {}
+            // Skipped or failed: give the lease back so a redelivery need not wait for it.
+            _ => {
+                if let Err(e) = self.ledger.release(&key, &owner).await {
+                    tracing::warn!(error = %e.chain(), "could not release the lease; it will expire");
+                }
+            }
+        }
+        applied
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn copy(
+        &self,
+        task: &Task,
+        dest: &Destination,
+        key: &str,
+        owner: &str,
+        sequencer: Option<String>,
+        previous: Option<&DoneRecord>,
+        started: std::time::Instant,
+    ) -> Result<Replication> {
+        let ordered_by_sequencer = sequencer.is_some() && previous.is_some_and(|p| p.sequencer.is_some());
+        let copied = self
+            .transfer
+            .copy_unless(&task.object, dest, |meta| judge_read(previous, meta, ordered_by_sequencer))
+            .await?;
+        let report = match copied {
+            Copy::Skipped((outcome, why), meta) => {
+                let mut r = result(task, dest, outcome, Some(why), started);
+                r.source.version_id = meta.version_id.clone();
+                r.source.etag = Some(meta.etag.clone());
+                r.destination.generation = previous.and_then(|p| p.generation.clone());
+                return Ok(r);
+            }
+            Copy::Done(report) => report,
+        };
+        let done = DoneRecord {
+            action: "copy".into(),
+            sequencer,
+            last_modified_ms: report.source.last_modified.as_deref().and_then(rfc3339_ms),
+            version_id: report.source.version_id.clone(),
+            etag: Some(report.source.etag.clone()),
+            generation: Some(report.stored.generation.clone()),
+            size: Some(report.stored.size),
+            crc32c: Some(report.crc32c.clone()),
+            source_bucket: task.object.bucket.clone(),
+            source_key: task.object.key.clone(),
+            done_at_ms: now_ms(),
+        };
+        if !self.ledger.complete(key, owner, &done).await? {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                "copied, but the ledger lease was lost or a newer version was recorded meanwhile; retrying re-checks the order",
+            ));
+        }
+        let mut r = result(task, dest, Outcome::Replicated, None, started);
+        r.source.version_id = report.source.version_id.clone();
+        r.source.etag = Some(report.source.etag.clone());
+        r.source.size = Some(report.source.size);
+        r.source.last_modified = report.source.last_modified.clone();
+        r.destination.generation = Some(report.stored.generation.clone());
+        r.bytes = Some(report.source.size);
+        r.crc32c = Some(report.crc32c.clone());
+        r.transfer = Some(report);
+        Ok(r)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn delete(
+        &self,
+        task: &Task,
+        dest: &Destination,
+        key: &str,
+        owner: &str,
+        sequencer: Option<String>,
+        previous: Option<&DoneRecord>,
+        started: std::time::Instant,
+    ) -> Result<Replication> {
+        // Whole seconds, like S3's last-modified times it is compared with.
+        let event_ms = task.event_time.as_deref().and_then(rfc3339_ms).unwrap_or_else(now_ms) / 1000 * 1000;
+        if sequencer.is_none() {
+            // No sequencer to order by: apply the delete only if the object is really gone, and
+            // not over a write recorded as newer than the delete event.
+            if self.transfer.source().exists(&task.object).await? {
+                return Ok(result(task, dest, Outcome::Stale, Some("the source object exists again".into()), started));
+            }
+            if let Some(lm) = previous.and_then(|p| p.last_modified_ms).filter(|lm| *lm > event_ms) {
+                let why = format!("a write from {lm} ms is newer than this delete ({event_ms} ms)");
+                return Ok(result(task, dest, Outcome::Stale, Some(why), started));
+            }
+        }
+        self.transfer.sink().delete(&dest.bucket, &dest.name, None).await?;
+        let done = DoneRecord {
+            action: "delete".into(),
+            sequencer,
+            last_modified_ms: Some(event_ms),
+            version_id: task.object.version_id.clone(),
+            source_bucket: task.object.bucket.clone(),
+            source_key: task.object.key.clone(),
+            done_at_ms: now_ms(),
+            ..Default::default()
+        };
+        if !self.ledger.complete(key, owner, &done).await? {
+            return Err(Error::new(ErrorKind::Transient, "deleted, but the ledger lease was lost meanwhile"));
+        }
+        Ok(result(task, dest, Outcome::Deleted, None, started))
+    }
+}
+
+/// Why a claim was refused, from the item the ledger returned.
+fn rejection(current: &LedgerItem, sequencer: Option<&str>, now: i64) -> (Outcome, String) {
+    if let (Some(ours), Some(done)) = (sequencer, current.done.as_ref().and_then(|d| d.sequencer.as_deref())) {
+        if done == ours {
+            return (Outcome::AlreadyReplicated, "this event was already applied".into());
+        }
+        if done > ours {
+            return (Outcome::Stale, "a later event for this key was already applied".into());
+        }
+    }
+    let left = current.lease_expires_ms.map(|t| (t - now).max(0) / 1000).unwrap_or(0);
+    (Outcome::Busy, format!("another worker holds the lease for {left} more seconds"))
+}
+
+/// Decides, from the source's metadata and the previous record, whether copying is needed.
+/// When both the task and the record carry sequencers, the claim has already ordered them and
+/// the coarser last-modified time (whole seconds in S3) must not overrule it.
+fn judge_read(
+    previous: Option<&DoneRecord>,
+    meta: &crate::model::SourceMeta,
+    ordered_by_sequencer: bool,
+) -> Option<(Outcome, String)> {
+    let prev = previous?;
+    if prev.action == "copy" && prev.etag.as_deref() == Some(meta.etag.as_str()) && prev.version_id == meta.version_id {
+        return Some((Outcome::AlreadyReplicated, "this version was already copied".into()));
+    }
+    if ordered_by_sequencer {
+        return None;
+    }
+    let lm = meta.last_modified.as_deref().and_then(rfc3339_ms)?;
+    match prev.last_modified_ms {
+        Some(recorded) if recorded > lm => Some((
+            Outcome::Stale,
+            format!("the ledger records a newer {} (last modified {recorded} ms > {lm} ms)", prev.action),
+        )),
+        _ => None,
+    }
+}
+
+fn skipped(task: &Task, dest: Option<&Destination>, why: &str) -> Replication {
+    let dest = dest.cloned().unwrap_or_else(|| Destination::new("", ""));
+    result(task, &dest, Outcome::Skipped, Some(why.to_string()), std::time::Instant::now())
+}
+
+fn result(
+    task: &Task,
+    dest: &Destination,
+    outcome: Outcome,
+    detail: Option<String>,
+    started: std::time::Instant,
+) -> Replication {
+    Replication {
+        outcome,
+        source: SourceSummary {
+            bucket: task.object.bucket.clone(),
+            key: task.object.key.clone(),
+            version_id: task.object.version_id.clone(),
+            etag: None,
+            size: None,
+            last_modified: None,
+        },
+        destination: DestinationSummary { bucket: dest.bucket.clone(), name: dest.name.clone(), generation: None },
+        bytes: None,
+        crc32c: None,
+        detail,
+        transfer: None,
+        duration_ms: started.elapsed().as_millis() as u64,
+        retry_after_secs: None,
+    }
+}
+
+/// The ledger key of a destination object.
+pub fn ledger_key(dest: &Destination) -> String {
+    format!("gs://{}/{}", dest.bucket, dest.name)
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Parses S3's RFC 3339 timestamps (`2026-11-23T05:05:51Z`, optional fraction) to epoch ms.
+pub fn rfc3339_ms(s: &str) -> Option<i64> {
+    aws_smithy_types::DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime)
+        .ok()
+        .map(|t| t.secs() * 1000 + i64::from(t.subsec_nanos() / 1_000_000))
 }
 
 /// S3 keys and GCS object names are both 1 to 1,024 bytes of UTF-8.
@@ -127,4 +442,60 @@ pub fn validate_key(key: &str) -> Result<()> {
         return Err(Error::new(ErrorKind::Invalid, "GCS object names cannot contain carriage returns or line feeds"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(seq: Option<&str>, lm: Option<i64>, etag: &str, version: Option<&str>) -> DoneRecord {
+        DoneRecord {
+            action: "copy".into(),
+            sequencer: seq.map(sequencer_order),
+            last_modified_ms: lm,
+            etag: Some(etag.into()),
+            version_id: version.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rejected_claims_explain_themselves() {
+        let item = LedgerItem { done: Some(done(Some("00AA"), None, "e", None)), ..Default::default() };
+        assert_eq!(rejection(&item, Some(&sequencer_order("00AA")), 0).0, Outcome::AlreadyReplicated);
+        assert_eq!(rejection(&item, Some(&sequencer_order("0099")), 0).0, Outcome::Stale);
+        let leased = LedgerItem { lease_owner: Some("x".into()), lease_expires_ms: Some(65_000), ..Default::default() };
+        let (outcome, why) = rejection(&leased, None, 5_000);
+        assert_eq!(outcome, Outcome::Busy);
+        assert!(why.contains("60 more seconds"), "{why}");
+    }
+
+    #[test]
+    fn reads_are_judged_against_the_previous_record() {
+        let meta = |etag: &str, version: Option<&str>, lm: &str| crate::model::SourceMeta {
+            etag: etag.into(),
+            version_id: version.map(str::to_string),
+            last_modified: Some(lm.into()),
+            ..Default::default()
+        };
+        let t1 = rfc3339_ms("2026-11-23T05:00:00Z");
+        assert_eq!(t1, Some(1_795_410_000_000));
+        let prev = done(None, t1, "e1", Some("v1"));
+        // Same version and ETag: duplicate.
+        assert_eq!(
+            judge_read(Some(&prev), &meta("e1", Some("v1"), "2026-11-23T05:00:00Z"), false).map(|j| j.0),
+            Some(Outcome::AlreadyReplicated)
+        );
+        // Older than recorded: stale.
+        assert_eq!(
+            judge_read(Some(&prev), &meta("e0", Some("v0"), "2026-11-23T04:59:59Z"), false).map(|j| j.0),
+            Some(Outcome::Stale)
+        );
+        // Newer, or the same second with another ETag: copy.
+        assert_eq!(judge_read(Some(&prev), &meta("e2", Some("v2"), "2026-11-23T05:00:01Z"), false), None);
+        assert_eq!(judge_read(Some(&prev), &meta("e2", Some("v2"), "2026-11-23T05:00:00Z"), false), None);
+        assert_eq!(judge_read(None, &meta("e2", None, "2026-11-23T05:00:00Z"), false), None);
+        // Ordered by sequencers: an older last-modified time does not make it stale.
+        assert_eq!(judge_read(Some(&prev), &meta("e0", Some("v0"), "2026-11-23T04:59:59Z"), true), None);
+    }
 }

@@ -1,15 +1,28 @@
 //! Builds the real adapters from a [`Config`]: what every entry point does at cold start.
 
+use crate::aws::dynamodb::DynamoLedger;
 use crate::aws::s3::S3Source;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::gcs::GcsClient;
 use crate::gcs::auth::Auth;
-use crate::replicate::Replicator;
+use crate::ledger::AnyLedger;
+use crate::replicate::{ReplicateSettings, Replicator};
+use crate::routing::Router;
 use crate::transfer::Transfer;
 
-/// The production replicator: S3 in, GCS out.
-pub type S3ToGcs = Replicator<S3Source, GcsClient>;
+/// The production replicator: S3 in, GCS out, DynamoDB (or no) ledger.
+pub type S3ToGcs = Replicator<S3Source, GcsClient, AnyLedger>;
+
+/// The production handler (the replicate function and `xcr pump`).
+pub type S3ToGcsHandler = crate::handler::Handler<S3Source, GcsClient, AnyLedger, crate::aws::sqs::Queue>;
+
+/// The handler the replicate function and `xcr pump` run: busy records go back to
+/// `XCR_QUEUE_URL` with a delay when it is set.
+pub fn handler_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<S3ToGcsHandler> {
+    let requeue = cfg.queue_url.as_ref().map(|u| crate::aws::sqs::Queue::new(sdk, u.clone()));
+    Ok(crate::handler::Handler::new(replicator_with(sdk, cfg)?, cfg.batch_concurrency, requeue))
+}
 
 /// Builds the GCS client (auth included) from configuration.
 pub fn gcs_client(cfg: &Config) -> Result<GcsClient> {
@@ -17,10 +30,26 @@ pub fn gcs_client(cfg: &Config) -> Result<GcsClient> {
     GcsClient::new(cfg.gcs_emulator.as_deref(), auth, cfg.transfer.request_timeout)
 }
 
-/// Builds the replicator: loads the AWS configuration, builds both adapters.
+/// The routing rules from `XCR_DEST_BUCKET` and `XCR_RULES`.
+pub fn router(cfg: &Config) -> Result<Router> {
+    Router::new(cfg.dest_bucket.as_deref(), cfg.rules.as_deref())
+        .map_err(|e| Error::new(ErrorKind::Config, format!("invalid routing configuration: {e}")))
+}
+
+/// Builds the replicator from the AWS SDK configuration and ours.
+pub fn replicator_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<S3ToGcs> {
+    let source = S3Source::new(sdk);
+    let sink = gcs_client(cfg)?;
+    let ledger = match &cfg.ledger_table {
+        Some(t) => AnyLedger::Dynamo(DynamoLedger::new(sdk, t)),
+        None => AnyLedger::Disabled,
+    };
+    let settings = ReplicateSettings { replicate_deletes: cfg.replicate_deletes, ..Default::default() };
+    Ok(Replicator::new(Transfer::new(source, sink, cfg.transfer, cfg.retry), ledger, router(cfg)?, settings))
+}
+
+/// Builds the replicator: loads the AWS configuration from the environment, then the adapters.
 pub async fn replicator(cfg: &Config) -> Result<S3ToGcs> {
     let sdk = crate::aws::sdk_config().await;
-    let source = S3Source::new(&sdk);
-    let sink = gcs_client(cfg)?;
-    Ok(Replicator::new(Transfer::new(source, sink, cfg.transfer, cfg.retry), cfg.dest_bucket.clone()))
+    replicator_with(&sdk, cfg)
 }

@@ -37,10 +37,16 @@ async fn replicate_prints_the_outcome_and_exits_by_result() {
     let (got, _) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), "cli/a b+c.bin").await.expect("copied");
     assert!(got == data);
     // Logs are JSON lines on stderr, with the object in their span.
-    let line = err.lines().find(|l| l.contains("\"replicated\"")).expect("a 'replicated' log line");
+    let line = err.lines().find(|l| l.contains("\"task done\"")).expect("a 'task done' log line");
     let log: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
     assert_eq!(log["level"], "INFO");
+    assert_eq!(log["outcome"], "replicated");
     assert!(log["span"]["object"].as_str().is_some_and(|o| o.ends_with("cli/a b+c.bin")), "{log}");
+
+    // Without a ledger table every call copies; with one, a repeat is a duplicate.
+    let (code, out, err) = xcr(&stack, &["replicate", &src, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["outcome"], "already_replicated", "{out}");
 
     // An explicit destination prefix.
     let (code, out, err) =

@@ -160,6 +160,9 @@ impl<S: ObjectSource> ObjectSource for CountingSource<S> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read(obj, pin, offset).await
     }
+    async fn exists(&self, obj: &ObjectRef) -> xcr::Result<bool> {
+        self.inner.exists(obj).await
+    }
 }
 
 /// A missing source is reported as not found after exactly one request: no retries.
@@ -229,6 +232,9 @@ impl<S: ObjectSource, F: Fn() -> futures::future::BoxFuture<'static, ()> + Send 
             read.body = Box::pin(body);
         }
         Ok(read)
+    }
+    async fn exists(&self, obj: &ObjectRef) -> xcr::Result<bool> {
+        self.inner.exists(obj).await
     }
 }
 

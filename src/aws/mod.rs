@@ -1,6 +1,8 @@
 //! AWS adapters and the one mapping from SDK errors to [`crate::Error`].
 
+pub mod dynamodb;
 pub mod s3;
+pub mod sqs;
 
 use crate::error::{Error, ErrorKind, kind_for_status};
 use aws_sdk_s3::config::http::HttpResponse;

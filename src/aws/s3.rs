@@ -29,6 +29,20 @@ impl S3Source {
 }
 
 impl ObjectSource for S3Source {
+    async fn exists(&self, obj: &ObjectRef) -> Result<bool> {
+        let mut req = self.client.head_object().bucket(&obj.bucket).key(&obj.key);
+        if let Some(v) = &obj.version_id {
+            req = req.version_id(v);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = classify(e, &format!("head {obj}"));
+                if e.kind() == ErrorKind::NotFound { Ok(false) } else { Err(e) }
+            }
+        }
+    }
+
     async fn read(&self, obj: &ObjectRef, pin: &ReadPin, offset: u64) -> Result<SourceRead> {
         let mut req = self.client.get_object().bucket(&obj.bucket).key(&obj.key);
         if let Some(v) = pin.version_id.as_ref().or(obj.version_id.as_ref()) {

@@ -1,14 +1,17 @@
 //! `xcr`: the command line. Runs the same use cases the Lambda functions run, against whatever
 //! the environment points at (the local stack from `.xcr/local.env`, LocalStack, or real clouds).
 //!
-//! Exit codes: 0 success; 1 the operation failed; 2 bad usage or configuration; 3 the source
-//! object does not exist.
+//! Exit codes: 0 success; 1 the operation failed (or `busy`: try again); 2 bad usage or
+//! configuration; 3 the source object does not exist.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use std::time::Duration;
+use xcr::aws::sqs::Queue;
 use xcr::config::{Config, Needs};
 use xcr::model::{Destination, ObjectRef};
+use xcr::pump::PumpOptions;
 use xcr::{ErrorKind, wiring};
 
 #[derive(Parser)]
@@ -35,6 +38,57 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the replicate function on the local queue, as Lambda's SQS event source mapping does.
+    Pump {
+        /// Queue to poll (default: XCR_QUEUE_URL).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Messages per batch, 1 to 10.
+        #[arg(long, default_value_t = 10)]
+        batch_size: i32,
+        /// Visibility timeout given to received messages, seconds (default: the queue's).
+        #[arg(long)]
+        visibility_timeout: Option<i32>,
+        /// Exit once the queue has been empty (nothing visible or in flight) this many seconds.
+        #[arg(long)]
+        until_idle: Option<u64>,
+        /// Exit after this many batches.
+        #[arg(long)]
+        max_batches: Option<u64>,
+        /// Print the totals as JSON when done.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead-letter queue operations.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Move messages from the dead-letter queue back to the replicate queue.
+    Redrive {
+        /// Dead-letter queue (default: XCR_DLQ_URL).
+        #[arg(long)]
+        dlq: Option<String>,
+        /// Target queue (default: XCR_QUEUE_URL).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Move at most this many messages.
+        #[arg(long, default_value_t = u64::MAX)]
+        max: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show how many messages wait in the dead-letter queue.
+    Count {
+        #[arg(long)]
+        dlq: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -45,7 +99,76 @@ async fn main() -> ExitCode {
         Command::Replicate { source, dest, version_id, json } => {
             replicate(&source, dest.as_deref(), version_id, json).await
         }
+        Command::Pump { queue, batch_size, visibility_timeout, until_idle, max_batches, json } => {
+            let opts = PumpOptions {
+                batch_size,
+                visibility_secs: visibility_timeout,
+                until_idle: until_idle.map(Duration::from_secs),
+                max_batches,
+                ..PumpOptions::default()
+            };
+            report(pump(queue, opts).await, json)
+        }
+        Command::Dlq { command: DlqCommand::Redrive { dlq, queue, max, json } } => {
+            report(redrive(dlq, queue, max).await.map(|n| serde_json::json!({"redriven": n})), json)
+        }
+        Command::Dlq { command: DlqCommand::Count { dlq, json } } => report(dlq_count(dlq).await, json),
     }
+}
+
+/// Prints a result (JSON or `key: value` lines) and turns it into an exit code.
+fn report(result: anyhow::Result<serde_json::Value>, json: bool) -> ExitCode {
+    match result {
+        Ok(v) => {
+            if json {
+                println!("{v}");
+            } else if let Some(map) = v.as_object() {
+                for (k, v) in map {
+                    println!("{k}: {v}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"outcome": "failed", "error": {"message": format!("{e:#}")}}));
+            } else {
+                eprintln!("xcr: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn queue_url(flag: Option<String>, from_config: Option<String>, var: &str) -> anyhow::Result<String> {
+    flag.or(from_config).with_context(|| format!("no queue: pass it or set {var}"))
+}
+
+async fn pump(queue: Option<String>, opts: PumpOptions) -> anyhow::Result<serde_json::Value> {
+    let cfg = Config::from_env(Needs::FUNCTION)?;
+    let url = queue_url(queue, cfg.queue_url.clone(), "XCR_QUEUE_URL")?;
+    let sdk = xcr::aws::sdk_config().await;
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    let handler = wiring::handler_with(&sdk, &Config { queue_url: Some(url.clone()), ..cfg })?;
+    let queue = Queue::new(&sdk, url);
+    let stats = xcr::pump::pump(&handler, &queue, &region, &opts).await?;
+    Ok(serde_json::to_value(stats)?)
+}
+
+async fn redrive(dlq: Option<String>, queue: Option<String>, max: u64) -> anyhow::Result<u64> {
+    let cfg = Config::from_env(Needs::default())?;
+    let dlq = queue_url(dlq, cfg.dlq_url.clone(), "XCR_DLQ_URL")?;
+    let queue = queue_url(queue, cfg.queue_url.clone(), "XCR_QUEUE_URL")?;
+    let sdk = xcr::aws::sdk_config().await;
+    Ok(xcr::pump::redrive(&Queue::new(&sdk, dlq), &Queue::new(&sdk, queue), max).await?)
+}
+
+async fn dlq_count(dlq: Option<String>) -> anyhow::Result<serde_json::Value> {
+    let cfg = Config::from_env(Needs::default())?;
+    let dlq = queue_url(dlq, cfg.dlq_url.clone(), "XCR_DLQ_URL")?;
+    let sdk = xcr::aws::sdk_config().await;
+    let (visible, in_flight) = Queue::new(&sdk, dlq).depth().await?;
+    Ok(serde_json::json!({"messages": visible, "in_flight_or_delayed": in_flight}))
 }
 
 async fn replicate(source: &str, dest: Option<&str>, version_id: Option<String>, json: bool) -> ExitCode {
@@ -71,7 +194,8 @@ async fn replicate(source: &str, dest: Option<&str>, version_id: Option<String>,
         Ok(r) => r,
         Err(e) => return fail(e.kind().as_str(), e.chain(), 2),
     };
-    match replicator.replicate(&obj, dest).await {
+    let deadline = xcr::replicate::now_ms() + 15 * 60 * 1000;
+    match replicator.replicate(&obj, dest, deadline).await {
         Ok(r) => {
             if json {
                 match serde_json::to_string(&r) {
@@ -79,19 +203,20 @@ async fn replicate(source: &str, dest: Option<&str>, version_id: Option<String>,
                     Err(e) => return fail("internal", format!("cannot encode the outcome: {e}"), 1),
                 }
             } else {
+                let bytes = r.bytes.map(|b| format!(" ({b} bytes, crc32c {})", r.crc32c.as_deref().unwrap_or("?")));
                 println!(
-                    "replicated s3://{}/{} ({} bytes) -> gs://{}/{} generation {} crc32c {} in {} ms",
+                    "{} s3://{}/{} -> gs://{}/{}{}{} in {} ms",
+                    r.outcome.as_str(),
                     r.source.bucket,
                     r.source.key,
-                    r.bytes,
                     r.destination.bucket,
                     r.destination.name,
-                    r.destination.generation,
-                    r.crc32c,
+                    bytes.unwrap_or_default(),
+                    r.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default(),
                     r.duration_ms
                 );
             }
-            ExitCode::SUCCESS
+            if r.outcome.needs_retry() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
         Err(e) => {
             let code = match e.kind() {

@@ -78,6 +78,14 @@ pub struct TransferReport {
     pub elapsed: Duration,
 }
 
+/// The result of [`Transfer::copy_unless`].
+#[derive(Debug)]
+pub enum Copy<T> {
+    Done(TransferReport),
+    /// Not copied, for the caller's reason; the source's metadata as read.
+    Skipped(T, SourceMeta),
+}
+
 /// Copies objects from an [`ObjectSource`] into an [`ObjectSink`].
 pub struct Transfer<S, K> {
     source: S,
@@ -102,9 +110,27 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
     /// Copies `obj` to `dest`. On success GCS holds a byte-exact copy whose CRC32C was checked;
     /// on failure no object that failed verification is left behind.
     pub async fn copy(&self, obj: &ObjectRef, dest: &Destination) -> Result<TransferReport> {
+        match self.copy_unless(obj, dest, |_| None::<()>).await? {
+            Copy::Done(report) => Ok(report),
+            Copy::Skipped(..) => Err(Error::new(ErrorKind::Invalid, "copy skipped without a reason")),
+        }
+    }
+
+    /// Like [`Transfer::copy`], but once the source's metadata is known (from the response to
+    /// the first read, before any byte is uploaded), `skip` may decide that no copy is needed,
+    /// e.g. because the ledger already records this very version. The read is then dropped.
+    pub async fn copy_unless<T>(
+        &self,
+        obj: &ObjectRef,
+        dest: &Destination,
+        skip: impl FnOnce(&SourceMeta) -> Option<T>,
+    ) -> Result<Copy<T>> {
         let started = Instant::now();
         let pin = ReadPin { version_id: obj.version_id.clone(), etag: None };
         let first = self.retry.run("open source", |_| self.source.read(obj, &pin, 0)).await?;
+        if let Some(reason) = skip(&first.meta) {
+            return Ok(Copy::Skipped(reason, first.meta));
+        }
         let (mut reader, meta) = ChunkReader::new(&self.source, obj, first, 0, self.retry);
         let mut spec = metadata::upload_spec(obj, &meta, dest);
 
@@ -133,7 +159,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         report.source_reopens = reader.reopens();
         self.verify(obj, &report).await?;
         report.elapsed = started.elapsed();
-        Ok(report)
+        Ok(Copy::Done(report))
     }
 
     async fn resumable(

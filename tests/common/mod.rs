@@ -33,13 +33,18 @@ pub struct Stack {
 
 impl Stack {
     pub fn up() -> Self {
+        Self::up_with(&[])
+    }
+
+    /// A stack with template parameters overridden (`KEY=VALUE`).
+    pub fn up_with(params: &[&str]) -> Self {
         let dir = tempfile::Builder::new().prefix("xcr-stack-").tempdir().expect("temp dir");
-        let out = Command::new(python())
-            .arg(root().join("scripts/stack.py"))
-            .args(["up", "--dir"])
-            .arg(dir.path())
-            .output()
-            .expect("run scripts/stack.py");
+        let mut cmd = Command::new(python());
+        cmd.arg(root().join("scripts/stack.py")).args(["up", "--dir"]).arg(dir.path());
+        for p in params {
+            cmd.args(["--param", p]);
+        }
+        let out = cmd.output().expect("run scripts/stack.py");
         let mut stack = Self { env: HashMap::new(), dir };
         assert!(
             out.status.success(),
@@ -120,6 +125,20 @@ pub fn fast_retry() -> RetryPolicy {
 /// Small chunks so that every path of the resumable protocol runs on small objects.
 pub fn small_chunks() -> TransferConfig {
     TransferConfig { chunk_size: 256 * 1024, resumable_threshold: 512 * 1024, request_timeout: Duration::from_secs(60) }
+}
+
+/// The replicator as the functions build it, from this stack's local.env (no process env).
+pub async fn replicator(stack: &Stack, extra: &[(&str, &str)]) -> xcr::wiring::S3ToGcs {
+    let mut vars = stack.env.clone();
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let cfg = xcr::config::Config::from_vars(vars, xcr::config::Needs::FUNCTION).expect("config");
+    xcr::wiring::replicator_with(&stack.sdk().await, &cfg).expect("replicator")
+}
+
+pub fn ledger(sdk: &aws_config::SdkConfig, stack: &Stack) -> xcr::aws::dynamodb::DynamoLedger {
+    xcr::aws::dynamodb::DynamoLedger::new(sdk, stack.var("XCR_LEDGER_TABLE"))
 }
 
 pub async fn engine(stack: &Stack, cfg: TransferConfig) -> Transfer<S3Source, GcsClient> {

@@ -1,0 +1,194 @@
+//! The ledger in DynamoDB: one item per destination object, every write one conditional
+//! UpdateItem.
+//!
+//! Item: `pk` = `gs://bucket/name`, `sk` = `object`. Lease attributes (`lease_owner`,
+//! `lease_expires`) and the record of the last applied action (`done_*`) live
+//! side by side, so a claim never erases what was done before and returns it (ALL_OLD) in the
+//! same request, and a failed claim returns the current item (ReturnValuesOnConditionCheckFailure)
+//! so the caller learns why without a second read.
+
+use super::classify;
+use crate::error::Result;
+use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use std::collections::HashMap;
+
+const SK: &str = "object";
+
+#[derive(Debug, Clone)]
+pub struct DynamoLedger {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+impl DynamoLedger {
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self { client: aws_sdk_dynamodb::Client::new(sdk), table: table.into() }
+    }
+
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    /// Reads one item (for tools and tests; the replication path never needs a read).
+    pub async fn get(&self, key: &str) -> Result<Option<LedgerItem>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .key("sk", s(SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(e, "read ledger"))?;
+        Ok(out.item().map(parse_item))
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s(item: &Item, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn parse_item(item: &Item) -> LedgerItem {
+    let done = get_s(item, "done_action").map(|action| DoneRecord {
+        action,
+        sequencer: get_s(item, "done_seq"),
+        last_modified_ms: get_n(item, "done_lm"),
+        version_id: get_s(item, "done_version"),
+        etag: get_s(item, "done_etag"),
+        generation: get_s(item, "done_generation"),
+        size: get_n(item, "done_size"),
+        crc32c: get_s(item, "done_crc32c"),
+        source_bucket: get_s(item, "source_bucket").unwrap_or_default(),
+        source_key: get_s(item, "source_key").unwrap_or_default(),
+        done_at_ms: get_n(item, "done_at").unwrap_or_default(),
+    });
+    LedgerItem { done, lease_owner: get_s(item, "lease_owner"), lease_expires_ms: get_n(item, "lease_expires") }
+}
+
+fn is_condition_failure(
+    e: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> bool {
+    matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_)))
+}
+
+impl Ledger for DynamoLedger {
+    async fn claim(&self, req: &ClaimRequest) -> Result<Claim> {
+        // Free when: no lease, or the lease expired (its holder died: a lease outlives the
+        // holder's invocation). And, for tasks with a sequencer: nothing at or after it applied.
+        let mut condition = String::from("(attribute_not_exists(lease_expires) OR lease_expires < :now)");
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&req.key))
+            .key("sk", s(SK))
+            .update_expression("SET lease_owner = :owner, lease_expires = :until")
+            .expression_attribute_values(":owner", s(&req.owner))
+            .expression_attribute_values(":until", n(req.lease_until_ms))
+            .expression_attribute_values(":now", n(req.now_ms))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(seq) = &req.sequencer {
+            condition.push_str(" AND (attribute_not_exists(done_seq) OR done_seq < :seq)");
+            update = update.expression_attribute_values(":seq", s(seq));
+        }
+        match update.condition_expression(condition).send().await {
+            Ok(out) => Ok(Claim::Acquired { previous: out.attributes().map(parse_item).unwrap_or_default() }),
+            Err(e) if is_condition_failure(&e) => {
+                let current = match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().map(parse_item),
+                    _ => None,
+                };
+                Ok(Claim::Rejected { current: current.unwrap_or_default() })
+            }
+            Err(e) => Err(classify(e, &format!("claim {}", req.key))),
+        }
+    }
+
+    async fn complete(&self, key: &str, owner: &str, done: &DoneRecord) -> Result<bool> {
+        let mut sets = vec!["done_action = :action", "done_at = :at", "source_bucket = :sb", "source_key = :sk"];
+        let mut removes = vec!["lease_owner", "lease_expires"];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .key("sk", s(SK))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":action", s(&done.action))
+            .expression_attribute_values(":at", n(done.done_at_ms))
+            .expression_attribute_values(":sb", s(&done.source_bucket))
+            .expression_attribute_values(":sk", s(&done.source_key));
+        let optional: [(&str, &str, &str, Option<AttributeValue>); 7] = [
+            ("done_seq", ":seq", "done_seq = :seq", done.sequencer.clone().map(s)),
+            ("done_lm", ":lm", "done_lm = :lm", done.last_modified_ms.map(n)),
+            ("done_version", ":ver", "done_version = :ver", done.version_id.clone().map(s)),
+            ("done_etag", ":etag", "done_etag = :etag", done.etag.clone().map(s)),
+            ("done_generation", ":gen", "done_generation = :gen", done.generation.clone().map(s)),
+            ("done_size", ":size", "done_size = :size", done.size.map(n)),
+            ("done_crc32c", ":crc", "done_crc32c = :crc", done.crc32c.clone().map(s)),
+        ];
+        for (attr, placeholder, set, value) in optional {
+            match value {
+                Some(v) => {
+                    sets.push(set);
+                    req = req.expression_attribute_values(placeholder, v);
+                }
+                // A field this action does not have must not survive from an older record.
+                None => removes.push(attr),
+            }
+        }
+        // Still ours, and nothing newer recorded meanwhile (by sequencer and by time).
+        let mut condition = String::from("lease_owner = :owner");
+        if done.sequencer.is_some() {
+            condition.push_str(" AND (attribute_not_exists(done_seq) OR done_seq <= :seq)");
+        }
+        // Without a sequencer, order by last-modified time. With one, the sequencer decides:
+        // a record without one is ordered by the claim's read (see replicate.rs).
+        if done.sequencer.is_none() && done.last_modified_ms.is_some() {
+            condition.push_str(" AND (attribute_not_exists(done_lm) OR done_lm <= :lm)");
+        }
+        let expr = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
+        match req.update_expression(expr).condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(classify(e, &format!("record {key}"))),
+        }
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<()> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .key("sk", s(SK))
+            .update_expression("REMOVE lease_owner, lease_expires")
+            .condition_expression("lease_owner = :owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(classify(e, &format!("release {key}"))),
+        }
+    }
+}

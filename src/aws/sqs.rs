@@ -1,0 +1,174 @@
+//! SQS for the local event source (`xcr pump`) and dead-letter redrive: receive, delete and
+//! send in batches of up to ten, the SQS maximum.
+
+use super::classify;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ports::TaskQueue;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry};
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Queue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl Queue {
+    pub fn new(sdk: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
+        Self { client: aws_sdk_sqs::Client::new(sdk), url: url.into() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The queue's ARN, as Lambda puts it in `eventSourceARN`.
+    pub async fn arn(&self) -> Result<String> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| classify(e, "read queue attributes"))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// What is left to do: messages visible now, and those in flight or delayed.
+    pub async fn depth(&self) -> Result<(u64, u64)> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| classify(e, "read queue depth"))?;
+        let get = |k: A| out.attributes().and_then(|a| a.get(&k)).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok((
+            get(A::ApproximateNumberOfMessages),
+            get(A::ApproximateNumberOfMessagesNotVisible) + get(A::ApproximateNumberOfMessagesDelayed),
+        ))
+    }
+
+    /// Long-polls for up to `max` (1..=10) messages.
+    pub async fn receive(&self, max: i32, wait_secs: i32, visibility_secs: Option<i32>) -> Result<Vec<Message>> {
+        let mut req = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait_secs.clamp(0, 20))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount);
+        if let Some(v) = visibility_secs {
+            req = req.visibility_timeout(v);
+        }
+        let out = req.send().await.map_err(|e| classify(e, "receive messages"))?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| Message {
+                id: m.message_id().unwrap_or_default().to_string(),
+                receipt_handle: m.receipt_handle().unwrap_or_default().to_string(),
+                body: m.body().unwrap_or_default().to_string(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+            })
+            .collect())
+    }
+
+    /// Deletes messages; returns how many SQS confirmed.
+    pub async fn delete(&self, messages: &[&Message]) -> Result<usize> {
+        let mut deleted = 0;
+        for batch in messages.chunks(10) {
+            let entries = batch
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&m.receipt_handle)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::new(ErrorKind::Invalid, "bad delete entry").with_source(e))?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify(e, "delete messages"))?;
+            deleted += out.successful().len();
+            for f in out.failed() {
+                tracing::warn!(code = f.code(), message = f.message(), "SQS did not delete a message");
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Sends bodies; returns the message ids SQS assigned, in order (None for a failed entry).
+    pub async fn send(&self, bodies: &[&str]) -> Result<Vec<Option<String>>> {
+        let mut ids = Vec::with_capacity(bodies.len());
+        for batch in bodies.chunks(10) {
+            let entries = batch
+                .iter()
+                .enumerate()
+                .map(|(i, b)| SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(*b).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::new(ErrorKind::Invalid, "bad send entry").with_source(e))?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify(e, "send messages"))?;
+            let mut slot = vec![None; batch.len()];
+            for ok in out.successful() {
+                if let Ok(i) = ok.id().parse::<usize>()
+                    && i < slot.len()
+                {
+                    slot[i] = Some(ok.message_id().to_string());
+                }
+            }
+            ids.extend(slot);
+        }
+        Ok(ids)
+    }
+}
+
+impl TaskQueue for Queue {
+    async fn send_delayed(&self, body: &str, delay_secs: u32) -> Result<()> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(i32::try_from(delay_secs.min(900)).unwrap_or(900))
+            .send()
+            .await
+            .map_err(|e| classify(e, "requeue a busy task"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! The replicate function's logic, independent of the Lambda runtime so that `xcr pump` runs
+//! the very same code locally: decode the invocation, apply every task, and answer the way the
+//! trigger expects.
+//!
+//! The rule for failures:
+//! * **SQS batch:** a record is reported in `batchItemFailures` (and so delivered again, and
+//!   moved to the dead-letter queue after `maxReceiveCount`) when any of its tasks failed with
+//!   a retryable error or failed permanently in a way a person can fix (access denied,
+//!   configuration, an unreadable body): those must reach the DLQ, not vanish. A record whose
+//!   source is gone (`not_found`) or that no rule routes is acknowledged: there is nothing to
+//!   copy, and retrying cannot change that. Both are logged and counted.
+//! * A record that is only `busy` (another worker holds the key's lease) is sent back to the
+//!   queue with a delay and acknowledged, so waiting never spends one of its receives: a newer
+//!   version's event must not end in the DLQ because an older copy was slow. If that send
+//!   fails, the record is reported as failed instead.
+//! * **Direct invocation (S3 notification, EventBridge, command):** the invocation fails only
+//!   when something retryable failed, so Lambda's asynchronous retries and its on-failure
+//!   destination take over; permanent failures are logged, counted and returned.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Incoming, Task, decode_invocation};
+use crate::ports::{Ledger, ObjectSink, ObjectSource, TaskQueue};
+use crate::replicate::{Outcome, Replication, Replicator};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+pub struct Handler<S, K, L, Q> {
+    replicator: Replicator<S, K, L>,
+    concurrency: usize,
+    /// Where busy records are put back; `None` reports them as failures instead.
+    requeue: Option<Q>,
+}
+
+/// Longest wait before a busy record is tried again: the lease holder usually finishes well
+/// before its lease runs out.
+const BUSY_RETRY_MAX_SECS: u64 = 20;
+
+/// What became of one task-destination pair, for counting.
+fn verdict(result: &Result<Replication>) -> &'static str {
+    match result {
+        Ok(r) => r.outcome.as_str(),
+        Err(e) => match e.kind() {
+            ErrorKind::NotFound => "not_found",
+            k if k.is_retryable() => "failed_retryable",
+            _ => "failed_permanent",
+        },
+    }
+}
+
+/// Whether an SQS record with this result must be delivered again (see the module rule).
+fn redeliver(result: &Result<Replication>) -> bool {
+    match result {
+        Ok(r) => r.outcome.needs_retry(),
+        Err(e) => e.kind() != ErrorKind::NotFound,
+    }
+}
+
+impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue> Handler<S, K, L, Q> {
+    pub fn new(replicator: Replicator<S, K, L>, concurrency: usize, requeue: Option<Q>) -> Self {
+        Self { replicator, concurrency: concurrency.max(1), requeue }
+    }
+
+    pub fn replicator(&self) -> &Replicator<S, K, L> {
+        &self.replicator
+    }
+
+    async fn run_tasks(&self, tasks: &[Task], deadline_ms: i64) -> Vec<Result<Replication>> {
+        let mut out = Vec::new();
+        for task in tasks {
+            out.extend(self.replicator.apply(task, deadline_ms).await);
+        }
+        out
+    }
+
+    /// Handles one invocation payload. `deadline_ms` is the invocation's deadline (epoch ms).
+    pub async fn handle(&self, payload: &Value, deadline_ms: i64) -> Result<Value> {
+        let incoming =
+            decode_invocation(payload).inspect_err(|e| tracing::error!(error = %e.chain(), "rejected invocation"))?;
+        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        match incoming {
+            Incoming::Direct(tasks) => {
+                let results = self.run_tasks(&tasks, deadline_ms).await;
+                let mut retry = Vec::new();
+                for r in &results {
+                    *counts.entry(verdict(r)).or_default() += 1;
+                    match r {
+                        Ok(rep) if rep.outcome.needs_retry() => retry.push(format!("{}: busy", rep.source.key)),
+                        Err(e) if e.is_retryable() => retry.push(e.to_string()),
+                        _ => {}
+                    }
+                }
+                tracing::info!(tasks = tasks.len(), counts = ?counts, "invocation done");
+                if !retry.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Transient,
+                        format!("{} task(s) will be retried: {}", retry.len(), retry.join("; ")),
+                    ));
+                }
+                let results: Vec<Value> = results.iter().map(result_json).collect();
+                Ok(json!({ "results": results, "counts": counts }))
+            }
+            Incoming::Sqs(items) => {
+                let outcomes: Vec<(String, Vec<Result<Replication>>, Option<Error>)> = futures::stream::iter(items)
+                    .map(|item| async move {
+                        match item.tasks {
+                            Ok(tasks) => (item.message_id, self.run_tasks(&tasks, deadline_ms).await, None),
+                            Err(e) => {
+                                tracing::error!(message_id = %item.message_id, error = %e.chain(), "unreadable message");
+                                (item.message_id, Vec::new(), Some(e))
+                            }
+                        }
+                    })
+                    .buffer_unordered(self.concurrency)
+                    .collect()
+                    .await;
+                let mut failures = Vec::new();
+                for (message_id, results, unreadable) in &outcomes {
+                    if unreadable.is_some() {
+                        *counts.entry("unreadable").or_default() += 1;
+                    }
+                    for r in results {
+                        *counts.entry(verdict(r)).or_default() += 1;
+                    }
+                    let failed = unreadable.is_some() || results.iter().any(|r| redeliver(r) && !is_busy(r));
+                    let busy = results.iter().filter_map(|r| r.as_ref().ok()).filter(|r| r.outcome == Outcome::Busy);
+                    let wait = busy.map(|r| r.retry_after_secs.unwrap_or(1)).max();
+                    let requeued = match wait {
+                        Some(wait) if !failed => self.requeue(payload, message_id, wait.min(BUSY_RETRY_MAX_SECS)).await,
+                        _ => false,
+                    };
+                    if failed || (wait.is_some() && !requeued) {
+                        failures.push(json!({ "itemIdentifier": message_id }));
+                    } else if requeued {
+                        *counts.entry("requeued").or_default() += 1;
+                    }
+                }
+                tracing::info!(records = outcomes.len(), failed_records = failures.len(), counts = ?counts, "batch done");
+                Ok(json!({ "batchItemFailures": failures }))
+            }
+        }
+    }
+}
+
+fn is_busy(r: &Result<Replication>) -> bool {
+    matches!(r, Ok(rep) if rep.outcome == Outcome::Busy)
+}
+
+impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue> Handler<S, K, L, Q> {
+    /// Puts the record's body back on the queue with a delay. False when it could not.
+    async fn requeue(&self, payload: &Value, message_id: &str, delay_secs: u64) -> bool {
+        let Some(queue) = &self.requeue else { return false };
+        let body = payload["Records"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["messageId"].as_str() == Some(message_id)))
+            .and_then(|r| r["body"].as_str());
+        let Some(body) = body else { return false };
+        match queue.send_delayed(body, u32::try_from(delay_secs).unwrap_or(900)).await {
+            Ok(()) => {
+                tracing::info!(message_id, delay_secs, "busy: requeued with a delay");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(message_id, error = %e.chain(), "busy: could not requeue; reporting it as failed");
+                false
+            }
+        }
+    }
+}
+
+fn result_json(r: &Result<Replication>) -> Value {
+    match r {
+        Ok(rep) => serde_json::to_value(rep).unwrap_or(Value::Null),
+        Err(e) => json!({ "outcome": "failed", "error": { "kind": e.kind(), "message": e.to_string() } }),
+    }
+}

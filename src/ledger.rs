@@ -1,0 +1,36 @@
+//! Ledger choices for entry points: DynamoDB when a table is configured, or none at all for
+//! one-off copies from the command line (every claim succeeds, nothing is recorded).
+
+use crate::aws::dynamodb::DynamoLedger;
+use crate::error::Result;
+use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem};
+
+#[derive(Debug, Clone)]
+pub enum AnyLedger {
+    Dynamo(DynamoLedger),
+    /// No idempotency store: `xcr replicate` without `XCR_LEDGER_TABLE` always copies.
+    Disabled,
+}
+
+impl Ledger for AnyLedger {
+    async fn claim(&self, req: &ClaimRequest) -> Result<Claim> {
+        match self {
+            Self::Dynamo(l) => l.claim(req).await,
+            Self::Disabled => Ok(Claim::Acquired { previous: LedgerItem::default() }),
+        }
+    }
+
+    async fn complete(&self, key: &str, owner: &str, done: &DoneRecord) -> Result<bool> {
+        match self {
+            Self::Dynamo(l) => l.complete(key, owner, done).await,
+            Self::Disabled => Ok(true),
+        }
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<()> {
+        match self {
+            Self::Dynamo(l) => l.release(key, owner).await,
+            Self::Disabled => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The local event source: what Lambda's SQS event source mapping does in the cloud, run by
+//! `xcr pump` on a laptop or in tests.
+//!
+//! It long-polls the replicate queue, hands each batch to the replicate handler as an SQS
+//! event, deletes the records that succeeded and leaves the ones reported in
+//! `batchItemFailures` to come back after the visibility timeout; the queue's redrive policy
+//! moves a message that keeps failing to the dead-letter queue after `maxReceiveCount`.
+//! [`redrive`] moves dead letters back, as an operator does once the cause is fixed.
+
+use crate::aws::sqs::{Message, Queue};
+use crate::error::Result;
+use crate::handler::Handler;
+use crate::ports::{Ledger, ObjectSink, ObjectSource, TaskQueue};
+use crate::replicate::now_ms;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct PumpOptions {
+    /// Messages per batch (1 to 10).
+    pub batch_size: i32,
+    /// Long-poll wait per receive, seconds (0 to 20).
+    pub wait_secs: i32,
+    /// Visibility timeout for received messages; `None` keeps the queue's.
+    pub visibility_secs: Option<i32>,
+    /// Stop once the queue has had nothing visible or in flight for this long.
+    pub until_idle: Option<Duration>,
+    /// Stop after this many batches.
+    pub max_batches: Option<u64>,
+    /// The time each batch gets, like a function timeout: leases last this long.
+    pub batch_timeout: Duration,
+}
+
+impl Default for PumpOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 10,
+            wait_secs: 20,
+            visibility_secs: None,
+            until_idle: None,
+            max_batches: None,
+            batch_timeout: Duration::from_secs(900),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct PumpStats {
+    pub batches: u64,
+    pub messages: u64,
+    pub deleted: u64,
+    pub failed: u64,
+}
+
+/// The SQS event Lambda would deliver for these messages.
+pub fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": { "ApproximateReceiveCount": m.receive_count.to_string() },
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// Runs batches until the options say stop.
+pub async fn pump<S, K, L, Q>(
+    handler: &Handler<S, K, L, Q>,
+    queue: &Queue,
+    region: &str,
+    opts: &PumpOptions,
+) -> Result<PumpStats>
+where
+    S: ObjectSource,
+    K: ObjectSink,
+    L: Ledger,
+    Q: TaskQueue,
+{
+    let arn = queue.arn().await?;
+    let mut stats = PumpStats::default();
+    let mut idle_since = Instant::now();
+    loop {
+        if opts.max_batches.is_some_and(|m| stats.batches >= m) {
+            break;
+        }
+        let wait = match opts.until_idle {
+            Some(idle) => opts.wait_secs.min(i32::try_from(idle.as_secs()).unwrap_or(20).max(1)),
+            None => opts.wait_secs,
+        };
+        let messages = queue.receive(opts.batch_size, wait, opts.visibility_secs).await?;
+        if messages.is_empty() {
+            if let Some(idle) = opts.until_idle {
+                let (visible, in_flight) = queue.depth().await?;
+                if visible + in_flight > 0 {
+                    // Failures wait out their visibility timeout: not idle yet.
+                    idle_since = Instant::now();
+                } else if idle_since.elapsed() >= idle {
+                    break;
+                }
+            }
+            continue;
+        }
+        idle_since = Instant::now();
+        stats.batches += 1;
+        stats.messages += messages.len() as u64;
+        let event = sqs_event(&messages, &arn, region);
+        let deadline = now_ms() + opts.batch_timeout.as_millis() as i64;
+        let failed: HashSet<String> = match handler.handle(&event, deadline).await {
+            Ok(resp) => resp["batchItemFailures"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            Err(e) => {
+                // The whole invocation failed: like Lambda, delete nothing.
+                tracing::error!(error = %e.chain(), "batch failed as a whole");
+                messages.iter().map(|m| m.id.clone()).collect()
+            }
+        };
+        let done: Vec<&Message> = messages.iter().filter(|m| !failed.contains(&m.id)).collect();
+        stats.deleted += queue.delete(&done).await? as u64;
+        stats.failed += failed.len() as u64;
+        tracing::info!(batch = stats.batches, messages = messages.len(), failed = failed.len(), "pumped a batch");
+    }
+    Ok(stats)
+}
+
+/// Moves up to `max` messages from the dead-letter queue back to the queue. A message is
+/// deleted from the DLQ only after SQS accepted its copy, so nothing is lost if this stops.
+pub async fn redrive(dlq: &Queue, queue: &Queue, max: u64) -> Result<u64> {
+    let mut moved = 0u64;
+    while moved < max {
+        let want = i32::try_from((max - moved).min(10)).unwrap_or(10);
+        let messages = dlq.receive(want, 1, Some(60)).await?;
+        if messages.is_empty() {
+            break;
+        }
+        let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
+        let ids = queue.send(&bodies).await?;
+        let sent: Vec<&Message> = messages.iter().zip(&ids).filter(|(_, id)| id.is_some()).map(|(m, _)| m).collect();
+        moved += dlq.delete(&sent).await? as u64;
+        if sent.len() < messages.len() {
+            tracing::warn!(
+                unsent = messages.len() - sent.len(),
+                "some dead letters were not accepted by the queue; they stay in the DLQ"
+            );
+            break;
+        }
+    }
+    Ok(moved)
+}

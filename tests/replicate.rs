@@ -1,0 +1,374 @@
+//! The replicate use case and handler against real emulators: ledger claims in DynamoDB (moto),
+//! ordering, duplicates, leases, SQS batches, the dead-letter queue and deletes.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use xcr::aws::dynamodb::DynamoLedger;
+use xcr::aws::s3::S3Source;
+use xcr::aws::sqs::Queue;
+use xcr::events::{Action, Task};
+use xcr::gcs::GcsClient;
+use xcr::handler::Handler;
+use xcr::model::{ObjectRef, StoredObject};
+use xcr::ports::{Claim, ClaimRequest, Ledger, ObjectSink, UploadProgress, UploadSpec};
+use xcr::pump::{PumpOptions, pump, redrive};
+use xcr::replicate::{Outcome, ReplicateSettings, Replicator, now_ms};
+use xcr::routing::Router;
+use xcr::transfer::{Transfer, TransferConfig};
+
+/// Records every upload (the source version it carried), around the real GCS client.
+struct RecordingSink {
+    inner: GcsClient,
+    uploads: Mutex<Vec<String>>,
+    count: AtomicU32,
+}
+
+impl RecordingSink {
+    fn note(&self, spec: &UploadSpec) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let v = spec.metadata.get("xcr-source-version-id").cloned().unwrap_or_default();
+        self.uploads.lock().expect("lock").push(v);
+    }
+}
+
+impl ObjectSink for RecordingSink {
+    async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<StoredObject> {
+        self.note(spec);
+        self.inner.upload_single(spec, data).await
+    }
+    async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
+        self.note(spec);
+        self.inner.start_session(spec).await
+    }
+    async fn upload_chunk(
+        &self,
+        s: &str,
+        o: u64,
+        d: bytes::Bytes,
+        t: u64,
+        c: Option<&str>,
+    ) -> xcr::Result<UploadProgress> {
+        self.inner.upload_chunk(s, o, d, t, c).await
+    }
+    async fn session_status(&self, s: &str, t: u64) -> xcr::Result<UploadProgress> {
+        self.inner.session_status(s, t).await
+    }
+    async fn delete(&self, b: &str, n: &str, g: Option<&str>) -> xcr::Result<()> {
+        self.inner.delete(b, n, g).await
+    }
+}
+
+async fn recording(stack: &Stack, deletes: bool) -> Replicator<S3Source, RecordingSink, DynamoLedger> {
+    let sdk = stack.sdk().await;
+    let sink = RecordingSink { inner: stack.gcs(), uploads: Mutex::new(vec![]), count: AtomicU32::new(0) };
+    let transfer = Transfer::new(S3Source::new(&sdk), sink, TransferConfig::default(), fast_retry());
+    let router = Router::new(Some(stack.dest_bucket()), None).expect("router");
+    let settings = ReplicateSettings { replicate_deletes: deletes, ..Default::default() };
+    Replicator::new(transfer, ledger(&sdk, stack), router, settings)
+}
+
+fn copy_task(bucket: &str, key: &str, version: Option<&str>, seq: Option<&str>) -> Task {
+    Task {
+        action: Action::Copy,
+        object: ObjectRef::new(bucket, key).with_version(version.map(str::to_string)),
+        sequencer: seq.map(str::to_string),
+        event_time: None,
+        job_id: None,
+        destination: None,
+    }
+}
+
+fn deadline() -> i64 {
+    now_ms() + 60_000
+}
+
+async fn outcome(r: &Replicator<S3Source, RecordingSink, DynamoLedger>, task: &Task) -> Outcome {
+    let mut results = r.apply(task, deadline()).await;
+    assert_eq!(results.len(), 1);
+    results.remove(0).unwrap_or_else(|e| panic!("{}", e.chain())).outcome
+}
+
+/// The same event ten times at once: exactly one upload; the others are duplicates or busy.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_concurrent_deliveries_upload_once() {
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    let put = put(&s3, stack.source_bucket(), "dup/object.bin", bytes_of(300_000, 1)).await;
+    let r = recording(&stack, false).await;
+    let task = copy_task(stack.source_bucket(), "dup/object.bin", put.version_id(), Some("0055AED6DCD90281E5"));
+    let outcomes = futures::future::join_all((0..10).map(|_| outcome(&r, &task))).await;
+    let replicated = outcomes.iter().filter(|o| **o == Outcome::Replicated).count();
+    assert_eq!(replicated, 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Replicated | Outcome::AlreadyReplicated | Outcome::Busy)),
+        "{outcomes:?}"
+    );
+    assert_eq!(r.transfer().sink().count.load(Ordering::SeqCst), 1, "exactly one upload");
+    // Once settled, every redelivery is a duplicate and uploads nothing.
+    assert_eq!(outcome(&r, &task).await, Outcome::AlreadyReplicated);
+    // Without a sequencer (API call, job), the version and ETag tell the duplicate.
+    assert_eq!(
+        outcome(&r, &copy_task(stack.source_bucket(), "dup/object.bin", None, None)).await,
+        Outcome::AlreadyReplicated
+    );
+    assert_eq!(r.transfer().sink().count.load(Ordering::SeqCst), 1);
+}
+
+/// Three versions, their events delivered in many orders with duplicates: GCS always ends at the
+/// newest and no upload ever goes back to an older version.
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_in_any_order_end_at_the_newest() {
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    let bucket = stack.source_bucket().to_string();
+    let mut rng = fastrand::Rng::with_seed(7);
+    for (trial, with_sequencer) in [(0, true), (1, true), (2, true), (3, false), (4, false)] {
+        let key = format!("order/{trial}.bin");
+        let mut versions = Vec::new();
+        for v in 0..3u64 {
+            let data = bytes_of(1000 + v as usize, v + 10 * trial);
+            let out = put(&s3, &bucket, &key, data.clone()).await;
+            versions.push((out.version_id().expect("versioned bucket").to_string(), data));
+            if !with_sequencer {
+                // Without sequencers versions are ordered by last-modified, which S3 keeps in seconds.
+                tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            }
+        }
+        let seqs = ["0055AED6DCD90281E5", "0055AED6DCD90281E6", "0055AED6DCD9028200"];
+        let mut deliveries: Vec<usize> = (0..3).chain((0..4).map(|_| rng.usize(0..3))).collect();
+        rng.shuffle(&mut deliveries);
+        let r = recording(&stack, false).await;
+        for (round, &i) in deliveries.iter().enumerate() {
+            let task = copy_task(&bucket, &key, Some(&versions[i].0), with_sequencer.then_some(seqs[i]));
+            // Half of the deliveries race a duplicate of themselves.
+            if round % 2 == 0 {
+                futures::future::join_all([outcome(&r, &task), outcome(&r, &task)]).await;
+            } else {
+                outcome(&r, &task).await;
+            }
+        }
+        let uploads = r.transfer().sink().uploads.lock().expect("lock").clone();
+        let order: Vec<usize> =
+            uploads.iter().map(|v| versions.iter().position(|(id, _)| id == v).expect("known version")).collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "trial {trial}: uploads went back in time: {order:?} for deliveries {deliveries:?}"
+        );
+        let (got, _) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), &key).await.expect("copied");
+        assert!(got == versions[2].1, "trial {trial}: GCS must hold the newest version (deliveries {deliveries:?})");
+    }
+}
+
+/// A claim whose holder crashed blocks the key only until its lease expires.
+#[tokio::test(flavor = "multi_thread")]
+async fn crashed_claim_expires_and_the_next_delivery_succeeds() {
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    put(&s3, stack.source_bucket(), "crash/obj.bin", bytes_of(5000, 3)).await;
+    let r = recording(&stack, false).await;
+    let key = format!("gs://{}/crash/obj.bin", stack.dest_bucket());
+    let crashed = ClaimRequest {
+        key,
+        owner: "crashed-worker".into(),
+        now_ms: now_ms(),
+        lease_until_ms: now_ms() + 2000,
+        sequencer: None,
+    };
+    assert!(matches!(r.ledger().claim(&crashed).await.expect("claim"), Claim::Acquired { .. }));
+    let task = copy_task(stack.source_bucket(), "crash/obj.bin", None, None);
+    assert_eq!(outcome(&r, &task).await, Outcome::Busy);
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(outcome(&r, &task).await, Outcome::Replicated);
+}
+
+/// A batch with a good record, a missing source, an unreadable body and a busy key: exactly the
+/// unreadable and the busy records are reported for redelivery. With a queue to requeue to, the
+/// busy one goes back with a delay instead (acknowledged, its receive count untouched).
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_batch_failure_is_reported_exactly() {
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    let bucket = stack.source_bucket();
+    put(&s3, bucket, "batch/good.txt", b"good".to_vec()).await;
+    put(&s3, bucket, "batch/busy.txt", b"busy".to_vec()).await;
+    let sdk = stack.sdk().await;
+    let queue = Queue::new(&sdk, stack.var("XCR_QUEUE_URL"));
+    // Empty the queue of what the uploads notified, to count the requeued record alone.
+    sdk_purge(&sdk, stack.var("XCR_QUEUE_URL")).await;
+    let without_requeue = Handler::new(replicator(&stack, &[]).await, 4, None::<Queue>);
+    let with_requeue = Handler::new(replicator(&stack, &[]).await, 4, Some(queue.clone()));
+    // Someone else holds the busy key.
+    let hold = ClaimRequest {
+        key: format!("gs://{}/batch/busy.txt", stack.dest_bucket()),
+        owner: "other".into(),
+        now_ms: now_ms(),
+        lease_until_ms: now_ms() + 600_000,
+        sequencer: None,
+    };
+    without_requeue.replicator().ledger().claim(&hold).await.expect("hold");
+    let s3_event = |key: &str| {
+        json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]}).to_string()
+    };
+    let record = |id: &str, body: String| json!({"messageId": id, "receiptHandle": "r", "body": body, "eventSource": "aws:sqs", "attributes": {}});
+    let busy_body = json!({"bucket": bucket, "key": "batch/busy.txt"}).to_string();
+    let event = json!({"Records": [
+        record("m-good", s3_event("batch/good.txt")),
+        record("m-missing", s3_event("batch/never-written.txt")),
+        record("m-garbage", "this is not json {".into()),
+        record("m-busy", busy_body.clone()),
+    ]});
+    let failed = |resp: serde_json::Value| {
+        let mut ids: Vec<String> = resp["batchItemFailures"]
+            .as_array()
+            .expect("failures")
+            .iter()
+            .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string))
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(failed(without_requeue.handle(&event, deadline()).await.expect("handled")), vec!["m-busy", "m-garbage"]);
+    assert!(gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), "batch/good.txt").await.is_some());
+    assert_eq!(queue.depth().await.expect("depth"), (0, 0), "nothing requeued without a queue");
+
+    assert_eq!(failed(with_requeue.handle(&event, deadline()).await.expect("handled")), vec!["m-garbage"]);
+    assert_eq!(queue.depth().await.expect("depth"), (0, 1), "the busy record waits, delayed, in the queue");
+    tokio::time::sleep(std::time::Duration::from_secs(21)).await;
+    let back = queue.receive(10, 2, Some(30)).await.expect("receive");
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body, busy_body);
+    assert_eq!(back[0].receive_count, 1, "requeued as a new message");
+}
+
+async fn sdk_purge(sdk: &aws_config::SdkConfig, url: &str) {
+    aws_sdk_sqs::Client::new(sdk).purge_queue().queue_url(url).send().await.expect("purge");
+}
+
+/// A message that can never be processed reaches the DLQ after maxReceiveCount deliveries, and
+/// `redrive` brings it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_message_reaches_the_dlq_and_redrive_brings_it_back() {
+    let stack = Stack::up_with(&["MaxReceiveCount=2"]);
+    let sdk = stack.sdk().await;
+    let queue = Queue::new(&sdk, stack.var("XCR_QUEUE_URL"));
+    let dlq = Queue::new(&sdk, stack.var("XCR_DLQ_URL"));
+    // Drain the s3:TestEvent that configuring the notification produced.
+    let handler = Handler::new(
+        replicator(&stack, &[]).await,
+        4,
+        Some(Queue::new(&stack.sdk().await, stack.var("XCR_QUEUE_URL"))),
+    );
+    let opts = PumpOptions {
+        wait_secs: 1,
+        visibility_secs: Some(1),
+        until_idle: Some(std::time::Duration::from_secs(2)),
+        ..Default::default()
+    };
+    pump(&handler, &queue, "us-east-1", &opts).await.expect("drain");
+    queue.send(&["{\"poison\": true}"]).await.expect("send");
+    let stats = pump(&handler, &queue, "us-east-1", &opts).await.expect("pump");
+    assert_eq!(stats.deleted, 0, "{stats:?}");
+    assert!(stats.failed >= 2, "delivered maxReceiveCount times: {stats:?}");
+    assert_eq!(dlq.depth().await.expect("depth").0, 1, "the poison message is in the DLQ");
+    assert_eq!(queue.depth().await.expect("depth"), (0, 0));
+    assert_eq!(redrive(&dlq, &queue, 100).await.expect("redrive"), 1);
+    assert_eq!(dlq.depth().await.expect("depth").0, 0);
+    let back = queue.receive(10, 1, Some(30)).await.expect("receive");
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body, "{\"poison\": true}");
+}
+
+fn delete_task(bucket: &str, key: &str, seq: Option<&str>, event_time: Option<&str>) -> Task {
+    Task {
+        action: Action::Delete,
+        object: ObjectRef::new(bucket, key),
+        sequencer: seq.map(str::to_string),
+        event_time: event_time.map(str::to_string),
+        job_id: None,
+        destination: None,
+    }
+}
+
+/// Deletes are off by default; when on, they are ordered against writes by the same ledger.
+#[tokio::test(flavor = "multi_thread")]
+async fn deletes_are_ordered_like_writes_and_off_by_default() {
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    let bucket = stack.source_bucket();
+    let present = |key: &'static str| {
+        let (endpoint, dest) = (stack.gcs_endpoint().to_string(), stack.dest_bucket().to_string());
+        async move { gcs_read(&endpoint, &dest, key).await.is_some() }
+    };
+
+    // Off by default: a delete event changes nothing.
+    put(&s3, bucket, "del/off.txt", b"x".to_vec()).await;
+    let off = recording(&stack, false).await;
+    assert_eq!(outcome(&off, &copy_task(bucket, "del/off.txt", None, Some("10"))).await, Outcome::Replicated);
+    assert_eq!(outcome(&off, &delete_task(bucket, "del/off.txt", Some("20"), None)).await, Outcome::Skipped);
+    assert!(present("del/off.txt").await);
+
+    let on = recording(&stack, true).await;
+    // A delete older than the recorded write does nothing.
+    put(&s3, bucket, "del/a.txt", b"a".to_vec()).await;
+    assert_eq!(outcome(&on, &copy_task(bucket, "del/a.txt", None, Some("0020"))).await, Outcome::Replicated);
+    assert_eq!(outcome(&on, &delete_task(bucket, "del/a.txt", Some("0010"), None)).await, Outcome::Stale);
+    assert!(present("del/a.txt").await);
+    // A newer delete removes it; a write older than that delete then does nothing.
+    assert_eq!(outcome(&on, &delete_task(bucket, "del/a.txt", Some("0030"), None)).await, Outcome::Deleted);
+    assert!(!present("del/a.txt").await);
+    assert_eq!(outcome(&on, &copy_task(bucket, "del/a.txt", None, Some("0025"))).await, Outcome::Stale);
+    assert!(!present("del/a.txt").await);
+    // A write after the delete brings it back.
+    put(&s3, bucket, "del/a.txt", b"a again".to_vec()).await;
+    assert_eq!(outcome(&on, &copy_task(bucket, "del/a.txt", None, Some("0040"))).await, Outcome::Replicated);
+    assert!(present("del/a.txt").await);
+
+    // Without a sequencer: a delete applies only once the source is really gone.
+    put(&s3, bucket, "del/b.txt", b"b".to_vec()).await;
+    assert_eq!(outcome(&on, &copy_task(bucket, "del/b.txt", None, None)).await, Outcome::Replicated);
+    assert_eq!(outcome(&on, &delete_task(bucket, "del/b.txt", None, None)).await, Outcome::Stale);
+    s3.delete_object().bucket(bucket).key("del/b.txt").send().await.expect("delete");
+    assert_eq!(outcome(&on, &delete_task(bucket, "del/b.txt", None, None)).await, Outcome::Deleted);
+    assert!(!present("del/b.txt").await);
+}
+
+/// S3 -> SQS notifications -> pump -> replicate -> GCS, through the queue the template created.
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_flow_through_the_queue_into_gcs() {
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    let keys = ["flow/one.txt", "flow/with space+plus.txt", "flow/ünïcødé/deep/é.bin"];
+    for (i, k) in keys.iter().enumerate() {
+        put(&s3, stack.source_bucket(), k, bytes_of(10_000 + i, i as u64)).await;
+    }
+    let sdk = stack.sdk().await;
+    let queue = Queue::new(&sdk, stack.var("XCR_QUEUE_URL"));
+    let handler = Handler::new(
+        replicator(&stack, &[]).await,
+        4,
+        Some(Queue::new(&stack.sdk().await, stack.var("XCR_QUEUE_URL"))),
+    );
+    let opts = PumpOptions { wait_secs: 1, until_idle: Some(std::time::Duration::from_secs(2)), ..Default::default() };
+    let stats = pump(&handler, &queue, "us-east-1", &opts).await.expect("pump");
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    for (i, k) in keys.iter().enumerate() {
+        let (got, _) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), k)
+            .await
+            .unwrap_or_else(|| panic!("{k} not replicated"));
+        assert!(got == bytes_of(10_000 + i, i as u64), "{k}");
+    }
+    // The ledger recorded each copy.
+    let item = ledger(&sdk, &stack)
+        .get(&format!("gs://{}/flow/one.txt", stack.dest_bucket()))
+        .await
+        .expect("read")
+        .expect("item");
+    let done = item.done.expect("done record");
+    assert_eq!(done.action, "copy");
+    assert_eq!(done.crc32c.as_deref(), Some(crc32c_b64(&bytes_of(10_000, 0)).as_str()));
+    assert!(item.lease_owner.is_none(), "the lease is released on completion");
+}
