@@ -11,11 +11,14 @@ STACK_DIR    ?= .xcr
 DEMO_DIR     := .xcr/demo
 CARGO        ?= cargo
 
+# deploy-local, deploy, deploy-plan, infra-check, cfn-guard
+include infra/infra.mk
+
 .DEFAULT_GOAL := help
 .PHONY: help venv fetch build release local-up local-down local-status demo test lint fmt bench bench-quick clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 # The virtualenv is rebuilt whenever requirements.txt changes.
 $(VENV)/.installed: requirements.txt
@@ -59,8 +62,10 @@ lint: venv fetch ## cargo fmt --check, clippy -D warnings, cfn-lint
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
-test: lint ## Everything: lints, unit tests, integration tests against the emulators
+test: lint ## Everything: lints, unit and integration tests against the emulators, infra checks
 	$(CARGO) test --workspace --locked --no-fail-fast
+	@# After cargo test, so that the end-to-end infra test finds target/debug/xcr.
+	$(MAKE) --no-print-directory infra-check
 
 bench: venv release ## Measure: peak memory and throughput of a 1 GiB copy (BENCH_SIZE to change)
 	$(PY) scripts/bench.py --xcr target/release/xcr $(BENCH_ARGS)

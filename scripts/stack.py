@@ -14,12 +14,19 @@ so any number of stacks can run side by side, e.g. one per integration test.
 
 Why the template is also read here: moto's CloudFormation reaches
 CREATE_COMPLETE but silently drops parts of it (S3 NotificationConfiguration
-and VersioningConfiguration, SQS queue policies, DynamoDB TTL and
-point-in-time recovery, S3 public access blocks...). `up` therefore parses the
-same template, resolves its intrinsic functions against the deployed stack and
-applies those properties with ordinary API calls (see APPLIERS). There is no
-second, hand-kept list of resources: add a resource to the template and it is
-deployed and reconciled here too.
+and VersioningConfiguration, SQS queue policies and RedriveAllowPolicy,
+DynamoDB TTL and point-in-time recovery, S3 public access blocks, CloudWatch
+alarms...). `up` therefore parses the same template, resolves its intrinsic
+functions against the deployed stack and applies those properties with
+ordinary API calls (see APPLIERS). There is no second, hand-kept list of
+resources: add a resource to the template and it is deployed and reconciled
+here too. The template's `Rules` and parameter constraints, which moto ignores,
+are checked before anything is created (check_rules).
+
+The local stack deploys the template with DeployFunctions=false (the data
+plane only: moto runs no Lambda code without Docker; `xcr pump` plays the
+event source mapping). scripts/deploy.py reuses this module's Deployer for
+LocalStack and any other endpoint (`make deploy-local`).
 
 Exit codes: 0 success; 1 an expected failure, explained on stderr without a
 traceback; 2 bad usage; 3 `status` found the stack not (fully) running.
@@ -76,6 +83,11 @@ OUTPUT_ENV = {
     "XCR_QUEUE_URL": "ReplicateQueueUrl",
     "XCR_DLQ_URL": "DLQUrl",
 }
+
+# Template parameters the local stack sets unless told otherwise: moto runs no
+# Lambda code (no Docker) and there are no function zips, so only the data
+# plane is deployed. `--param DeployFunctions=true` overrides it.
+LOCAL_PARAMETERS = {"DeployFunctions": "false"}
 
 # Loopback only: the stack must never listen on, or be reached through,
 # anything else. Ignore HTTP(S)_PROXY for the same reason.
@@ -601,6 +613,8 @@ class Intrinsics:
         args = self.resolve(arg)
         if name == "Equals":
             return str(args[0]) == str(args[1])
+        if name == "Contains":  # Rules: a value among a list
+            return str(args[1]) in [str(v) for v in args[0]]
         if name == "Not":
             return not args[0]
         if name == "And":
@@ -641,13 +655,75 @@ class Intrinsics:
         return _SUB_VAR.sub(one, text)
 
 
+def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, str]:
+    """The template's parameters with their defaults, overridden; unknown names refused."""
+    declared = template.get("Parameters", {})
+    unknown = set(overrides) - set(declared)
+    if unknown:
+        raise StackError(f"unknown template parameter(s): {', '.join(sorted(unknown))}")
+    values = {name: str(spec.get("Default", "")) for name, spec in declared.items() if "Default" in spec}
+    values.update(overrides)
+    missing = sorted(set(declared) - set(values))
+    if missing:
+        raise StackError(f"template parameter(s) without a default need a value: {', '.join(missing)}")
+    return values
+
+
+def check_rules(template: dict[str, Any], parameters: dict[str, str], pseudo: dict[str, str] | None = None) -> list[str]:
+    """Evaluate the template's `Rules` section offline; return the failed assertions.
+
+    CloudFormation checks Rules before it creates anything; emulators do not
+    (moto ignores the section), so deploy steps call this first. Also checks
+    each parameter's AllowedValues / AllowedPattern / MinValue / MaxValue.
+    """
+
+    def no_resources(name: str) -> Any:
+        raise StackError(f"template: a rule refers to {name!r}, which is not a parameter")
+
+    def no_getatt(logical: str, attribute: str) -> Any:
+        raise StackError(f"template: a rule uses !GetAtt {logical}.{attribute}")
+
+    intrinsics = Intrinsics(template, parameters, dict(pseudo or {}), no_resources, no_getatt)
+    problems = []
+    for name, spec in template.get("Parameters", {}).items():
+        value = parameters.get(name, "")
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and str(value) not in [str(v) for v in allowed]:
+            problems.append(f"{name}={value!r} is not one of {', '.join(str(v) for v in allowed)}")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and spec.get("Type", "String") == "String" and not re.fullmatch(pattern, str(value)):
+            described = spec.get("ConstraintDescription") or f"must match {pattern}"
+            problems.append(f"{name}: {described}")
+        if spec.get("Type") == "Number":
+            try:
+                number = float(value)
+            except ValueError:
+                problems.append(f"{name}={value!r} is not a number")
+                continue
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                problems.append(f"{name}={value} is below its minimum {spec['MinValue']}")
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                problems.append(f"{name}={value} is above its maximum {spec['MaxValue']}")
+    for rule_name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not intrinsics.resolve(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions", []):
+            if not intrinsics.resolve(assertion["Assert"]):
+                problems.append(f"{rule_name}: {' '.join(str(assertion.get('AssertDescription', 'assertion failed')).split())}")
+    return problems
+
+
 # --------------------------------------------------------------------------
 # Deploying to moto and reconciling what moto ignores
 # --------------------------------------------------------------------------
 
 
 class Deployer:
-    """Deploys the template to moto and applies what moto's CloudFormation skips."""
+    """Deploys the template to an emulator and applies what its CloudFormation skips.
+
+    Used for moto (`up`) and, through scripts/deploy.py, for LocalStack or any
+    endpoint: creates the stack or updates it, then reconciles.
+    """
 
     def __init__(
         self,
@@ -656,17 +732,24 @@ class Deployer:
         template: dict[str, Any],
         parameters: dict[str, str],
         timeout: float,
+        *,
+        stack_name: str = STACK_NAME,
+        region: str = REGION,
+        access_key: str = ACCESS_KEY,
+        secret_key: str = SECRET_KEY,
     ):
         import boto3
         from botocore.config import Config
 
-        self.endpoint = endpoint
+        self.endpoint = endpoint.rstrip("/")
         self.template_path = template_path
         self.template = template
         self.overrides = parameters
         self.timeout = timeout
+        self.stack_name = stack_name
+        self.region = region
         session = boto3.session.Session(
-            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=region
         )
         config = Config(
             retries={"max_attempts": 3, "mode": "standard"},
@@ -679,6 +762,7 @@ class Deployer:
         self.s3 = self._client("s3")
         self.sqs = self._client("sqs")
         self.dynamodb = self._client("dynamodb")
+        self.cloudwatch = self._client("cloudwatch")
         self.physical: dict[str, str] = {}
         self.intrinsics: Intrinsics | None = None
         self.notes: list[str] = []
@@ -686,19 +770,27 @@ class Deployer:
     # -- CloudFormation ------------------------------------------------------
 
     def deploy(self) -> dict[str, str]:
-        """Create the stack, reconcile it, and return its outputs (local URLs)."""
-        unknown = set(self.overrides) - set(self.template.get("Parameters", {}))
-        if unknown:
-            raise StackError(f"unknown template parameter(s): {', '.join(sorted(unknown))}")
-        self.cfn.create_stack(
-            StackName=STACK_NAME,
+        """Create (or update) the stack, reconcile it, and return its outputs (local URLs)."""
+        problems = check_rules(self.template, parameter_values(self.template, self.overrides))
+        if problems:
+            raise StackError("template parameters refused:\n  - " + "\n  - ".join(problems))
+        request = dict(
+            StackName=self.stack_name,
             TemplateBody=self.template_path.read_text(encoding="utf-8"),
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in self.overrides.items()],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
-        stack = self._wait_created()
+        if self._stack_status() is None:
+            self.cfn.create_stack(**request)
+        else:
+            try:
+                self.cfn.update_stack(**request)
+            except Exception as err:  # botocore ClientError
+                if "No updates are to be performed" not in str(err):
+                    raise
+        stack = self._wait_complete()
 
-        for res in self.cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]:
+        for res in self.cfn.describe_stack_resources(StackName=self.stack_name)["StackResources"]:
             # moto lists resources it skipped without a logical or physical id.
             if res.get("LogicalResourceId") and res.get("PhysicalResourceId"):
                 self.physical[res["LogicalResourceId"]] = res["PhysicalResourceId"]
@@ -713,10 +805,10 @@ class Deployer:
             params,
             {
                 "AWS::AccountId": account,
-                "AWS::Region": REGION,
+                "AWS::Region": self.region,
                 "AWS::Partition": "aws",
                 "AWS::URLSuffix": "amazonaws.com",
-                "AWS::StackName": STACK_NAME,
+                "AWS::StackName": self.stack_name,
                 "AWS::StackId": stack_id,
                 "AWS::NotificationARNs": [],
             },
@@ -726,22 +818,40 @@ class Deployer:
         self._reconcile()
         return self._outputs(stack)
 
-    def _wait_created(self) -> dict[str, Any]:
+    def _stack_status(self) -> str | None:
+        """The stack's status, or None when there is no such (live) stack."""
+        try:
+            stacks = self.cfn.describe_stacks(StackName=self.stack_name)["Stacks"]
+        except Exception as err:  # botocore ClientError: "Stack with id ... does not exist"
+            if "does not exist" in str(err):
+                return None
+            raise
+        if not stacks or stacks[0]["StackStatus"] == "DELETE_COMPLETE":
+            return None
+        status = stacks[0]["StackStatus"]
+        if status in ("ROLLBACK_COMPLETE", "CREATE_FAILED"):
+            raise StackError(
+                f"stack {self.stack_name} is in {status} from an earlier failed create: delete it "
+                f"(aws cloudformation delete-stack --stack-name {self.stack_name}) and deploy again"
+            )
+        return status
+
+    def _wait_complete(self) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout
         while True:
-            stack = self.cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+            stack = self.cfn.describe_stacks(StackName=self.stack_name)["Stacks"][0]
             status = stack["StackStatus"]
-            if status == "CREATE_COMPLETE":
+            if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
                 return stack
             if not status.endswith("_IN_PROGRESS"):
                 reasons = [
                     f"{e.get('LogicalResourceId')}: {e.get('ResourceStatusReason')}"
-                    for e in self.cfn.describe_stack_events(StackName=STACK_NAME)["StackEvents"]
+                    for e in self.cfn.describe_stack_events(StackName=self.stack_name)["StackEvents"]
                     if e.get("ResourceStatusReason")
                 ]
-                raise StackError(f"stack {STACK_NAME} ended in {status}: " + "; ".join(reasons[:5]))
+                raise StackError(f"stack {self.stack_name} ended in {status}: " + "; ".join(reasons[:5]))
             if time.monotonic() > deadline:
-                raise StackError(f"stack {STACK_NAME} still {status} after {self.timeout:.0f} s")
+                raise StackError(f"stack {self.stack_name} still {status} after {self.timeout:.0f} s")
             time.sleep(0.1)
 
     def _outputs(self, stack: dict[str, Any]) -> dict[str, str]:
@@ -763,7 +873,7 @@ class Deployer:
         kind = self._resource(logical)["Type"]
         physical = self.physical.get(logical)
         if physical is None:
-            raise StackError(f"template: moto did not create {logical} ({kind}); cannot resolve a Ref to it")
+            raise StackError(f"template: the emulator did not create {logical} ({kind}); cannot resolve a Ref to it")
         if kind == "AWS::SQS::Queue":
             return self._local_queue_url(physical)
         return physical
@@ -783,7 +893,7 @@ class Deployer:
             simple = {
                 "Arn": f"arn:aws:s3:::{ref}",
                 "DomainName": f"{ref}.s3.amazonaws.com",
-                "RegionalDomainName": f"{ref}.s3.{REGION}.amazonaws.com",
+                "RegionalDomainName": f"{ref}.s3.{self.region}.amazonaws.com",
             }
             if attribute in simple:
                 return simple[attribute]
@@ -820,7 +930,7 @@ class Deployer:
                 props = self.intrinsics.resolve(resource.get("Properties", {}))
                 applier(self, logical, props)
             elif logical not in self.physical:
-                self.notes.append(f"{logical} ({kind}) is not emulated by moto")
+                self.notes.append(f"{logical} ({kind}) is not emulated here")
 
     def apply_bucket(self, logical: str, props: dict[str, Any]) -> None:
         bucket = self._ref(logical)
@@ -841,6 +951,10 @@ class Deployer:
                     api_rule["BucketKeyEnabled"] = _bool(rule["BucketKeyEnabled"])
                 rules.append(api_rule)
             self.s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+        if "OwnershipControls" in props:
+            self.s3.put_bucket_ownership_controls(
+                Bucket=bucket, OwnershipControls={"Rules": props["OwnershipControls"]["Rules"]}
+            )
         if "PublicAccessBlockConfiguration" in props:
             self.s3.put_public_access_block(
                 Bucket=bucket,
@@ -870,6 +984,28 @@ class Deployer:
             )
         # SSESpecification: moto accepts update_table(SSESpecification=...) but
         # never reports it, so there is nothing observable to apply locally.
+
+    def apply_queue(self, logical: str, props: dict[str, Any]) -> None:
+        # Redrive settings, set again through the API: harmless where the
+        # emulator's CloudFormation honoured them. (moto 5.2 accepts but does
+        # not store RedriveAllowPolicy; LocalStack and AWS keep it.)
+        attributes = {}
+        for name in ("RedriveAllowPolicy", "RedrivePolicy"):
+            if name in props:
+                attributes[name] = json.dumps(props[name])
+        if attributes:
+            self.sqs.set_queue_attributes(QueueUrl=self._ref(logical), Attributes=attributes)
+
+    def apply_alarm(self, logical: str, props: dict[str, Any]) -> None:
+        """moto's CloudFormation skips alarms; its CloudWatch API has them."""
+        request: dict[str, Any] = {k: v for k, v in props.items() if k not in ("Threshold", "Period", "EvaluationPeriods")}
+        request.setdefault("AlarmName", f"{self.stack_name}-{logical}")
+        for key, cast in (("Threshold", float), ("Period", int), ("EvaluationPeriods", int), ("DatapointsToAlarm", int)):
+            if key in props:
+                request[key] = cast(props[key])
+        if "ActionsEnabled" in request:
+            request["ActionsEnabled"] = _bool(request["ActionsEnabled"])
+        self.cloudwatch.put_metric_alarm(**request)
 
     def apply_queue_policy(self, logical: str, props: dict[str, Any]) -> None:
         policy = json.dumps(props["PolicyDocument"])
@@ -912,6 +1048,8 @@ def _bool(value: Any) -> bool:
 # Resource type -> what to apply after moto's CloudFormation has run. Every
 # call is idempotent, so applying a property moto did honour is harmless.
 APPLIERS: dict[str, Callable[[Deployer, str, dict[str, Any]], None]] = {
+    "AWS::SQS::Queue": Deployer.apply_queue,
+    "AWS::CloudWatch::Alarm": Deployer.apply_alarm,
     "AWS::S3::Bucket": Deployer.apply_bucket,
     "AWS::DynamoDB::Table": Deployer.apply_table,
     "AWS::SQS::QueuePolicy": Deployer.apply_queue_policy,
@@ -939,11 +1077,39 @@ def create_gcs_bucket(endpoint: str, name: str) -> None:
 # --------------------------------------------------------------------------
 
 
+def env_values(
+    outputs: dict[str, str],
+    *,
+    aws_url: str,
+    gcs_url: str,
+    dest_bucket: str,
+    stack_dir: Path,
+    region: str = REGION,
+    access_key: str = ACCESS_KEY,
+    secret_key: str = SECRET_KEY,
+) -> dict[str, str]:
+    """local.env's variables for a deployed stack (the names the tests rely on)."""
+    missing = [out for out in OUTPUT_ENV.values() if out not in outputs]
+    if missing:
+        raise StackError(f"the template lacks output(s) {', '.join(missing)}")
+    return {
+        "AWS_ENDPOINT_URL": aws_url,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        **{key: outputs[out] for key, out in OUTPUT_ENV.items()},
+        "XCR_DEST_BUCKET": dest_bucket,
+        "XCR_STACK_DIR": str(stack_dir),
+    }
+
+
 def render_env(values: dict[str, str], stack_dir: Path) -> str:
     header = [
-        f"# Written by scripts/stack.py up at {_now()} for the local xcr stack in {stack_dir}.",
+        f"# Written by {Path(sys.argv[0]).name or 'scripts/stack.py'} at {_now()} for the local xcr stack in {stack_dir}.",
         "# KEY=VALUE lines; load into a shell with: set -a; . ./local.env; set +a",
-        "# Regenerated by every `stack.py up`: do not edit.",
+        "# Regenerated by every `stack.py up` or `deploy.py local`: do not edit.",
     ]
     lines = [f"{key}={shlex.quote(value)}" for key, value in values.items()]
     return "\n".join(header + lines) + "\n"
@@ -1013,24 +1179,16 @@ def cmd_up(args: argparse.Namespace) -> int:
             moto, gcs = procs
             t_started = time.monotonic() - started_at
 
+            for key, value in LOCAL_PARAMETERS.items():
+                if key in template.get("Parameters", {}):
+                    params.setdefault(key, value)
             deployer = Deployer(moto.url, args.template, template, params, args.timeout)
             outputs = deployer.deploy()
             create_gcs_bucket(gcs.url, args.dest_bucket)
 
-            missing = [out for out in OUTPUT_ENV.values() if out not in outputs]
-            if missing:
-                raise StackError(f"{args.template} lacks output(s) {', '.join(missing)}")
-            values = {
-                "AWS_ENDPOINT_URL": moto.url,
-                "AWS_REGION": REGION,
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-                "STORAGE_EMULATOR_HOST": gcs.url,
-                **{key: outputs[out] for key, out in OUTPUT_ENV.items()},
-                "XCR_DEST_BUCKET": args.dest_bucket,
-                "XCR_STACK_DIR": str(stack_dir),
-            }
+            values = env_values(
+                outputs, aws_url=moto.url, gcs_url=gcs.url, dest_bucket=args.dest_bucket, stack_dir=stack_dir
+            )
             _write_atomic(env_path, render_env(values, stack_dir))
         except BaseException:
             _stop_all(stack_dir, procs, quiet=True)

@@ -1,0 +1,159 @@
+"""cfn-guard rules: the template passes every rule, and each rule fails on a
+copy of the template broken in the way that rule forbids."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conftest import GUARD_RULES, TEMPLATE
+
+RULES = {
+    "iam_no_wildcard_actions",
+    "iam_policies_no_wildcard_actions",
+    "resource_policies_no_wildcard_actions",
+    "iam_no_wildcard_resources",
+    "sqs_dead_letter_queue",
+    "sqs_encrypted",
+    "replicate_visibility_at_least_6x_timeout",
+    "event_source_mapping_reports_partial_failures",
+    "dynamodb_encrypted",
+    "dynamodb_point_in_time_recovery",
+    "s3_encrypted",
+    "api_routes_use_iam_auth",
+    "api_no_quick_create",
+    "log_groups_have_retention",
+}
+
+
+def guard(cfn_guard: Path, data: Path) -> dict[str, str]:
+    """Rule name -> PASS / FAIL / SKIP."""
+    proc = subprocess.run(
+        [str(cfn_guard), "validate", "--rules", str(GUARD_RULES), "--data", str(data), "--show-summary", "all"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    results = dict(re.findall(r"^\S+\.guard/(\w+)\s+(PASS|FAIL|SKIP)\s*$", proc.stdout, re.M))
+    assert results, f"no rule results from cfn-guard (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    # exit 0: all pass; 19: some rule failed. Anything else is a broken rule file.
+    assert proc.returncode in (0, 19), proc.stderr
+    assert (proc.returncode == 0) == all(v != "FAIL" for v in results.values())
+    return results
+
+
+def test_template_passes_every_rule(cfn_guard):
+    results = guard(cfn_guard, TEMPLATE)
+    assert set(results) == RULES
+    # SKIP would mean a rule found nothing to check: it must really apply.
+    assert results == {rule: "PASS" for rule in RULES}
+
+
+def test_json_copy_passes_too(cfn_guard, template, tmp_path):
+    """The broken copies are written as JSON: the unbroken JSON must pass."""
+    data = tmp_path / "template.json"
+    data.write_text(json.dumps(template))
+    assert guard(cfn_guard, data) == {rule: "PASS" for rule in RULES}
+
+
+def statements(template: dict, role: str) -> list:
+    return template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def _set(path: str, value) -> Callable[[dict], None]:
+    def mutate(t: dict) -> None:
+        *parents, last = path.split(".")
+        node = t
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node[int(last) if isinstance(node, list) else last] = value
+
+    return mutate
+
+
+def _delete(path: str) -> Callable[[dict], None]:
+    def mutate(t: dict) -> None:
+        *parents, last = path.split(".")
+        node = t
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        del node[last]
+
+    return mutate
+
+
+def _add_resource(name: str, resource: dict) -> Callable[[dict], None]:
+    def mutate(t: dict) -> None:
+        t["Resources"][name] = resource
+
+    return mutate
+
+
+def _not_action(t: dict) -> None:
+    stmt = statements(t, "ReplicateRole")[3]
+    stmt["NotAction"] = stmt.pop("Action")
+
+
+def _wildcard_in_queue_policy(t: dict) -> None:
+    conditional = t["Resources"]["ReplicateQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    conditional["Fn::If"][1]["Action"] = "sqs:*"
+
+
+def _wildcard_in_else_branch(t: dict) -> None:
+    conditional = t["Resources"]["ReplicateQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][1]
+    statement = dict(conditional["Fn::If"][1], Action=["sqs:SendMessage", "sqs:*"])
+    conditional["Fn::If"][2] = statement
+
+
+R = "Resources"
+P = "Properties"
+BREAKAGES = [
+    ("iam_no_wildcard_actions", "service wildcard", _set(f"{R}.ReplicateRole.{P}.Policies.0.PolicyDocument.Statement.3.Action", "dynamodb:*")),
+    ("iam_no_wildcard_actions", "star", _set(f"{R}.ApiRole.{P}.Policies.0.PolicyDocument.Statement.0.Action", "*")),
+    ("iam_no_wildcard_actions", "prefix wildcard in a list", _set(f"{R}.MigrateRole.{P}.Policies.0.PolicyDocument.Statement.1.Action", ["s3:List*"])),
+    ("iam_no_wildcard_actions", "NotAction", _not_action),
+    ("iam_no_wildcard_actions", "trust policy", _set(f"{R}.ReplicateRole.{P}.AssumeRolePolicyDocument.Statement.0.Action", "sts:*")),
+    ("iam_policies_no_wildcard_actions", "managed policy", _set(f"{R}.ApiInvokePolicy.{P}.PolicyDocument.Statement.0.Action", "execute-api:*")),
+    ("resource_policies_no_wildcard_actions", "conditional queue policy statement", _wildcard_in_queue_policy),
+    ("resource_policies_no_wildcard_actions", "else branch of a conditional statement", _wildcard_in_else_branch),
+    ("iam_no_wildcard_resources", "star resource", _set(f"{R}.ReplicateRole.{P}.Policies.0.PolicyDocument.Statement.3.Resource", "*")),
+    ("iam_no_wildcard_resources", "star in a list", _set(f"{R}.ApiRole.{P}.Policies.0.PolicyDocument.Statement.4.Resource", ["*"])),
+    ("sqs_dead_letter_queue", "queue without redrive", _delete(f"{R}.ReplicateQueue.{P}.RedrivePolicy")),
+    ("sqs_dead_letter_queue", "new queue", _add_resource("Extra", {"Type": "AWS::SQS::Queue", "Properties": {"SqsManagedSseEnabled": True}})),
+    ("sqs_dead_letter_queue", "DLQ open to any queue", _set(f"{R}.ReplicateDLQ.{P}.RedriveAllowPolicy.redrivePermission", "allowAll")),
+    ("sqs_encrypted", "DLQ unencrypted", _set(f"{R}.ReplicateDLQ.{P}.SqsManagedSseEnabled", False)),
+    ("replicate_visibility_at_least_6x_timeout", "row below 6x", _set("Mappings.ReplicateTimeouts.900.QueueVisibilityTimeout", 900)),
+    ("replicate_visibility_at_least_6x_timeout", "unknown timeout", _set("Mappings.ReplicateTimeouts.45", {"FunctionTimeout": 45, "QueueVisibilityTimeout": 270})),
+    ("replicate_visibility_at_least_6x_timeout", "queue visibility hard-coded", _set(f"{R}.ReplicateQueue.{P}.VisibilityTimeout", 30)),
+    ("replicate_visibility_at_least_6x_timeout", "function timeout hard-coded", _set(f"{R}.ReplicateFunction.{P}.Timeout", 900)),
+    ("event_source_mapping_reports_partial_failures", "no partial failures", _delete(f"{R}.ReplicateQueueEventSource.{P}.FunctionResponseTypes")),
+    ("event_source_mapping_reports_partial_failures", "no batching window", _delete(f"{R}.ReplicateQueueEventSource.{P}.MaximumBatchingWindowInSeconds")),
+    ("dynamodb_encrypted", "SSE off", _set(f"{R}.LedgerTable.{P}.SSESpecification.SSEEnabled", False)),
+    ("dynamodb_encrypted", "SSE missing", _delete(f"{R}.JobsTable.{P}.SSESpecification")),
+    ("dynamodb_point_in_time_recovery", "PITR off", _set(f"{R}.JobsTable.{P}.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled", False)),
+    ("dynamodb_point_in_time_recovery", "PITR missing", _delete(f"{R}.LedgerTable.{P}.PointInTimeRecoverySpecification")),
+    ("s3_encrypted", "bucket encryption missing", _delete(f"{R}.SourceBucket.{P}.BucketEncryption")),
+    ("api_routes_use_iam_auth", "route without auth", _set(f"{R}.RouteDocs.{P}.AuthorizationType", "NONE")),
+    ("api_routes_use_iam_auth", "auth missing", _delete(f"{R}.RouteHealth.{P}.AuthorizationType")),
+    ("api_no_quick_create", "quick create", _set(f"{R}.HttpApi.{P}.Target", {"Fn::GetAtt": ["ApiFunction", "Arn"]})),
+    ("log_groups_have_retention", "no retention", _delete(f"{R}.ReplicateLogGroup.{P}.RetentionInDays")),
+]
+
+
+@pytest.mark.parametrize("rule,how,mutate", BREAKAGES, ids=[f"{r}:{h}" for r, h, _ in BREAKAGES])
+def test_rule_fails_on_a_broken_template(cfn_guard, template, tmp_path, rule, how, mutate):
+    mutate(template)
+    data = tmp_path / "broken.json"
+    data.write_text(json.dumps(template))
+    results = guard(cfn_guard, data)
+    failed = {name for name, status in results.items() if status == "FAIL"}
+    assert failed == {rule}, f"breaking {how!r} should fail exactly {rule}, failed: {sorted(failed)}"
+
+
+def test_every_rule_has_a_breakage():
+    assert {rule for rule, _, _ in BREAKAGES} == RULES

@@ -1,0 +1,108 @@
+"""Offline facts about infra/template.yaml that cfn-guard cannot express."""
+
+from __future__ import annotations
+
+from conftest import stack
+
+FUNCTIONS = {"ReplicateFunction": "replicate", "ApiFunction": "api", "MigrateFunction": "migrate"}
+ROUTES = {
+    "GET /",
+    "GET /v1/health",
+    "POST /v1/replicate",
+    "POST /v1/replicate/batch",
+    "POST /v1/jobs",
+    "GET /v1/jobs",
+    "GET /v1/jobs/{id}",
+    "POST /v1/jobs/{id}/cancel",
+    "GET /openapi.json",
+    "GET /docs",
+}
+
+
+def of_type(template: dict, kind: str) -> dict:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_visibility_rows_are_6x_and_match_the_allowed_timeouts(template):
+    rows = template["Mappings"]["ReplicateTimeouts"]
+    allowed = template["Parameters"]["ReplicateTimeout"]["AllowedValues"]
+    assert sorted(rows, key=int) == sorted(allowed, key=int)
+    for key, row in rows.items():
+        assert row["FunctionTimeout"] == int(key)
+        assert row["QueueVisibilityTimeout"] >= 6 * row["FunctionTimeout"]
+        assert row["FunctionTimeout"] <= 900  # Lambda's maximum
+
+
+def test_functions_are_arm64_al2023_from_s3_behind_the_condition(template):
+    functions = of_type(template, "AWS::Lambda::Function")
+    assert set(functions) == set(FUNCTIONS)
+    for name, fn in functions.items():
+        props = fn["Properties"]
+        assert fn["Condition"] == "WithFunctions"
+        assert props["Runtime"] == "provided.al2023"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Handler"] == "bootstrap"
+        assert props["Code"]["S3Bucket"] == {"Ref": "ArtifactsBucket"}
+        assert props["Code"]["S3Key"] == {"Ref": f"{FUNCTIONS[name].capitalize()}CodeKey"}
+        assert "MemorySize" in props and "Timeout" in props
+        env = props["Environment"]["Variables"]
+        for var in ("XCR_DEST_BUCKET", "XCR_RULES", "XCR_LEDGER_TABLE", "XCR_JOBS_TABLE", "XCR_QUEUE_URL", "XCR_DLQ_URL", "XCR_GCP_CREDENTIALS"):
+            assert var in env, f"{name} lacks {var}"
+    assert "XCR_REPLICATE_DELETES" in functions["ReplicateFunction"]["Properties"]["Environment"]["Variables"]
+    assert "XCR_ALLOWED_SOURCE_BUCKETS" in functions["ApiFunction"]["Properties"]["Environment"]["Variables"]
+
+
+def test_everything_that_needs_code_is_conditional(template):
+    """DeployFunctions=false (the local stack) must deploy no function-side resource."""
+    needs_functions = {
+        "AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::EventInvokeConfig",
+        "AWS::Lambda::Permission", "AWS::IAM::Role", "AWS::IAM::ManagedPolicy", "AWS::Logs::LogGroup",
+    }
+    for name, res in template["Resources"].items():
+        if res["Type"] in needs_functions or res["Type"].startswith("AWS::ApiGatewayV2::"):
+            assert res.get("Condition") == "WithFunctions", name
+
+
+def test_every_route_is_declared_with_iam_auth(template):
+    routes = of_type(template, "AWS::ApiGatewayV2::Route")
+    assert {r["Properties"]["RouteKey"] for r in routes.values()} == ROUTES
+    assert {r["Properties"]["AuthorizationType"] for r in routes.values()} == {"AWS_IAM"}
+
+
+def test_sqs_event_source_and_async_failures(template):
+    (esm,) = of_type(template, "AWS::Lambda::EventSourceMapping").values()
+    assert esm["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert esm["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["ReplicateQueue", "Arn"]}
+    configs = of_type(template, "AWS::Lambda::EventInvokeConfig")
+    on_failure = configs["ReplicateAsyncConfig"]["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+    assert on_failure == {"Fn::GetAtt": ["ReplicateDLQ", "Arn"]}
+
+
+def test_alarms_cover_dlq_age_and_errors(template):
+    alarms = of_type(template, "AWS::CloudWatch::Alarm")
+    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
+    assert metrics == ["ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "Errors", "Errors", "Errors"]
+
+
+
+
+def test_rules(template):
+    def problems(**overrides: str) -> list[str]:
+        return stack.check_rules(template, stack.parameter_values(template, overrides))
+
+    local = {"DeployFunctions": "false"}
+    assert problems(**local) == []
+    assert problems(**local, SourceEvents="eventbridge") == []
+    assert problems(**local, CreateSourceBucket="false", SourceBucketName="legacy", SourceEvents="eventbridge") == []
+    assert any("SourceBucketName" in p for p in problems(**local, CreateSourceBucket="false", SourceEvents="eventbridge"))
+    assert any("eventbridge" in p for p in problems(**local, CreateSourceBucket="false", SourceBucketName="legacy"))
+    assert any("ReplicateTimeout" in p for p in problems(**local, ReplicateTimeout="45"))
+    full = dict(
+        ArtifactsBucket="a", ReplicateCodeKey="r", ApiCodeKey="p", MigrateCodeKey="m", DestBucket="d",
+        GcpCredentials='{"type": "external_account", "audience": "x"}',
+    )
+    assert problems(**full) == []
+    assert any("GcpCredentials" in p for p in problems(**dict(full, GcpCredentials='{"type": "service_account", "private_key": "k"}')))
+    assert any("ApiCodeKey" in p for p in problems(**dict(full, ApiCodeKey="")))
+    assert any("DestBucket" in p for p in problems(**dict(full, DestBucket="")))
+    assert problems(**dict(full, DestBucket="", Rules="[]")) == []
