@@ -28,6 +28,7 @@ not run (no stack, no xcr binary...), explained on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import base64
 import gzip
 import io
@@ -149,6 +150,15 @@ def build_samples(seed: int) -> list[Sample]:
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
+
+
+BACKFILL_PREFIX = "backfill/"
+
+
+def build_backfill(seed: int) -> list[Sample]:
+    """Twenty small objects that predate replication."""
+    rng = random.Random(seed + 1)
+    return [Sample(key=f"{BACKFILL_PREFIX}{i:03d}.bin", data=rng.randbytes(1000 + 97 * i)) for i in range(20)]
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -312,6 +322,36 @@ class Demo:
         if sample.report is None:
             sample.problems.append(f"xcr printed no JSON object: {shorten(stdout, 80)!r}")
 
+    @contextlib.contextmanager
+    def notifications_off(self):
+        """Switches the bucket's notifications off for the block, then restores them."""
+        saved = self.s3.get_bucket_notification_configuration(Bucket=self.bucket)
+        saved.pop("ResponseMetadata", None)
+        self.s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration={})
+        try:
+            yield
+        finally:
+            self.s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration=saved)
+
+    def migrate(self, prefix: str, expected: int) -> None:
+        """`xcr jobs create`, `xcr pump` until idle, then `xcr jobs show`: the job must have
+        succeeded with exact counters."""
+        assert self.xcr is not None
+        env = {**os.environ, **self.env}
+        run = subprocess.run([str(self.xcr), "jobs", "create", "--source-bucket", self.bucket, "--prefix", prefix, "--json"],
+                             env=env, capture_output=True, timeout=self.timeout)
+        job = parse_report(run.stdout.decode(errors="replace").strip()) or {}
+        if run.returncode != 0 or "id" not in job:
+            raise DemoError(f"xcr jobs create failed: {run.stdout.decode(errors='replace')} {run.stderr.decode(errors='replace')[-500:]}")
+        self.pump()
+        run = subprocess.run([str(self.xcr), "jobs", "show", job["id"], "--json"], env=env, capture_output=True, timeout=60)
+        shown = parse_report(run.stdout.decode(errors="replace").strip()) or {}
+        counters = shown.get("counters", {})
+        print(f"job {job['id']}: {shown.get('status')} listed {counters.get('listed')} replicated {counters.get('replicated')} "
+              f"skipped {counters.get('skipped')} failed {counters.get('failed')} bytes {counters.get('bytes')}")
+        if shown.get("status") != "SUCCEEDED" or counters.get("listed") != expected or counters.get("replicated") != expected:
+            raise DemoError(f"the migration job did not copy all {expected} objects: {shown}")
+
     def pump(self) -> None:
         """Runs the replicate function over the queue until it has been idle for 3 s: the
         notifications S3 sent for the uploads are the only input."""
@@ -449,6 +489,15 @@ def main(argv: list[str] | None = None) -> int:
             raise DemoError(f"{err}: run with the project's virtualenv (.venv/bin/python)") from err
         samples = build_samples(args.seed)
         total = sum(len(s.data) for s in samples)
+        backfill: list[Sample] = []
+        if args.via == "queue" and xcr is not None:
+            # Objects that were there before replication was switched on: no notification
+            # ever announces them; a migration job has to find them.
+            backfill = build_backfill(args.seed)
+            with demo.notifications_off():
+                for sample in backfill:
+                    demo.upload(sample)
+            print(f"uploaded {len(backfill)} objects under {BACKFILL_PREFIX} with bucket notifications off")
 
         started = time.monotonic()
         for sample in samples:
@@ -458,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         if xcr is not None and args.via == "queue":
             print("replicating through S3 notifications -> SQS -> replicate function (xcr pump) ...")
             demo.pump()
+            print(f"migration job over {BACKFILL_PREFIX} (objects no notification announced) ...")
+            demo.migrate(BACKFILL_PREFIX, len(backfill))
+            samples = backfill + samples
         elif xcr is not None:
             print(f"replicating each with {xcr} replicate s3://{demo.bucket}/KEY --json ...")
             for sample in samples:

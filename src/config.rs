@@ -60,6 +60,9 @@ pub struct Config {
     pub replicate_deletes: bool,
     /// Records of one SQS batch processed at once (`XCR_BATCH_CONCURRENCY`, default 4).
     pub batch_concurrency: usize,
+    /// The migrate function to invoke when a job is created (`XCR_MIGRATE_FUNCTION`); unset
+    /// locally, where `xcr pump` drives jobs.
+    pub migrate_function: Option<String>,
 }
 
 /// Names of every variable read here, for docs and error messages.
@@ -77,6 +80,7 @@ pub mod vars {
     pub const GCP_CREDENTIALS: &str = "XCR_GCP_CREDENTIALS";
     pub const REPLICATE_DELETES: &str = "XCR_REPLICATE_DELETES";
     pub const BATCH_CONCURRENCY: &str = "XCR_BATCH_CONCURRENCY";
+    pub const MIGRATE_FUNCTION: &str = "XCR_MIGRATE_FUNCTION";
     pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
     pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -258,6 +262,7 @@ impl Config {
             retry,
             replicate_deletes,
             batch_concurrency,
+            migrate_function: get(vars::MIGRATE_FUNCTION),
         })
     }
 }
@@ -276,6 +281,10 @@ pub struct Needs {
 impl Needs {
     /// A replicating entry point that routes by configuration.
     pub const ROUTED: Self = Self { destination: true, ledger: false, jobs: false, queue: false, dlq: false };
+    /// The migrate function: jobs and the queue their tasks go to.
+    pub const MIGRATE: Self = Self { destination: false, ledger: false, jobs: true, queue: true, dlq: false };
+    /// Job commands of the CLI.
+    pub const JOBS: Self = Self { destination: false, ledger: false, jobs: true, queue: false, dlq: false };
     /// The replicate function and the local pump: routed, with a ledger.
     pub const FUNCTION: Self = Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false };
 }

@@ -50,11 +50,13 @@ pub struct Task {
     pub job_id: Option<String>,
     /// An explicit GCS destination (from a replicate command), overriding routing rules.
     pub destination: Option<Destination>,
+    /// Set by migration jobs: what to do when the destination already holds the object.
+    pub overwrite: Option<crate::jobs::Overwrite>,
 }
 
 impl Task {
     fn new(action: Action, object: ObjectRef) -> Self {
-        Self { action, object, sequencer: None, event_time: None, job_id: None, destination: None }
+        Self { action, object, sequencer: None, event_time: None, job_id: None, destination: None, overwrite: None }
     }
 }
 
@@ -197,6 +199,12 @@ fn decode_value(value: &Value, depth: usize) -> Result<Vec<Task>> {
     }
     if obj.contains_key("detail-type") {
         return decode_eventbridge(value);
+    }
+    // Lambda's on-failure destination wraps a failed asynchronous invocation as
+    // {"requestContext", "requestPayload", "responsePayload"}: after `xcr dlq redrive` the
+    // original event inside is what must be replicated.
+    if let (Some(payload), true) = (obj.get("requestPayload"), obj.contains_key("requestContext")) {
+        return decode_value(payload, depth + 1);
     }
     if obj.contains_key("bucket") || obj.contains_key("key") {
         return decode_command(value).map(|t| vec![t]);
@@ -398,6 +406,8 @@ struct Command {
     destination: Option<String>,
     /// `copy` (default) or `delete`.
     action: Option<String>,
+    /// Migration jobs: `different` (default), `never` or `always`.
+    overwrite: Option<String>,
 }
 
 fn decode_command(value: &Value) -> Result<Task> {
@@ -429,6 +439,12 @@ fn decode_command(value: &Value) -> Result<Task> {
     let mut task = Task::new(action, ObjectRef::new(c.bucket, c.key).with_version(c.version_id));
     task.job_id = non_empty(c.job_id);
     task.destination = destination;
+    task.overwrite = match c.overwrite.as_deref() {
+        None => None,
+        Some(o) => Some(crate::jobs::Overwrite::parse(o).ok_or_else(|| {
+            invalid(format!("invalid replicate command: overwrite {} (expected different, never or always)", quoted(o)))
+        })?),
+    };
     Ok(task)
 }
 
@@ -515,6 +531,21 @@ mod tests {
     }
 
     #[test]
+    fn on_failure_destination_records_unwrap_to_the_original_event() {
+        let wrapped = json!({
+            "version": "1.0",
+            "requestContext": {"requestId": "r", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+            "requestPayload": {"Records": [{"eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": "src"}, "object": {"key": "a+b.txt"}}}]},
+            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": "busy"}
+        });
+        let t = tasks(wrapped);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].object.key, "a b.txt");
+    }
+
+    #[test]
     fn s3_notification_becomes_tasks() {
         let ev = json!({"Records": [
             {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "eventTime": "2024-05-01T12:00:00.000Z",
@@ -535,6 +566,7 @@ mod tests {
                 event_time: Some("2024-05-01T12:00:00.000Z".into()),
                 job_id: None,
                 destination: None,
+                overwrite: None,
             }
         );
         assert_eq!((t[1].action, t[1].object.key.as_str(), t[1].sequencer.as_ref()), (Action::Delete, "gone", None));

@@ -19,18 +19,30 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Incoming, Task, decode_invocation};
-use crate::ports::{Ledger, ObjectSink, ObjectSource, TaskQueue};
+use crate::jobs::{JobStatus, TaskTally};
+use crate::ports::{JobStore, Ledger, ObjectSink, ObjectSource, TaskQueue};
 use crate::replicate::{Outcome, Replication, Replicator};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
-pub struct Handler<S, K, L, Q> {
+pub struct Handler<S, K, L, Q, J> {
     replicator: Replicator<S, K, L>,
     concurrency: usize,
     /// Where busy records are put back; `None` reports them as failures instead.
     requeue: Option<Q>,
+    /// Migration jobs whose tasks are counted; `None` when no jobs table is configured.
+    jobs: Option<J>,
+    /// Recently read job statuses: the tasks of one batch mostly share a job.
+    job_status: tokio::sync::Mutex<HashMap<String, (JobStatus, Instant)>>,
+    /// One job-counter write at a time from this process: the tasks of a batch would only
+    /// collide on the job item (and some emulators lose concurrent updates to one item).
+    job_writes: tokio::sync::Mutex<()>,
 }
+
+/// How long a job's status is trusted before it is read again (a cancel takes effect within it).
+const JOB_STATUS_TTL: Duration = Duration::from_secs(2);
 
 /// Longest wait before a busy record is tried again: the lease holder usually finishes well
 /// before its lease runs out.
@@ -56,9 +68,20 @@ fn redeliver(result: &Result<Replication>) -> bool {
     }
 }
 
-impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue> Handler<S, K, L, Q> {
-    pub fn new(replicator: Replicator<S, K, L>, concurrency: usize, requeue: Option<Q>) -> Self {
-        Self { replicator, concurrency: concurrency.max(1), requeue }
+impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handler<S, K, L, Q, J> {
+    pub fn new(replicator: Replicator<S, K, L>, concurrency: usize, requeue: Option<Q>, jobs: Option<J>) -> Self {
+        Self {
+            replicator,
+            concurrency: concurrency.max(1),
+            requeue,
+            jobs,
+            job_status: tokio::sync::Mutex::new(HashMap::new()),
+            job_writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn jobs(&self) -> Option<&J> {
+        self.jobs.as_ref()
     }
 
     pub fn replicator(&self) -> &Replicator<S, K, L> {
@@ -68,9 +91,63 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue> Handler<S, K, L, Q
     async fn run_tasks(&self, tasks: &[Task], deadline_ms: i64) -> Vec<Result<Replication>> {
         let mut out = Vec::new();
         for task in tasks {
-            out.extend(self.replicator.apply(task, deadline_ms).await);
+            match (&task.job_id, &self.jobs) {
+                (Some(job_id), Some(jobs)) => out.extend(self.run_job_task(jobs, job_id, task, deadline_ms).await),
+                _ => out.extend(self.replicator.apply(task, deadline_ms).await),
+            }
         }
         out
+    }
+
+    /// A migration job's task: a no-op once the job is cancelled; otherwise applied, then
+    /// counted once in the job (a redelivered task is not counted again), and the job ended
+    /// when it was the last one.
+    async fn run_job_task(&self, jobs: &J, job_id: &str, task: &Task, deadline_ms: i64) -> Vec<Result<Replication>> {
+        match self.job_status(jobs, job_id).await {
+            Ok(Some(status)) if status.is_terminal() => {
+                return vec![Ok(crate::replicate::skipped_task(task, &format!("job {job_id} is {}", status.as_str())))];
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return vec![Ok(crate::replicate::skipped_task(task, &format!("job {job_id} does not exist")))],
+            Err(e) => return vec![Err(e.context(format_args!("job {job_id}")))],
+        }
+        let mut results = self.replicator.apply(task, deadline_ms).await;
+        let Some(tally) = tally(&results) else { return results };
+        let object = format!("{}/{}", task.object.bucket, task.object.key);
+        let _one_writer = self.job_writes.lock().await;
+        let counted = match jobs.record_task(job_id, &object, tally).await {
+            Ok(counted) => counted,
+            // Not counted yet: deliver the task again; the copy itself is idempotent.
+            Err(e) => {
+                results.push(Err(e.context(format_args!("count the task in job {job_id}"))));
+                return results;
+            }
+        };
+        // Only the last task ends the job: one read tells, instead of two failing writes per task.
+        let last =
+            counted && matches!(jobs.get(job_id).await, Ok(Some(j)) if j.listing_done && j.counters.pending <= 0);
+        if last {
+            match jobs.try_finish(job_id).await {
+                Ok(Some(status)) => tracing::info!(job_id, status = status.as_str(), "job finished"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(job_id, error = %e.chain(), "could not check whether the job finished"),
+            }
+        }
+        results
+    }
+
+    /// The job's status, from a short-lived cache.
+    async fn job_status(&self, jobs: &J, job_id: &str) -> Result<Option<JobStatus>> {
+        if let Some((status, at)) = self.job_status.lock().await.get(job_id)
+            && at.elapsed() < JOB_STATUS_TTL
+        {
+            return Ok(Some(*status));
+        }
+        let status = jobs.get(job_id).await?.map(|j| j.status);
+        if let Some(st) = status {
+            self.job_status.lock().await.insert(job_id.to_string(), (st, Instant::now()));
+        }
+        Ok(status)
     }
 
     /// Handles one invocation payload. `deadline_ms` is the invocation's deadline (epoch ms).
@@ -142,11 +219,37 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue> Handler<S, K, L, Q
     }
 }
 
+/// How a job task's results count, or `None` while it still has to be retried.
+fn tally(results: &[Result<Replication>]) -> Option<TaskTally> {
+    let mut bytes = 0;
+    let mut replicated = false;
+    let mut failed = false;
+    for r in results {
+        match r {
+            Ok(rep) if rep.outcome == Outcome::Busy => return None,
+            Ok(rep) if rep.outcome == Outcome::Replicated => {
+                replicated = true;
+                bytes += rep.bytes.unwrap_or(0);
+            }
+            Ok(_) => {}
+            Err(e) if e.is_retryable() => return None,
+            Err(_) => failed = true,
+        }
+    }
+    Some(if failed {
+        TaskTally::Failed
+    } else if replicated {
+        TaskTally::Replicated { bytes }
+    } else {
+        TaskTally::Skipped
+    })
+}
+
 fn is_busy(r: &Result<Replication>) -> bool {
     matches!(r, Ok(rep) if rep.outcome == Outcome::Busy)
 }
 
-impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue> Handler<S, K, L, Q> {
+impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handler<S, K, L, Q, J> {
     /// Puts the record's body back on the queue with a delay. False when it could not.
     async fn requeue(&self, payload: &Value, message_id: &str, delay_secs: u64) -> bool {
         let Some(queue) = &self.requeue else { return false };

@@ -89,6 +89,30 @@ pub trait ObjectSink: Send + Sync {
     fn session_status(&self, session: &str, total: u64) -> impl Future<Output = Result<UploadProgress>> + Send;
     /// Deletes one generation of an object (used to withdraw an object that failed verification).
     fn delete(&self, bucket: &str, name: &str, generation: Option<&str>) -> impl Future<Output = Result<()>> + Send;
+    /// The object's size and checksums, `None` if it does not exist. Only migration jobs'
+    /// overwrite policies use it; replication never checks GCS before writing.
+    fn stat(&self, bucket: &str, name: &str) -> impl Future<Output = Result<Option<StoredObject>>> + Send;
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Listing the source, for migration jobs.
+pub trait ObjectLister: Send + Sync {
+    /// One page of keys under `prefix`, after the continuation `token`; the next token, if any.
+    fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: i32,
+    ) -> impl Future<Output = Result<(Vec<Listed>, Option<String>)>> + Send;
+    /// A whole (small) object as text: manifests.
+    fn fetch_text(&self, bucket: &str, key: &str, max_bytes: u64) -> impl Future<Output = Result<String>> + Send;
 }
 
 /// What the ledger remembers about the last completed action on one destination object.
@@ -158,4 +182,52 @@ pub trait Ledger: Send + Sync {
 pub trait TaskQueue: Send + Sync {
     /// Sends `body` to become visible after `delay_secs` (0 to 900).
     fn send_delayed(&self, body: &str, delay_secs: u32) -> impl Future<Output = Result<()>> + Send;
+    /// Sends every body (in batches); fails unless all were accepted.
+    fn send_all(&self, bodies: &[String]) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Durable migration jobs (DynamoDB). Every state change is one conditional write.
+pub trait JobStore: Send + Sync {
+    fn create(&self, job: &crate::jobs::Job) -> impl Future<Output = Result<()>> + Send;
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<crate::jobs::Job>>> + Send;
+    /// Jobs, newest first.
+    fn list(&self, limit: usize) -> impl Future<Output = Result<Vec<crate::jobs::Job>>> + Send;
+    /// PENDING -> RUNNING. False if the job was not pending.
+    fn start(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// PENDING or RUNNING -> CANCELLED. False if the job had already ended.
+    fn cancel(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Stores one listing step: the new checkpoint together with the counters, only if the job
+    /// is RUNNING and its checkpoint is still `old` (no other driver moved it).
+    fn commit_page(
+        &self,
+        id: &str,
+        old: Option<&str>,
+        new: Option<&str>,
+        listing_done: bool,
+        listed: u64,
+        queued: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Counts one finished task, once per object: false if this object was already counted.
+    fn record_task(
+        &self,
+        id: &str,
+        object: &str,
+        tally: crate::jobs::TaskTally,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// RUNNING -> SUCCEEDED (no failures) or FAILED, once the listing is done and no task is
+    /// pending. Returns the new status when this call ended the job.
+    fn try_finish(&self, id: &str) -> impl Future<Output = Result<Option<crate::jobs::JobStatus>>> + Send;
+    /// Takes the job's driver lease (one driver at a time) until `until_ms`.
+    fn claim_driver(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn release_driver(&self, id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+    /// PENDING or RUNNING -> FAILED with a reason: the job cannot go on (its manifest is gone...).
+    fn fail(&self, id: &str, message: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Records a problem the driver hit, for `xcr jobs show`.
+    fn set_error(&self, id: &str, message: &str) -> impl Future<Output = Result<()>> + Send;
 }

@@ -5,12 +5,16 @@
 //! event, deletes the records that succeeded and leaves the ones reported in
 //! `batchItemFailures` to come back after the visibility timeout; the queue's redrive policy
 //! moves a message that keeps failing to the dead-letter queue after `maxReceiveCount`.
-//! [`redrive`] moves dead letters back, as an operator does once the cause is fixed.
+//! Given a job [`Driver`], it also runs the listing steps of open migration jobs, which the
+//! `migrate` function runs in the cloud, so a job created locally runs to completion with
+//! nothing else started. [`redrive`] moves dead letters back, as an operator does once the
+//! cause is fixed.
 
 use crate::aws::sqs::{Message, Queue};
 use crate::error::Result;
 use crate::handler::Handler;
-use crate::ports::{Ledger, ObjectSink, ObjectSource, TaskQueue};
+use crate::migrate::Driver;
+use crate::ports::{JobStore, Ledger, ObjectLister, ObjectSink, ObjectSource, TaskQueue};
 use crate::replicate::now_ms;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -75,10 +79,11 @@ pub fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
 }
 
 /// Runs batches until the options say stop.
-pub async fn pump<S, K, L, Q>(
-    handler: &Handler<S, K, L, Q>,
+pub async fn pump<S, K, L, Q, J, Lst, Q2, J2>(
+    handler: &Handler<S, K, L, Q, J>,
     queue: &Queue,
     region: &str,
+    driver: Option<&Driver<Lst, Q2, J2>>,
     opts: &PumpOptions,
 ) -> Result<PumpStats>
 where
@@ -86,6 +91,10 @@ where
     K: ObjectSink,
     L: Ledger,
     Q: TaskQueue,
+    J: JobStore,
+    Lst: ObjectLister,
+    Q2: TaskQueue,
+    J2: JobStore,
 {
     let arn = queue.arn().await?;
     let mut stats = PumpStats::default();
@@ -94,10 +103,19 @@ where
         if opts.max_batches.is_some_and(|m| stats.batches >= m) {
             break;
         }
+        // Jobs first: their listing steps feed the queue this loop then drains.
+        let open_jobs = match driver {
+            Some(d) => d.step_open_jobs().await?,
+            None => 0,
+        };
+        if open_jobs > 0 {
+            idle_since = Instant::now();
+        }
         let wait = match opts.until_idle {
             Some(idle) => opts.wait_secs.min(i32::try_from(idle.as_secs()).unwrap_or(20).max(1)),
             None => opts.wait_secs,
         };
+        let wait = if open_jobs > 0 { 0 } else { wait };
         let messages = queue.receive(opts.batch_size, wait, opts.visibility_secs).await?;
         if messages.is_empty() {
             if let Some(idle) = opts.until_idle {

@@ -21,6 +21,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Action, Task, sequencer_order};
+use crate::jobs::Overwrite;
 use crate::model::{Destination, ObjectRef};
 use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, ObjectSink, ObjectSource};
 use crate::routing::Router;
@@ -193,6 +194,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             event_time: None,
             job_id: None,
             destination: dest,
+            overwrite: None,
         };
         let mut results = self.apply(&task, deadline_ms).await;
         match results.len() {
@@ -259,9 +261,34 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         started: std::time::Instant,
     ) -> Result<Replication> {
         let ordered_by_sequencer = sequencer.is_some() && previous.is_some_and(|p| p.sequencer.is_some());
+        // Migration jobs' overwrite policies may look at what GCS holds when the ledger has no
+        // record (the destination was filled by something else). Event-driven copies never do.
+        let existing = match task.overwrite {
+            Some(Overwrite::Different | Overwrite::Never) if previous.is_none() => {
+                self.transfer.sink().stat(&dest.bucket, &dest.name).await?
+            }
+            _ => None,
+        };
+        let policy = task.overwrite;
         let copied = self
             .transfer
-            .copy_unless(&task.object, dest, |meta| judge_read(previous, meta, ordered_by_sequencer))
+            .copy_unless(&task.object, dest, |meta| {
+                if policy == Some(Overwrite::Never)
+                    && (existing.is_some() || previous.is_some_and(|p| p.action == "copy"))
+                {
+                    return Some((Outcome::AlreadyReplicated, "the destination exists (overwrite: never)".into()));
+                }
+                if let Some(found) = &existing
+                    && same_content(found, meta)
+                {
+                    return Some((Outcome::AlreadyReplicated, "GCS already holds the same size and checksum".into()));
+                }
+                match judge_read(previous, meta, ordered_by_sequencer) {
+                    // `always` copies even an identical version; it never copies an older one.
+                    Some((Outcome::AlreadyReplicated, _)) if policy == Some(Overwrite::Always) => None,
+                    other => other,
+                }
+            })
             .await?;
         let report = match copied {
             Copy::Skipped((outcome, why), meta) => {
@@ -360,6 +387,14 @@ fn rejection(current: &LedgerItem, sequencer: Option<&str>, now: i64) -> (Outcom
     (Outcome::Busy, format!("another worker holds the lease for {left} more seconds"))
 }
 
+/// Whether GCS's object has the source's size and a checksum that proves the same bytes: the
+/// MD5 of a single-part ETag, or S3's full-object CRC32C.
+fn same_content(found: &crate::model::StoredObject, meta: &crate::model::SourceMeta) -> bool {
+    let md5 = meta.md5.as_ref().map(crate::transfer::checksum::md5_b64);
+    found.size == meta.size
+        && ((md5.is_some() && found.md5 == md5) || (meta.crc32c.is_some() && found.crc32c == meta.crc32c))
+}
+
 /// Decides, from the source's metadata and the previous record, whether copying is needed.
 /// When both the task and the record carry sequencers, the claim has already ordered them and
 /// the coarser last-modified time (whole seconds in S3) must not overrule it.
@@ -383,6 +418,11 @@ fn judge_read(
         )),
         _ => None,
     }
+}
+
+/// A `skipped` result for a task that was not applied at all.
+pub fn skipped_task(task: &Task, why: &str) -> Replication {
+    skipped(task, task.destination.as_ref(), why)
 }
 
 fn skipped(task: &Task, dest: Option<&Destination>, why: &str) -> Replication {

@@ -15,13 +15,15 @@ use crate::transfer::Transfer;
 pub type S3ToGcs = Replicator<S3Source, GcsClient, AnyLedger>;
 
 /// The production handler (the replicate function and `xcr pump`).
-pub type S3ToGcsHandler = crate::handler::Handler<S3Source, GcsClient, AnyLedger, crate::aws::sqs::Queue>;
+pub type S3ToGcsHandler =
+    crate::handler::Handler<S3Source, GcsClient, AnyLedger, crate::aws::sqs::Queue, crate::aws::jobs::DynamoJobStore>;
 
 /// The handler the replicate function and `xcr pump` run: busy records go back to
 /// `XCR_QUEUE_URL` with a delay when it is set.
 pub fn handler_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<S3ToGcsHandler> {
     let requeue = cfg.queue_url.as_ref().map(|u| crate::aws::sqs::Queue::new(sdk, u.clone()));
-    Ok(crate::handler::Handler::new(replicator_with(sdk, cfg)?, cfg.batch_concurrency, requeue))
+    let jobs = cfg.jobs_table.as_ref().map(|t| crate::aws::jobs::DynamoJobStore::new(sdk, t.clone()));
+    Ok(crate::handler::Handler::new(replicator_with(sdk, cfg)?, cfg.batch_concurrency, requeue, jobs))
 }
 
 /// Builds the GCS client (auth included) from configuration.
@@ -52,4 +54,17 @@ pub fn replicator_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<S3To
 pub async fn replicator(cfg: &Config) -> Result<S3ToGcs> {
     let sdk = crate::aws::sdk_config().await;
     replicator_with(&sdk, cfg)
+}
+
+/// The production job driver: lists S3, enqueues on `XCR_QUEUE_URL`, records in `XCR_JOBS_TABLE`.
+pub type S3JobDriver = crate::migrate::Driver<S3Source, crate::aws::sqs::Queue, crate::aws::jobs::DynamoJobStore>;
+
+/// The job driver, when a jobs table and a queue are configured.
+pub fn driver_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Option<S3JobDriver> {
+    let (table, queue) = (cfg.jobs_table.as_ref()?, cfg.queue_url.as_ref()?);
+    Some(crate::migrate::Driver::new(
+        S3Source::new(sdk),
+        crate::aws::sqs::Queue::new(sdk, queue.clone()),
+        crate::aws::jobs::DynamoJobStore::new(sdk, table.clone()),
+    ))
 }

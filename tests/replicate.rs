@@ -8,6 +8,7 @@ use serde_json::json;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use xcr::aws::dynamodb::DynamoLedger;
+use xcr::aws::jobs::DynamoJobStore;
 use xcr::aws::s3::S3Source;
 use xcr::aws::sqs::Queue;
 use xcr::events::{Action, Task};
@@ -60,6 +61,9 @@ impl ObjectSink for RecordingSink {
     async fn delete(&self, b: &str, n: &str, g: Option<&str>) -> xcr::Result<()> {
         self.inner.delete(b, n, g).await
     }
+    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
+        self.inner.stat(b, n).await
+    }
 }
 
 async fn recording(stack: &Stack, deletes: bool) -> Replicator<S3Source, RecordingSink, DynamoLedger> {
@@ -79,6 +83,7 @@ fn copy_task(bucket: &str, key: &str, version: Option<&str>, seq: Option<&str>) 
         event_time: None,
         job_id: None,
         destination: None,
+        overwrite: None,
     }
 }
 
@@ -199,8 +204,8 @@ async fn partial_batch_failure_is_reported_exactly() {
     let queue = Queue::new(&sdk, stack.var("XCR_QUEUE_URL"));
     // Empty the queue of what the uploads notified, to count the requeued record alone.
     sdk_purge(&sdk, stack.var("XCR_QUEUE_URL")).await;
-    let without_requeue = Handler::new(replicator(&stack, &[]).await, 4, None::<Queue>);
-    let with_requeue = Handler::new(replicator(&stack, &[]).await, 4, Some(queue.clone()));
+    let without_requeue = Handler::new(replicator(&stack, &[]).await, 4, None::<Queue>, None::<DynamoJobStore>);
+    let with_requeue = Handler::new(replicator(&stack, &[]).await, 4, Some(queue.clone()), None::<DynamoJobStore>);
     // Someone else holds the busy key.
     let hold = ClaimRequest {
         key: format!("gs://{}/batch/busy.txt", stack.dest_bucket()),
@@ -261,6 +266,7 @@ async fn poison_message_reaches_the_dlq_and_redrive_brings_it_back() {
         replicator(&stack, &[]).await,
         4,
         Some(Queue::new(&stack.sdk().await, stack.var("XCR_QUEUE_URL"))),
+        None::<DynamoJobStore>,
     );
     let opts = PumpOptions {
         wait_secs: 1,
@@ -268,9 +274,9 @@ async fn poison_message_reaches_the_dlq_and_redrive_brings_it_back() {
         until_idle: Some(std::time::Duration::from_secs(2)),
         ..Default::default()
     };
-    pump(&handler, &queue, "us-east-1", &opts).await.expect("drain");
+    pump(&handler, &queue, "us-east-1", None::<&xcr::wiring::S3JobDriver>, &opts).await.expect("drain");
     queue.send(&["{\"poison\": true}"]).await.expect("send");
-    let stats = pump(&handler, &queue, "us-east-1", &opts).await.expect("pump");
+    let stats = pump(&handler, &queue, "us-east-1", None::<&xcr::wiring::S3JobDriver>, &opts).await.expect("pump");
     assert_eq!(stats.deleted, 0, "{stats:?}");
     assert!(stats.failed >= 2, "delivered maxReceiveCount times: {stats:?}");
     assert_eq!(dlq.depth().await.expect("depth").0, 1, "the poison message is in the DLQ");
@@ -290,6 +296,7 @@ fn delete_task(bucket: &str, key: &str, seq: Option<&str>, event_time: Option<&s
         event_time: event_time.map(str::to_string),
         job_id: None,
         destination: None,
+        overwrite: None,
     }
 }
 
@@ -351,9 +358,10 @@ async fn notifications_flow_through_the_queue_into_gcs() {
         replicator(&stack, &[]).await,
         4,
         Some(Queue::new(&stack.sdk().await, stack.var("XCR_QUEUE_URL"))),
+        None::<DynamoJobStore>,
     );
     let opts = PumpOptions { wait_secs: 1, until_idle: Some(std::time::Duration::from_secs(2)), ..Default::default() };
-    let stats = pump(&handler, &queue, "us-east-1", &opts).await.expect("pump");
+    let stats = pump(&handler, &queue, "us-east-1", None::<&xcr::wiring::S3JobDriver>, &opts).await.expect("pump");
     assert_eq!(stats.failed, 0, "{stats:?}");
     for (i, k) in keys.iter().enumerate() {
         let (got, _) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), k)

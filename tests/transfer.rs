@@ -344,6 +344,9 @@ impl<K: ObjectSink> ObjectSink for CorruptingSink<K> {
     async fn delete(&self, b: &str, n: &str, g: Option<&str>) -> xcr::Result<()> {
         self.inner.delete(b, n, g).await
     }
+    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
+        self.inner.stat(b, n).await
+    }
 }
 
 /// A byte corrupted on the way to GCS is caught: on a single request GCS itself refuses the
@@ -411,6 +414,9 @@ impl<K: ObjectSink> ObjectSink for LossySink<K> {
     }
     async fn delete(&self, b: &str, n: &str, g: Option<&str>) -> xcr::Result<()> {
         self.inner.delete(b, n, g).await
+    }
+    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
+        self.inner.stat(b, n).await
     }
 }
 

@@ -1,6 +1,8 @@
 //! AWS adapters and the one mapping from SDK errors to [`crate::Error`].
 
 pub mod dynamodb;
+pub mod jobs;
+pub mod lambda;
 pub mod s3;
 pub mod sqs;
 

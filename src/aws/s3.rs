@@ -3,7 +3,7 @@
 use super::classify;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{ContentHeaders, ObjectRef, SourceMeta};
-use crate::ports::{ObjectSource, ReadPin, SourceRead};
+use crate::ports::{Listed, ObjectLister, ObjectSource, ReadPin, SourceRead};
 use crate::transfer::checksum::md5_from_etag;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType, ServerSideEncryption};
 use aws_smithy_types::date_time::Format;
@@ -117,5 +117,52 @@ impl ObjectSource for S3Source {
             }
         });
         Ok(SourceRead { meta, body: Box::pin(body) })
+    }
+}
+
+impl ObjectLister for S3Source {
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: i32,
+    ) -> Result<(Vec<Listed>, Option<String>)> {
+        let mut req = self.client.list_objects_v2().bucket(bucket).max_keys(max_keys.clamp(1, 1000));
+        if !prefix.is_empty() {
+            req = req.prefix(prefix);
+        }
+        if let Some(t) = token {
+            req = req.continuation_token(t);
+        }
+        let out = req.send().await.map_err(|e| classify(e, &format!("list s3://{bucket}/{prefix}")))?;
+        let items = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_string(),
+                    size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                })
+            })
+            .collect();
+        let next =
+            if out.is_truncated() == Some(true) { out.next_continuation_token().map(str::to_string) } else { None };
+        Ok((items, next))
+    }
+
+    async fn fetch_text(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<String> {
+        let what = format!("read s3://{bucket}/{key}");
+        let out = self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| classify(e, &what))?;
+        if out.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0) > max_bytes {
+            return Err(Error::new(ErrorKind::Invalid, format!("{what}: larger than {max_bytes} bytes")));
+        }
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Transient, format!("{what}: body broke")).with_source(e))?
+            .into_bytes();
+        String::from_utf8(bytes.to_vec()).map_err(|_| Error::new(ErrorKind::Invalid, format!("{what}: not UTF-8 text")))
     }
 }

@@ -171,4 +171,17 @@ impl TaskQueue for Queue {
             .map_err(|e| classify(e, "requeue a busy task"))?;
         Ok(())
     }
+
+    async fn send_all(&self, bodies: &[String]) -> Result<()> {
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let ids = self.send(&refs).await?;
+        let refused = ids.iter().filter(|id| id.is_none()).count();
+        if refused > 0 {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                format!("SQS refused {refused} of {} messages", bodies.len()),
+            ));
+        }
+        Ok(())
+    }
 }

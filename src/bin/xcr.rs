@@ -64,6 +64,74 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Migration jobs: copy what is already in a bucket (or a manifest).
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Create a job (from flags, or a JSON spec with --spec FILE or --spec -).
+    Create {
+        #[arg(long)]
+        source_bucket: Option<String>,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Only keys starting with this (repeatable).
+        #[arg(long = "include")]
+        include_prefixes: Vec<String>,
+        /// Never keys starting with this (repeatable).
+        #[arg(long = "exclude")]
+        exclude_prefixes: Vec<String>,
+        /// s3://bucket/key of a manifest (CSV bucket,key[,version] if .csv, else one key per line).
+        #[arg(long)]
+        manifest: Option<String>,
+        /// gs://bucket[/prefix/] instead of the routing rules.
+        #[arg(long)]
+        dest: Option<String>,
+        /// different (default), never or always.
+        #[arg(long, default_value = "different")]
+        overwrite: String,
+        /// List and count, copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// A JSON job spec file ('-' for stdin) instead of the flags.
+        #[arg(long)]
+        spec: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job: listing stops and its queued tasks become no-ops.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a job with a live progress bar until it ends.
+    Watch {
+        id: String,
+        /// Seconds between updates.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Print one JSON object per update instead of the bar.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +181,7 @@ async fn main() -> ExitCode {
             report(redrive(dlq, queue, max).await.map(|n| serde_json::json!({"redriven": n})), json)
         }
         Command::Dlq { command: DlqCommand::Count { dlq, json } } => report(dlq_count(dlq).await, json),
+        Command::Jobs { command } => jobs::run(command).await,
     }
 }
 
@@ -149,9 +218,11 @@ async fn pump(queue: Option<String>, opts: PumpOptions) -> anyhow::Result<serde_
     let url = queue_url(queue, cfg.queue_url.clone(), "XCR_QUEUE_URL")?;
     let sdk = xcr::aws::sdk_config().await;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-    let handler = wiring::handler_with(&sdk, &Config { queue_url: Some(url.clone()), ..cfg })?;
+    let cfg = Config { queue_url: Some(url.clone()), ..cfg };
+    let handler = wiring::handler_with(&sdk, &cfg)?;
+    let driver = wiring::driver_with(&sdk, &cfg);
     let queue = Queue::new(&sdk, url);
-    let stats = xcr::pump::pump(&handler, &queue, &region, &opts).await?;
+    let stats = xcr::pump::pump(&handler, &queue, &region, driver.as_ref(), &opts).await?;
     Ok(serde_json::to_value(stats)?)
 }
 
@@ -274,5 +345,201 @@ mod tests {
         assert!(parse_targets("src/k", None, None).is_err());
         assert!(parse_targets("s3://src/", None, None).is_err());
         assert!(parse_targets("s3://src/k", Some("gs://BAD"), None).is_err());
+    }
+}
+
+mod jobs {
+    //! `xcr jobs`: create, list, show, cancel and watch migration jobs.
+
+    use super::{JobsCommand, report};
+    use anyhow::{Context, bail};
+    use std::io::{IsTerminal, Read, Write};
+    use std::process::ExitCode;
+    use std::time::{Duration, Instant};
+    use xcr::aws::jobs::DynamoJobStore;
+    use xcr::config::{Config, Needs};
+    use xcr::jobs::{Job, JobSpec, Overwrite, now_rfc3339};
+    use xcr::ports::JobStore;
+
+    pub async fn run(command: JobsCommand) -> ExitCode {
+        match command {
+            JobsCommand::Create {
+                source_bucket,
+                prefix,
+                include_prefixes,
+                exclude_prefixes,
+                manifest,
+                dest,
+                overwrite,
+                dry_run,
+                spec,
+                json,
+            } => {
+                let spec = match spec {
+                    Some(path) => read_spec(&path),
+                    None => Ok(JobSpec {
+                        source_bucket: source_bucket.unwrap_or_default(),
+                        prefix,
+                        include_prefixes,
+                        exclude_prefixes,
+                        manifest,
+                        destination: dest,
+                        overwrite: Overwrite::parse(&overwrite).unwrap_or(Overwrite::Different),
+                        dry_run,
+                    }),
+                };
+                let valid_policy = Overwrite::parse(&overwrite).is_some();
+                let result = async {
+                    if !valid_policy {
+                        bail!("--overwrite {overwrite:?}: expected different, never or always");
+                    }
+                    create(spec?).await
+                }
+                .await;
+                match (result, json) {
+                    (Ok(job), true) => report(Ok(serde_json::to_value(&job).unwrap_or_default()), true),
+                    (Ok(job), false) => {
+                        println!("created {} ({})", job.id, job.status.as_str());
+                        ExitCode::SUCCESS
+                    }
+                    (Err(e), json) => report(Err(e), json),
+                }
+            }
+            JobsCommand::List { limit, json } => {
+                let result = async { Ok(store().await?.list(limit).await?) }.await;
+                match (result, json) {
+                    (Ok(jobs), true) => report(Ok(serde_json::to_value(&jobs).unwrap_or_default()), true),
+                    (Ok(jobs), false) => {
+                        println!(
+                            "{:<30} {:<10} {:>8} {:>10} {:>8} {:>7}  CREATED",
+                            "ID", "STATUS", "LISTED", "REPLICATED", "SKIPPED", "FAILED"
+                        );
+                        for j in jobs {
+                            let c = j.counters;
+                            println!(
+                                "{:<30} {:<10} {:>8} {:>10} {:>8} {:>7}  {}",
+                                j.id,
+                                j.status.as_str(),
+                                c.listed,
+                                c.replicated,
+                                c.skipped,
+                                c.failed,
+                                j.created_at
+                            );
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    (Err(e), json) => report(Err(e), json),
+                }
+            }
+            JobsCommand::Show { id, json } => {
+                report(show(&id).await.map(|j| serde_json::to_value(j).unwrap_or_default()), json)
+            }
+            JobsCommand::Cancel { id, json } => report(cancel(&id).await, json),
+            JobsCommand::Watch { id, interval, json } => match watch(&id, interval, json).await {
+                Ok(code) => code,
+                Err(e) => report(Err(e), json),
+            },
+        }
+    }
+
+    async fn store() -> anyhow::Result<DynamoJobStore> {
+        let cfg = Config::from_env(Needs::JOBS)?;
+        let sdk = xcr::aws::sdk_config().await;
+        Ok(DynamoJobStore::new(&sdk, cfg.jobs_table.context("XCR_JOBS_TABLE is required")?))
+    }
+
+    fn read_spec(path: &str) -> anyhow::Result<JobSpec> {
+        let mut text = String::new();
+        if path == "-" {
+            std::io::stdin().read_to_string(&mut text).context("read the spec from stdin")?;
+        } else {
+            text = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+        }
+        Ok(JobSpec::from_json(&text)?)
+    }
+
+    async fn create(spec: JobSpec) -> anyhow::Result<Job> {
+        spec.validate()?;
+        let cfg = Config::from_env(Needs::JOBS)?;
+        let sdk = xcr::aws::sdk_config().await;
+        let store = DynamoJobStore::new(&sdk, cfg.jobs_table.clone().context("XCR_JOBS_TABLE is required")?);
+        let job = Job::new(spec, &now_rfc3339());
+        store.create(&job).await?;
+        match &cfg.migrate_function {
+            // In the cloud the migrate function drives the job; locally `xcr pump` does.
+            Some(f) => {
+                xcr::aws::lambda::Invoker::new(&sdk).invoke_async(f, &serde_json::json!({"job_id": job.id})).await?
+            }
+            None => eprintln!("xcr: XCR_MIGRATE_FUNCTION is not set: run `xcr pump` to drive the job locally"),
+        }
+        Ok(job)
+    }
+
+    async fn show(id: &str) -> anyhow::Result<Job> {
+        store().await?.get(id).await?.with_context(|| format!("no job {id}"))
+    }
+
+    async fn cancel(id: &str) -> anyhow::Result<serde_json::Value> {
+        let store = store().await?;
+        if !store.cancel(id).await? {
+            let job = store.get(id).await?.with_context(|| format!("no job {id}"))?;
+            bail!("job {id} is already {}", job.status.as_str());
+        }
+        Ok(serde_json::json!({"id": id, "status": "CANCELLED"}))
+    }
+
+    /// Polls the job; draws `[#####     ] 1200/2000 objects  350 obj/s  12.3 MiB/s  RUNNING`.
+    async fn watch(id: &str, interval: f64, json: bool) -> anyhow::Result<ExitCode> {
+        let store = store().await?;
+        let started = Instant::now();
+        let first = store.get(id).await?.with_context(|| format!("no job {id}"))?;
+        let (done0, bytes0) = (first.finished_tasks(), first.counters.bytes);
+        let tty = std::io::stderr().is_terminal();
+        loop {
+            let job = store.get(id).await?.with_context(|| format!("job {id} disappeared"))?;
+            let c = job.counters;
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            let rate = (job.finished_tasks() - done0.min(job.finished_tasks())) as f64 / secs;
+            let bps = (c.bytes - bytes0.min(c.bytes)) as f64 / secs;
+            if json {
+                let line = serde_json::json!({"id": job.id, "status": job.status, "counters": c, "listing_done": job.listing_done,
+                    "objects_per_sec": rate, "bytes_per_sec": bps});
+                println!("{line}");
+            } else {
+                let total = c.listed.max(1);
+                let filled = ((job.finished_tasks() as f64 / total as f64) * 30.0).round() as usize;
+                let bar = format!("{}{}", "#".repeat(filled.min(30)), " ".repeat(30 - filled.min(30)));
+                let more = if job.listing_done { "" } else { "+" };
+                let line = format!(
+                    "[{bar}] {}/{}{more} objects  {:.0} obj/s  {:.1} MiB/s  {}  (replicated {}, skipped {}, failed {})",
+                    job.finished_tasks(),
+                    c.listed,
+                    rate,
+                    bps / 1048576.0,
+                    job.status.as_str(),
+                    c.replicated,
+                    c.skipped,
+                    c.failed
+                );
+                if tty {
+                    eprint!("\r{line}\x1b[K");
+                } else {
+                    eprintln!("{line}");
+                }
+                let _ = std::io::stderr().flush();
+            }
+            if job.status.is_terminal() {
+                if tty && !json {
+                    eprintln!();
+                }
+                return Ok(if job.status == xcr::jobs::JobStatus::Succeeded {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            tokio::time::sleep(Duration::from_secs_f64(interval.max(0.1))).await;
+        }
     }
 }

@@ -86,17 +86,6 @@ impl GcsClient {
         req.headers(headers).send().await.map_err(|e| transport_error(e, what))
     }
 
-    /// Reads an object's metadata (for tests and tools; replication itself never needs it).
-    pub async fn stat(&self, bucket: &str, name: &str) -> Result<Option<StoredObject>> {
-        let url = format!("{}?fields={OBJECT_FIELDS}", self.object_url(bucket, name));
-        let resp = self.send(self.http.get(url), "read object metadata").await?;
-        if resp.status().as_u16() == 404 {
-            return Ok(None);
-        }
-        let resp = check(resp, "read object metadata").await?;
-        parse_object(resp).await.map(Some)
-    }
-
     /// Checks that the bucket answers, for health checks and start-up diagnostics.
     pub async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
         let url = format!("{}/storage/v1/b/{}?fields=name", self.base, utf8_percent_encode(bucket, SEGMENT));
@@ -241,6 +230,16 @@ impl ObjectSink for GcsClient {
             return Ok(());
         }
         check(resp, "delete object").await.map(|_| ())
+    }
+
+    async fn stat(&self, bucket: &str, name: &str) -> Result<Option<StoredObject>> {
+        let url = format!("{}?fields={OBJECT_FIELDS}", self.object_url(bucket, name));
+        let resp = self.send(self.http.get(url), "read object metadata").await?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let resp = check(resp, "read object metadata").await?;
+        parse_object(resp).await.map(Some)
     }
 }
 

@@ -1,0 +1,381 @@
+//! Migration jobs in DynamoDB. One item per job (`pk = jobs`, `sk = job#ID`) holding the spec,
+//! status, counters and checkpoint, so that listing jobs is one Query of one partition; one
+//! small marker item per finished task (`pk = job#ID`, `sk = task#BUCKET/KEY`) so that a task
+//! delivered twice is counted once: the marker and the counter update are one transaction.
+
+use super::classify;
+use crate::error::{Error, ErrorKind, Result};
+use crate::jobs::{Counters, Job, JobSpec, JobStatus, TaskTally, now_rfc3339};
+use crate::ports::JobStore;
+use crate::retry::RetryPolicy;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The partition holding every job item (jobs are few; their tasks' markers are not here).
+const JOBS_PK: &str = "jobs";
+
+#[derive(Debug, Clone)]
+pub struct DynamoJobStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn job_sk(id: &str) -> AttributeValue {
+    s(format!("job#{id}"))
+}
+
+fn get_s(item: &Item, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n<T: std::str::FromStr + Default>(item: &Item, k: &str) -> T {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or_default()
+}
+
+fn parse_job(item: &Item) -> Result<Job> {
+    let bad = |what: &str| Error::new(ErrorKind::Transient, format!("jobs table item without a valid {what}"));
+    let id = get_s(item, "sk").and_then(|p| p.strip_prefix("job#").map(str::to_string)).ok_or_else(|| bad("sk"))?;
+    let spec: JobSpec = get_s(item, "spec").and_then(|t| serde_json::from_str(&t).ok()).ok_or_else(|| bad("spec"))?;
+    let status = get_s(item, "status").and_then(|t| JobStatus::parse(&t)).ok_or_else(|| bad("status"))?;
+    Ok(Job {
+        id,
+        spec,
+        status,
+        counters: Counters {
+            listed: get_n(item, "n_listed"),
+            queued: get_n(item, "n_queued"),
+            replicated: get_n(item, "n_replicated"),
+            skipped: get_n(item, "n_skipped"),
+            failed: get_n(item, "n_failed"),
+            bytes: get_n(item, "n_bytes"),
+            pending: get_n(item, "n_pending"),
+        },
+        checkpoint: get_s(item, "list_checkpoint"),
+        listing_done: item.get("listing_done").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        created_at: get_s(item, "created_at").unwrap_or_default(),
+        updated_at: get_s(item, "updated_at").unwrap_or_default(),
+        finished_at: get_s(item, "finished_at"),
+        last_error: get_s(item, "last_error"),
+    })
+}
+
+impl DynamoJobStore {
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self { client: aws_sdk_dynamodb::Client::new(sdk), table: table.into() }
+    }
+
+    fn update(&self, id: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client.update_item().table_name(&self.table).key("pk", s(JOBS_PK)).key("sk", job_sk(id))
+    }
+
+    /// Runs a conditional update; Ok(false) when its condition did not hold.
+    async fn conditional(
+        &self,
+        req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        what: &str,
+    ) -> Result<bool> {
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
+                Ok(false)
+            }
+            Err(e) => Err(classify(e, what)),
+        }
+    }
+}
+
+impl JobStore for DynamoJobStore {
+    async fn create(&self, job: &Job) -> Result<()> {
+        let spec = serde_json::to_string(&job.spec)
+            .map_err(|e| Error::new(ErrorKind::Invalid, "cannot encode the job spec").with_source(e))?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(JOBS_PK))
+            .item("sk", job_sk(&job.id))
+            .item("spec", s(spec))
+            .item("status", s(job.status.as_str()))
+            .item("listing_done", AttributeValue::Bool(false))
+            .item("created_at", s(&job.created_at))
+            .item("updated_at", s(&job.updated_at))
+            .condition_expression("attribute_not_exists(pk)");
+        for k in ["n_listed", "n_queued", "n_replicated", "n_skipped", "n_failed", "n_bytes", "n_pending"] {
+            put = put.item(k, n(0));
+        }
+        put.send().await.map_err(|e| classify(e, "create job"))?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(JOBS_PK))
+            .key("sk", job_sk(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(e, "read job"))?;
+        out.item().map(parse_job).transpose()
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<Job>> {
+        // Job ids start with their creation time, so the partition's sort order is age.
+        let mut jobs = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :jobs")
+                .expression_attribute_values(":jobs", s(JOBS_PK))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, "list jobs"))?;
+            for item in out.items() {
+                jobs.push(parse_job(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() && jobs.len() < limit => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    async fn start(&self, id: &str) -> Result<bool> {
+        let req = self
+            .update(id)
+            .update_expression("SET #st = :running, updated_at = :now")
+            .condition_expression("#st = :pending")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        self.conditional(req, "start job").await
+    }
+
+    async fn cancel(&self, id: &str) -> Result<bool> {
+        let now = now_rfc3339();
+        let req = self
+            .update(id)
+            .update_expression("SET #st = :cancelled, updated_at = :now, finished_at = :now")
+            .condition_expression("#st IN (:pending, :running)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":cancelled", s(JobStatus::Cancelled.as_str()))
+            .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":now", s(now));
+        self.conditional(req, "cancel job").await
+    }
+
+    async fn commit_page(
+        &self,
+        id: &str,
+        old: Option<&str>,
+        new: Option<&str>,
+        listing_done: bool,
+        listed: u64,
+        queued: u64,
+    ) -> Result<bool> {
+        let mut req = self
+            .update(id)
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":done", AttributeValue::Bool(listing_done))
+            .expression_attribute_values(":listed", n(listed))
+            .expression_attribute_values(":queued", n(queued))
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        let set = match new {
+            Some(cp) => {
+                req = req.expression_attribute_values(":cp", s(cp));
+                "SET list_checkpoint = :cp, listing_done = :done, updated_at = :now"
+            }
+            None => "SET listing_done = :done, updated_at = :now",
+        };
+        let remove = if new.is_none() { " REMOVE list_checkpoint" } else { "" };
+        req = req.update_expression(format!("{set} ADD n_listed :listed, n_queued :queued, n_pending :queued{remove}"));
+        let condition = match old {
+            Some(cp) => {
+                req = req.expression_attribute_values(":old", s(cp));
+                "#st = :running AND list_checkpoint = :old"
+            }
+            None => "#st = :running AND attribute_not_exists(list_checkpoint) AND listing_done = :false",
+        };
+        if old.is_none() {
+            req = req.expression_attribute_values(":false", AttributeValue::Bool(false));
+        }
+        self.conditional(req.condition_expression(condition), "commit job checkpoint").await
+    }
+
+    async fn record_task(&self, id: &str, object: &str, tally: TaskTally) -> Result<bool> {
+        let (counter, bytes) = match tally {
+            TaskTally::Replicated { bytes } => ("n_replicated", bytes),
+            TaskTally::Skipped => ("n_skipped", 0),
+            TaskTally::Failed => ("n_failed", 0),
+        };
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .item("pk", job_sk(id))
+            .item("sk", s(format!("task#{object}")))
+            .item("tally", s(counter.trim_start_matches("n_")))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Invalid, "bad task marker").with_source(e))?;
+        let counters = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(JOBS_PK))
+            .key("sk", job_sk(id))
+            .update_expression(format!(
+                "ADD {counter} :one, n_bytes :bytes, n_pending :minus_one SET updated_at = :now"
+            ))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":minus_one", n(-1))
+            .expression_attribute_values(":bytes", n(bytes))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Invalid, "bad counter update").with_source(e))?;
+        // Tasks of one job finish concurrently and all update the job item: DynamoDB cancels
+        // transactions that collide on it (TransactionConflict). Those are retried here, with
+        // jitter, rather than sending the task back to the queue for a whole visibility timeout.
+        let retry = RetryPolicy {
+            max_attempts: 12,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(1000),
+        };
+        let mut attempt = 0;
+        loop {
+            let out = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(marker.clone()).build())
+                .transact_items(TransactWriteItem::builder().update(counters.clone()).build())
+                .send()
+                .await;
+            let e = match out {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            let reasons = e
+                .as_service_error()
+                .and_then(|se| match se {
+                    TransactWriteItemsError::TransactionCanceledException(c) => Some(
+                        c.cancellation_reasons()
+                            .iter()
+                            .filter_map(|r| r.code().map(str::to_string))
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            if reasons.iter().any(|c| c == "ConditionalCheckFailed") {
+                return Ok(false);
+            }
+            let conflict = reasons.iter().any(|c| c == "TransactionConflict")
+                || e.as_service_error()
+                    .is_some_and(|se| matches!(se, TransactWriteItemsError::TransactionInProgressException(_)));
+            if conflict && attempt + 1 < retry.max_attempts {
+                tokio::time::sleep(retry.delay(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            let mut err = classify(e, "count job task");
+            if conflict {
+                err =
+                    Error::new(ErrorKind::Transient, format!("count job task: transaction conflicts {attempt} times"));
+            }
+            return Err(err);
+        }
+    }
+
+    async fn try_finish(&self, id: &str) -> Result<Option<JobStatus>> {
+        for (status, failed_condition) in
+            [(JobStatus::Succeeded, "n_failed = :zero"), (JobStatus::Failed, "n_failed > :zero")]
+        {
+            let now = now_rfc3339();
+            let req = self
+                .update(id)
+                .update_expression("SET #st = :to, finished_at = :now, updated_at = :now")
+                .condition_expression(format!(
+                    "#st = :running AND listing_done = :true AND n_pending <= :zero AND {failed_condition}"
+                ))
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":to", s(status.as_str()))
+                .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":now", s(now));
+            if self.conditional(req, "finish job").await? {
+                return Ok(Some(status));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn claim_driver(&self, id: &str, owner: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
+        let req = self
+            .update(id)
+            .update_expression("SET driver_owner = :owner, driver_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(driver_until) OR driver_until < :now OR driver_owner = :owner)",
+            )
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms));
+        self.conditional(req, "claim job driver").await
+    }
+
+    async fn release_driver(&self, id: &str, owner: &str) -> Result<()> {
+        let req = self
+            .update(id)
+            .update_expression("REMOVE driver_owner, driver_until")
+            .condition_expression("driver_owner = :owner")
+            .expression_attribute_values(":owner", s(owner));
+        self.conditional(req, "release job driver").await.map(|_| ())
+    }
+
+    async fn fail(&self, id: &str, message: &str) -> Result<bool> {
+        let now = now_rfc3339();
+        let req = self
+            .update(id)
+            .update_expression("SET #st = :failed, last_error = :e, updated_at = :now, finished_at = :now")
+            .condition_expression("#st IN (:pending, :running)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
+            .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":e", s(message.chars().take(1000).collect::<String>()))
+            .expression_attribute_values(":now", s(now));
+        self.conditional(req, "fail job").await
+    }
+
+    async fn set_error(&self, id: &str, message: &str) -> Result<()> {
+        let req = self
+            .update(id)
+            .update_expression("SET last_error = :e, updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":e", s(message.chars().take(1000).collect::<String>()))
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        self.conditional(req, "record job error").await.map(|_| ())
+    }
+}

@@ -1,0 +1,368 @@
+//! Migration jobs: the durable record of a backfill, and the pure rules around it.
+//!
+//! A job lists a bucket (or reads a manifest), enqueues one replicate command per object on the
+//! replicate queue and counts what the replicate function makes of them. Its status only moves
+//! forward, `PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED`, and every change is a
+//! conditional write (see [`crate::ports::JobStore`]), so two drivers, a crash or a late task
+//! can never move it backwards or count an object twice.
+
+use crate::config::validate_gcs_bucket;
+use crate::error::{Error, ErrorKind, Result};
+use serde::{Deserialize, Serialize};
+
+/// What to do when the destination already holds the object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overwrite {
+    /// Skip when the destination holds the same size and checksum (the ledger's record of this
+    /// version, or GCS's own size and MD5/CRC32C): moves no bytes for what is already there.
+    #[default]
+    Different,
+    /// Skip whenever the destination exists.
+    Never,
+    /// Copy even if an identical object is there.
+    Always,
+}
+
+impl Overwrite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Different => "different",
+            Self::Never => "never",
+            Self::Always => "always",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "different" => Some(Self::Different),
+            "never" => Some(Self::Never),
+            "always" => Some(Self::Always),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// What a person asks for: the body of `POST /v1/jobs` and of `xcr jobs create`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The S3 bucket to copy from.
+    pub source_bucket: String,
+    /// Only keys under this prefix (listing jobs).
+    #[serde(default)]
+    pub prefix: String,
+    /// Only keys starting with one of these (empty: all).
+    #[serde(default)]
+    pub include_prefixes: Vec<String>,
+    /// Never keys starting with one of these.
+    #[serde(default)]
+    pub exclude_prefixes: Vec<String>,
+    /// `s3://bucket/key` of a manifest instead of a listing: CSV `bucket,key[,version_id]` with
+    /// URL-encoded keys (as S3 Batch Operations takes) when it ends in `.csv`, else one raw key
+    /// per line.
+    #[serde(default)]
+    pub manifest: Option<String>,
+    /// `gs://bucket` or `gs://bucket/prefix/` instead of the routing rules.
+    #[serde(default)]
+    pub destination: Option<String>,
+    #[serde(default)]
+    pub overwrite: Overwrite,
+    /// List and count, copy nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl JobSpec {
+    /// Parses and validates a JSON spec, listing every problem at once.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let spec: Self =
+            serde_json::from_str(text).map_err(|e| Error::new(ErrorKind::Invalid, format!("invalid job spec: {e}")))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.source_bucket.trim().is_empty() {
+            problems.push("source_bucket is required".to_string());
+        } else if self.source_bucket.contains('/') || self.source_bucket.len() > 63 || self.source_bucket.len() < 3 {
+            problems.push(format!("source_bucket {:?} is not an S3 bucket name", self.source_bucket));
+        }
+        if let Some(m) = &self.manifest {
+            if let Err(why) = parse_s3_url(m) {
+                problems.push(format!("manifest: {why}"));
+            }
+            if !self.prefix.is_empty() {
+                problems.push("a manifest job takes no prefix: the manifest names the keys".into());
+            }
+        }
+        if let Some(d) = &self.destination
+            && let Err(why) = parse_gs_prefix(d)
+        {
+            problems.push(format!("destination: {why}"));
+        }
+        for p in self.include_prefixes.iter().chain(&self.exclude_prefixes) {
+            if p.is_empty() {
+                problems.push("include/exclude prefixes must not be empty".into());
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::Invalid, format!("invalid job spec: {}", problems.join("; "))))
+        }
+    }
+
+    /// Whether a listed key belongs to this job.
+    pub fn matches(&self, key: &str) -> bool {
+        key.starts_with(&self.prefix)
+            && (self.include_prefixes.is_empty() || self.include_prefixes.iter().any(|p| key.starts_with(p.as_str())))
+            && !self.exclude_prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// The destination URL for one key when the job overrides routing.
+    pub fn destination_for(&self, key: &str) -> Option<String> {
+        let (bucket, prefix) = parse_gs_prefix(self.destination.as_deref()?).ok()?;
+        Some(format!("gs://{bucket}/{prefix}{key}"))
+    }
+}
+
+/// Splits `s3://bucket/key`.
+pub fn parse_s3_url(url: &str) -> std::result::Result<(String, String), String> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url:?}: expected s3://bucket/key"))?;
+    match rest.split_once('/') {
+        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_string(), k.to_string())),
+        _ => Err(format!("{url:?}: expected s3://bucket/key")),
+    }
+}
+
+/// Splits `gs://bucket[/prefix]`.
+fn parse_gs_prefix(url: &str) -> std::result::Result<(String, String), String> {
+    let rest = url.strip_prefix("gs://").ok_or_else(|| format!("{url:?}: expected gs://bucket[/prefix/]"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    validate_gcs_bucket(bucket).map_err(|why| format!("{url:?}: {why}"))?;
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+/// One object a manifest names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// Parses a manifest: CSV `bucket,key[,version_id]` (keys URL-encoded, as S3 Batch Operations
+/// manifests are) or one raw key per line in `default_bucket`. Blank lines are skipped;
+/// duplicates keep their first occurrence, so every listed object is one task.
+pub fn parse_manifest(text: &str, csv: bool, default_bucket: &str) -> Result<Vec<ManifestEntry>> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry = if csv {
+            let mut cols = line.split(',').map(|c| c.trim().trim_matches('"'));
+            let (Some(bucket), Some(key)) = (cols.next(), cols.next()) else {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    format!("manifest line {}: expected bucket,key[,version_id]", n + 1),
+                ));
+            };
+            let key = percent_encoding::percent_decode_str(&key.replace('+', " "))
+                .decode_utf8()
+                .map_err(|_| Error::new(ErrorKind::Invalid, format!("manifest line {}: key is not UTF-8", n + 1)))?
+                .into_owned();
+            if bucket.is_empty() || key.is_empty() {
+                return Err(Error::new(ErrorKind::Invalid, format!("manifest line {}: empty bucket or key", n + 1)));
+            }
+            ManifestEntry {
+                bucket: bucket.into(),
+                key,
+                version_id: cols.next().filter(|v| !v.is_empty()).map(str::to_string),
+            }
+        } else {
+            ManifestEntry { bucket: default_bucket.into(), key: line.to_string(), version_id: None }
+        };
+        if entry.key.len() > 1024 {
+            return Err(Error::new(ErrorKind::Invalid, format!("manifest line {}: key longer than 1024 bytes", n + 1)));
+        }
+        if seen.insert((entry.bucket.clone(), entry.key.clone(), entry.version_id.clone())) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+/// Progress counters. `pending` is queued minus finished: the job ends when the listing is
+/// done and it is zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub listed: u64,
+    pub queued: u64,
+    pub replicated: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub bytes: u64,
+    pub pending: i64,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    pub id: String,
+    pub spec: JobSpec,
+    pub status: JobStatus,
+    pub counters: Counters,
+    /// Continuation token of the listing, or the manifest's next entry index.
+    pub checkpoint: Option<String>,
+    pub listing_done: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl Job {
+    /// A new job with a fresh id.
+    pub fn new(spec: JobSpec, now: &str) -> Self {
+        Self {
+            id: format!(
+                "job-{}-{:08x}",
+                now.replace([':', '-'], "").trim_end_matches('Z').replace('T', "t").split('.').next().unwrap_or(""),
+                fastrand::u32(..)
+            ),
+            spec,
+            status: JobStatus::Pending,
+            counters: Counters::default(),
+            checkpoint: None,
+            listing_done: false,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            finished_at: None,
+            last_error: None,
+        }
+    }
+
+    /// Objects whose task finished.
+    pub fn finished_tasks(&self) -> u64 {
+        self.counters.replicated + self.counters.skipped + self.counters.failed
+    }
+}
+
+/// How a finished job task counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskTally {
+    Replicated { bytes: u64 },
+    Skipped,
+    Failed,
+}
+
+/// RFC 3339 "now", for job timestamps.
+pub fn now_rfc3339() -> String {
+    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_validate_and_list_every_problem() {
+        let ok =
+            JobSpec::from_json(r#"{"source_bucket": "src", "prefix": "logs/", "overwrite": "never"}"#).expect("valid");
+        assert_eq!(ok.overwrite, Overwrite::Never);
+        for (bad, needle) in [
+            (r#"{"prefix": "x"}"#, "source_bucket"),
+            (r#"{"source_bucket": ""}"#, "source_bucket is required"),
+            (r#"{"source_bucket": "src", "overwrite": "sometimes"}"#, "unknown variant"),
+            (r#"{"source_bucket": "src", "manifest": "http://x"}"#, "manifest"),
+            (r#"{"source_bucket": "src", "destination": "gs://BAD"}"#, "destination"),
+            (r#"{"source_bucket": "src", "colour": "red"}"#, "unknown field"),
+        ] {
+            let e = JobSpec::from_json(bad).expect_err(bad).to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+        let e = JobSpec::from_json(r#"{"source_bucket": "a/b", "destination": "s3://x", "include_prefixes": [""]}"#)
+            .expect_err("three problems")
+            .to_string();
+        assert_eq!(e.matches("; ").count(), 2, "{e}");
+    }
+
+    #[test]
+    fn filters_and_destination_override() {
+        let spec = JobSpec {
+            source_bucket: "src".into(),
+            prefix: "data/".into(),
+            include_prefixes: vec!["data/a".into(), "data/b".into()],
+            exclude_prefixes: vec!["data/b/tmp".into()],
+            destination: Some("gs://dst/copy/".into()),
+            ..Default::default()
+        };
+        assert!(spec.matches("data/a1"));
+        assert!(spec.matches("data/b/x"));
+        assert!(!spec.matches("data/b/tmp/x"));
+        assert!(!spec.matches("data/c"));
+        assert!(!spec.matches("other/a"));
+        assert_eq!(spec.destination_for("data/a1").as_deref(), Some("gs://dst/copy/data/a1"));
+    }
+
+    #[test]
+    fn manifests_parse_csv_and_lines() {
+        let csv = "src,a%20b.txt\nsrc,dir%2Fc%2Bd.txt,v1\n\nsrc,a%20b.txt\n";
+        let m = parse_manifest(csv, true, "ignored").expect("csv");
+        assert_eq!(m.len(), 2, "duplicates collapse");
+        assert_eq!(m[0].key, "a b.txt");
+        assert_eq!(m[1].key, "dir/c+d.txt");
+        assert_eq!(m[1].version_id.as_deref(), Some("v1"));
+        let lines = parse_manifest("a b.txt\r\nplus+sign\n", false, "src").expect("lines");
+        assert_eq!(lines.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["a b.txt", "plus+sign"]);
+        assert!(parse_manifest("just-one-column\n", true, "x").is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [JobStatus::Pending, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled]
+        {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+        }
+        assert!(JobStatus::Cancelled.is_terminal() && !JobStatus::Running.is_terminal());
+    }
+}

@@ -1,0 +1,194 @@
+//! The migration job driver: lists a bucket (or reads a manifest) in bounded steps and turns
+//! every object into a replicate command on the replicate queue.
+//!
+//! One step: read the job; list one page after the stored checkpoint; enqueue the page's
+//! commands (tagged with the job id); then store the new checkpoint together with the counters
+//! in one conditional write that only succeeds if the checkpoint is still the one this step
+//! started from. A crash anywhere in a step therefore repeats at most that page: its commands
+//! may be enqueued twice, but the replicate side counts each object once per job
+//! ([`crate::ports::JobStore::record_task`]), so counters stay exact and nothing is lost.
+//! Steps repeat until the invocation's deadline is near; the caller continues the job in a new
+//! invocation (the function re-invokes itself; locally `xcr pump` drives open jobs).
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::jobs::{Job, JobStatus, parse_manifest, parse_s3_url};
+use crate::ports::{JobStore, ObjectLister, TaskQueue};
+use crate::replicate::now_ms;
+use serde_json::json;
+
+/// Largest manifest read (it is read whole at each step).
+const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
+
+/// What a step left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A page was listed and queued; more remain.
+    Progress,
+    /// The listing is complete; the job ends when its last task finishes.
+    ListingDone,
+    /// The job has ended (now or before) or does not accept work.
+    Ended(JobStatus),
+}
+
+pub struct Driver<Lst, Q, J> {
+    lister: Lst,
+    queue: Q,
+    jobs: J,
+    /// Objects listed per step (at most 1,000, the S3 page size).
+    pub page_size: usize,
+}
+
+impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
+    pub fn new(lister: Lst, queue: Q, jobs: J) -> Self {
+        Self { lister, queue, jobs, page_size: 1000 }
+    }
+
+    pub fn jobs(&self) -> &J {
+        &self.jobs
+    }
+
+    /// Runs steps until the listing is done, the job ends, or `deadline_ms` comes within
+    /// `margin_ms`. Takes the job's driver lease so that two drivers never list the same job.
+    pub async fn run(&self, id: &str, deadline_ms: i64, margin_ms: i64) -> Result<Step> {
+        let owner = format!("driver-{:016x}", fastrand::u64(..));
+        if !self.jobs.claim_driver(id, &owner, now_ms(), deadline_ms + 30_000).await? {
+            tracing::info!(job_id = id, "another driver holds this job");
+            return Ok(Step::Progress);
+        }
+        let result: Result<Step> = async {
+            loop {
+                let step = self.step(id).await?;
+                if step != Step::Progress || now_ms() + margin_ms >= deadline_ms {
+                    return Ok(step);
+                }
+            }
+        }
+        .await;
+        if let Err(e) = &result {
+            self.record_failure(id, e).await;
+        }
+        let _ = self.jobs.release_driver(id, &owner).await;
+        result
+    }
+
+    /// A transient failure is noted and the step retried later; a permanent one (the manifest
+    /// or bucket is gone, access denied) ends the job as FAILED with the reason.
+    async fn record_failure(&self, id: &str, e: &Error) {
+        tracing::error!(job_id = id, kind = %e.kind(), error = %e.chain(), "job step failed");
+        let noted = if e.is_retryable() {
+            self.jobs.set_error(id, &e.to_string()).await.map(|_| true)
+        } else {
+            self.jobs.fail(id, &e.to_string()).await
+        };
+        if let Err(e2) = noted {
+            tracing::warn!(job_id = id, error = %e2.chain(), "could not record the failure on the job");
+        }
+    }
+
+    /// One step of every job that still has listing to do, as `xcr pump` runs them locally.
+    /// Returns how many such jobs there were.
+    pub async fn step_open_jobs(&self) -> Result<usize> {
+        let open: Vec<Job> =
+            self.jobs.list(1000).await?.into_iter().filter(|j| !j.status.is_terminal() && !j.listing_done).collect();
+        for job in &open {
+            let owner = format!("pump-{:016x}", fastrand::u64(..));
+            if !self.jobs.claim_driver(&job.id, &owner, now_ms(), now_ms() + 60_000).await? {
+                continue;
+            }
+            let result = self.step(&job.id).await;
+            let _ = self.jobs.release_driver(&job.id, &owner).await;
+            if let Err(e) = result {
+                self.record_failure(&job.id, &e).await;
+            }
+        }
+        Ok(open.len())
+    }
+
+    /// One bounded step (see the module doc).
+    pub async fn step(&self, id: &str) -> Result<Step> {
+        let mut job =
+            self.jobs.get(id).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no job {id}")))?;
+        if job.status.is_terminal() {
+            return Ok(Step::Ended(job.status));
+        }
+        if job.status == JobStatus::Pending {
+            self.jobs.start(id).await?;
+            job.status = JobStatus::Running;
+        }
+        if job.listing_done {
+            return self.finish(id).await;
+        }
+        let (keys, next, done) = self.page(&job).await?;
+        let listed = keys.len() as u64;
+        let queued = if job.spec.dry_run {
+            0
+        } else {
+            let bodies: Vec<String> = keys
+                .iter()
+                .map(|(bucket, key, version)| {
+                    let mut cmd =
+                        json!({"bucket": bucket, "key": key, "job_id": id, "overwrite": job.spec.overwrite.as_str()});
+                    if let Some(v) = version {
+                        cmd["version_id"] = json!(v);
+                    }
+                    if let Some(d) = job.spec.destination_for(key) {
+                        cmd["destination"] = json!(d);
+                    }
+                    cmd.to_string()
+                })
+                .collect();
+            self.queue.send_all(&bodies).await?;
+            listed
+        };
+        let committed =
+            self.jobs.commit_page(id, job.checkpoint.as_deref(), next.as_deref(), done, listed, queued).await?;
+        if !committed {
+            // Cancelled meanwhile, or another driver moved on: re-read next time.
+            tracing::warn!(
+                job_id = id,
+                "checkpoint moved under this step; its page will be recounted by whoever holds it"
+            );
+            let now = self.jobs.get(id).await?.map(|j| j.status).unwrap_or(JobStatus::Cancelled);
+            return Ok(if now.is_terminal() { Step::Ended(now) } else { Step::Progress });
+        }
+        tracing::info!(job_id = id, listed, queued, done, "job step committed");
+        if done { self.finish(id).await } else { Ok(Step::Progress) }
+    }
+
+    async fn finish(&self, id: &str) -> Result<Step> {
+        Ok(match self.jobs.try_finish(id).await? {
+            Some(status) => Step::Ended(status),
+            None => Step::ListingDone,
+        })
+    }
+
+    /// The next page of (bucket, key, version) after the job's checkpoint, the checkpoint after
+    /// it, and whether the listing is complete.
+    #[allow(clippy::type_complexity)]
+    async fn page(&self, job: &Job) -> Result<(Vec<(String, String, Option<String>)>, Option<String>, bool)> {
+        let spec = &job.spec;
+        if let Some(manifest) = &spec.manifest {
+            let (bucket, key) = parse_s3_url(manifest).map_err(|why| Error::new(ErrorKind::Invalid, why))?;
+            let text = self.lister.fetch_text(&bucket, &key, MAX_MANIFEST_BYTES).await?;
+            let entries = parse_manifest(&text, key.ends_with(".csv"), &spec.source_bucket)?;
+            let start = job.checkpoint.as_deref().and_then(|c| c.parse::<usize>().ok()).unwrap_or(0).min(entries.len());
+            let end = (start + self.page_size).min(entries.len());
+            let keys = entries[start..end]
+                .iter()
+                .filter(|e| spec.matches(&e.key))
+                .map(|e| (e.bucket.clone(), e.key.clone(), e.version_id.clone()))
+                .collect();
+            return Ok((keys, Some(end.to_string()), end >= entries.len()));
+        }
+        let max = i32::try_from(self.page_size).unwrap_or(1000);
+        let (items, next) =
+            self.lister.list_page(&spec.source_bucket, &spec.prefix, job.checkpoint.as_deref(), max).await?;
+        let keys = items
+            .into_iter()
+            .filter(|o| spec.matches(&o.key))
+            .map(|o| (spec.source_bucket.clone(), o.key, None))
+            .collect();
+        let done = next.is_none();
+        Ok((keys, next.or_else(|| job.checkpoint.clone()), done))
+    }
+}
