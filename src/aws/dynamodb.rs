@@ -7,12 +7,12 @@
 //! same request, and a failed claim returns the current item (ReturnValuesOnConditionCheckFailure)
 //! so the caller learns why without a second read.
 
+use super::attrs::{Item, get_n, get_s, n, s};
 use super::classify;
 use crate::error::Result;
 use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use std::collections::HashMap;
 
 const SK: &str = "object";
 
@@ -21,8 +21,6 @@ pub struct DynamoLedger {
     client: aws_sdk_dynamodb::Client,
     table: String,
 }
-
-type Item = HashMap<String, AttributeValue>;
 
 impl DynamoLedger {
     pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
@@ -47,22 +45,6 @@ impl DynamoLedger {
             .map_err(|e| classify(e, "read ledger"))?;
         Ok(out.item().map(parse_item))
     }
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn get_s(item: &Item, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
-    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
 fn parse_item(item: &Item) -> LedgerItem {

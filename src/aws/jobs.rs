@@ -3,6 +3,7 @@
 //! small marker item per finished task (`pk = job#ID`, `sk = task#BUCKET/KEY`) so that a task
 //! delivered twice is counted once: the marker and the counter update are one transaction.
 
+use super::attrs::{Item, get_n, get_s, n, s};
 use super::classify;
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{Counters, Job, JobSpec, JobStatus, TaskTally, now_rfc3339};
@@ -11,7 +12,6 @@ use crate::retry::RetryPolicy;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// The partition holding every job item (jobs are few; their tasks' markers are not here).
@@ -23,26 +23,8 @@ pub struct DynamoJobStore {
     table: String,
 }
 
-type Item = HashMap<String, AttributeValue>;
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
 fn job_sk(id: &str) -> AttributeValue {
     s(format!("job#{id}"))
-}
-
-fn get_s(item: &Item, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn get_n<T: std::str::FromStr + Default>(item: &Item, k: &str) -> T {
-    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or_default()
 }
 
 fn parse_job(item: &Item) -> Result<Job> {
@@ -55,13 +37,13 @@ fn parse_job(item: &Item) -> Result<Job> {
         spec,
         status,
         counters: Counters {
-            listed: get_n(item, "n_listed"),
-            queued: get_n(item, "n_queued"),
-            replicated: get_n(item, "n_replicated"),
-            skipped: get_n(item, "n_skipped"),
-            failed: get_n(item, "n_failed"),
-            bytes: get_n(item, "n_bytes"),
-            pending: get_n(item, "n_pending"),
+            listed: get_n(item, "n_listed").unwrap_or_default(),
+            queued: get_n(item, "n_queued").unwrap_or_default(),
+            replicated: get_n(item, "n_replicated").unwrap_or_default(),
+            skipped: get_n(item, "n_skipped").unwrap_or_default(),
+            failed: get_n(item, "n_failed").unwrap_or_default(),
+            bytes: get_n(item, "n_bytes").unwrap_or_default(),
+            pending: get_n(item, "n_pending").unwrap_or_default(),
         },
         checkpoint: get_s(item, "list_checkpoint"),
         listing_done: item.get("listing_done").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),

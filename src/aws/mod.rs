@@ -1,5 +1,6 @@
 //! AWS adapters and the one mapping from SDK errors to [`crate::Error`].
 
+mod attrs;
 pub mod dynamodb;
 pub mod jobs;
 pub mod lambda;
