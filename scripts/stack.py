@@ -1101,6 +1101,8 @@ def env_values(
         "STORAGE_EMULATOR_HOST": gcs_url,
         **{key: outputs[out] for key, out in OUTPUT_ENV.items()},
         "XCR_DEST_BUCKET": dest_bucket,
+        # The API (`xcr serve`) reads only allowed buckets: locally, the stack's source bucket.
+        "XCR_ALLOWED_SOURCE_BUCKETS": outputs[OUTPUT_ENV["XCR_SOURCE_BUCKET"]],
         "XCR_STACK_DIR": str(stack_dir),
     }
 

@@ -55,7 +55,7 @@ pub struct Task {
 }
 
 impl Task {
-    fn new(action: Action, object: ObjectRef) -> Self {
+    pub fn new(action: Action, object: ObjectRef) -> Self {
         Self { action, object, sequencer: None, event_time: None, job_id: None, destination: None, overwrite: None }
     }
 }
@@ -449,7 +449,7 @@ fn decode_command(value: &Value) -> Result<Task> {
 }
 
 /// Parses `gs://bucket/name`; an absent or empty name means the source key.
-fn parse_gs_url(url: &str, key: &str) -> Result<Destination> {
+pub fn parse_gs_url(url: &str, key: &str) -> Result<Destination> {
     let bad = |why: &str| invalid(format!("invalid replicate command: destination {}: {why}", quoted(url)));
     let Some(rest) = url.strip_prefix("gs://") else {
         return Err(bad("expected gs://bucket/name"));

@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
 /// What to do when the destination already holds the object.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Overwrite {
     /// Skip when the destination holds the same size and checksum (the ledger's record of this
@@ -43,7 +43,7 @@ impl Overwrite {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     Pending,
@@ -76,10 +76,11 @@ impl JobStatus {
 }
 
 /// What a person asks for: the body of `POST /v1/jobs` and of `xcr jobs create`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// The S3 bucket to copy from.
+    #[schema(min_length = 3, max_length = 63)]
     pub source_bucket: String,
     /// Only keys under this prefix (listing jobs).
     #[serde(default)]
@@ -170,7 +171,7 @@ pub fn parse_s3_url(url: &str) -> std::result::Result<(String, String), String> 
 }
 
 /// Splits `gs://bucket[/prefix]`.
-fn parse_gs_prefix(url: &str) -> std::result::Result<(String, String), String> {
+pub fn parse_gs_prefix(url: &str) -> std::result::Result<(String, String), String> {
     let rest = url.strip_prefix("gs://").ok_or_else(|| format!("{url:?}: expected gs://bucket[/prefix/]"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     validate_gcs_bucket(bucket).map_err(|why| format!("{url:?}: {why}"))?;
@@ -231,7 +232,7 @@ pub fn parse_manifest(text: &str, csv: bool, default_bucket: &str) -> Result<Vec
 
 /// Progress counters. `pending` is queued minus finished: the job ends when the listing is
 /// done and it is zero.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counters {
     pub listed: u64,
     pub queued: u64,
@@ -243,7 +244,7 @@ pub struct Counters {
 }
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
     pub spec: JobSpec,

@@ -11,6 +11,7 @@
 //! * [`config`]: the environment, read and validated once; [`wiring`] builds the adapters from it.
 //! * [`telemetry`]: JSON logs.
 
+pub mod api;
 pub mod aws;
 pub mod config;
 pub mod error;

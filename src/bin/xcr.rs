@@ -69,6 +69,16 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Serve the HTTP API (the api function's very Router) on this machine.
+    Serve {
+        /// Port to listen on; 0 picks a free one (printed on stdout).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to bind. The API has no authentication of its own (API Gateway's IAM auth
+        /// guards it in the cloud): keep it on loopback unless something else guards it.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -182,7 +192,46 @@ async fn main() -> ExitCode {
         }
         Command::Dlq { command: DlqCommand::Count { dlq, json } } => report(dlq_count(dlq).await, json),
         Command::Jobs { command } => jobs::run(command).await,
+        Command::Serve { port, bind } => match serve(bind, port).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xcr: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// Runs the API until Ctrl-C or SIGTERM, then lets requests in flight finish.
+async fn serve(bind: std::net::IpAddr, port: u16) -> anyhow::Result<()> {
+    let cfg = Config::from_env(xcr::api::Api::NEEDS)?;
+    let settings = xcr::api::settings::ApiSettings::from_env().map_err(anyhow::Error::msg)?;
+    let sdk = xcr::aws::sdk_config().await;
+    let api = xcr::api::Api::new(&sdk, &cfg, settings)?;
+    let listener = tokio::net::TcpListener::bind((bind, port)).await.with_context(|| format!("bind {bind}:{port}"))?;
+    let addr = listener.local_addr().context("local address")?;
+    // On stdout, alone on its line: scripts and tests read the address from it.
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, "serving the xcr API");
+    axum::serve(listener, xcr::api::router(std::sync::Arc::new(api)))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serve")?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 /// Prints a result (JSON or `key: value` lines) and turns it into an exit code.

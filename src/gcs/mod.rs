@@ -96,6 +96,15 @@ impl GcsClient {
         check(resp, "read bucket").await.map(|_| true)
     }
 
+    /// Lists at most one object of `bucket`: a health probe that needs only `storage.objects.list`,
+    /// which the replicator's role has (reading bucket metadata needs more than it is granted).
+    pub async fn probe(&self, bucket: &str) -> Result<()> {
+        let url =
+            format!("{}/storage/v1/b/{}/o?maxResults=1&fields=kind", self.base, utf8_percent_encode(bucket, SEGMENT));
+        let resp = self.send(self.http.get(url), "list the destination bucket").await?;
+        check(resp, "list the destination bucket").await.map(|_| ())
+    }
+
     fn session_url(&self, session: &str) -> String {
         if !self.rewrite_sessions {
             return session.to_string();
