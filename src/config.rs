@@ -289,6 +289,23 @@ impl Needs {
     pub const FUNCTION: Self = Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false };
 }
 
+/// S3's rules for bucket names: 3 to 63 characters of lowercase letters, digits, dots and
+/// hyphens, starting and ending with a letter or digit.
+pub fn validate_s3_bucket(name: &str) -> Result<(), String> {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&name.len())
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        || !edge(name.chars().next())
+        || !edge(name.chars().last())
+    {
+        return Err(format!(
+            "{:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)",
+            name.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
 /// GCS bucket naming rules (the subset that catches typos; GCS has the final word).
 pub fn validate_gcs_bucket(name: &str) -> Result<(), String> {
     let name = name.strip_prefix("gs://").unwrap_or(name);

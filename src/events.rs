@@ -460,6 +460,9 @@ pub fn parse_gs_url(url: &str, key: &str) -> Result<Destination> {
     if name.len() > MAX_KEY_BYTES {
         return Err(bad("a GCS object name is at most 1024 bytes"));
     }
+    if name.contains(['\r', '\n']) {
+        return Err(bad("a GCS object name cannot contain line breaks"));
+    }
     Ok(Destination::new(bucket, name))
 }
 

@@ -80,30 +80,43 @@ impl JobStatus {
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// The S3 bucket to copy from.
-    #[schema(min_length = 3, max_length = 63)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "raw-data")]
     pub source_bucket: String,
-    /// Only keys under this prefix (listing jobs).
+    /// Only keys under this prefix (of the listing, or of the manifest's keys).
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub prefix: String,
     /// Only keys starting with one of these (empty: all).
     #[serde(default)]
+    #[schema(schema_with = prefix_list_schema)]
     pub include_prefixes: Vec<String>,
     /// Never keys starting with one of these.
     #[serde(default)]
+    #[schema(schema_with = prefix_list_schema)]
     pub exclude_prefixes: Vec<String>,
     /// `s3://bucket/key` of a manifest instead of a listing: CSV `bucket,key[,version_id]` with
     /// URL-encoded keys (as S3 Batch Operations takes) when it ends in `.csv`, else one raw key
     /// per line.
     #[serde(default)]
+    #[schema(pattern = "^s3://[^/]+/.+$", example = "s3://raw-data/manifests/backfill.csv")]
     pub manifest: Option<String>,
     /// `gs://bucket` or `gs://bucket/prefix/` instead of the routing rules.
     #[serde(default)]
+    #[schema(pattern = "^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\\r\\n]{0,1024})?$", example = "gs://analytics-raw/backfill/")]
     pub destination: Option<String>,
     #[serde(default)]
     pub overwrite: Overwrite,
     /// List and count, copy nothing.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// Include/exclude lists: utoipa's field attributes cannot constrain the items.
+fn prefix_list_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(1024)))
+        .build()
 }
 
 impl JobSpec {
@@ -119,15 +132,15 @@ impl JobSpec {
         let mut problems = Vec::new();
         if self.source_bucket.trim().is_empty() {
             problems.push("source_bucket is required".to_string());
-        } else if self.source_bucket.contains('/') || self.source_bucket.len() > 63 || self.source_bucket.len() < 3 {
-            problems.push(format!("source_bucket {:?} is not an S3 bucket name", self.source_bucket));
+        } else if let Err(why) = crate::config::validate_s3_bucket(&self.source_bucket) {
+            problems.push(format!("source_bucket: {why}"));
+        }
+        if self.prefix.len() > 1024 {
+            problems.push("prefix: at most 1024 bytes".into());
         }
         if let Some(m) = &self.manifest {
             if let Err(why) = parse_s3_url(m) {
                 problems.push(format!("manifest: {why}"));
-            }
-            if !self.prefix.is_empty() {
-                problems.push("a manifest job takes no prefix: the manifest names the keys".into());
             }
         }
         if let Some(d) = &self.destination
@@ -136,8 +149,8 @@ impl JobSpec {
             problems.push(format!("destination: {why}"));
         }
         for p in self.include_prefixes.iter().chain(&self.exclude_prefixes) {
-            if p.is_empty() {
-                problems.push("include/exclude prefixes must not be empty".into());
+            if p.is_empty() || p.len() > 1024 {
+                problems.push("include/exclude prefixes must be 1 to 1024 bytes".into());
             }
         }
         if problems.is_empty() {
@@ -175,6 +188,9 @@ pub fn parse_gs_prefix(url: &str) -> std::result::Result<(String, String), Strin
     let rest = url.strip_prefix("gs://").ok_or_else(|| format!("{url:?}: expected gs://bucket[/prefix/]"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     validate_gcs_bucket(bucket).map_err(|why| format!("{url:?}: {why}"))?;
+    if prefix.len() > 1024 || prefix.contains(['\r', '\n']) {
+        return Err(format!("{url:?}: a GCS object name prefix is at most 1024 bytes, without line breaks"));
+    }
     Ok((bucket.to_string(), prefix.to_string()))
 }
 

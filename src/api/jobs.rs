@@ -107,7 +107,7 @@ pub async fn list_jobs(
 /// One job, with its counters and checkpoint.
 #[utoipa::path(
     get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job id (`job-...`)")),
+    params(("id" = String, Path, description = "The job id (`job-...`)", pattern = "^[A-Za-z0-9_-]{1,128}$")),
     responses(
         (status = 200, description = "The job", body = Job),
         (status = 400, description = "Not a job id", body = super::error::ErrorBody),
@@ -127,7 +127,7 @@ pub async fn get_job(State(api): State<SharedApi>, ApiPath(id): ApiPath<String>)
 /// Cancel a job: listing stops and its queued tasks become no-ops.
 #[utoipa::path(
     post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
-    params(("id" = String, Path, description = "The job id (`job-...`)")),
+    params(("id" = String, Path, description = "The job id (`job-...`)", pattern = "^[A-Za-z0-9_-]{1,128}$")),
     responses(
         (status = 200, description = "Cancelled: the job as it is now", body = Job),
         (status = 400, description = "Not a job id", body = super::error::ErrorBody),

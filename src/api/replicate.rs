@@ -8,7 +8,7 @@
 
 use super::error::{ApiError, ErrorDetail};
 use super::extract::ApiJson;
-use super::settings::validate_s3_bucket;
+use crate::config::validate_s3_bucket;
 use super::{Api, SharedApi};
 use crate::error::{Error, ErrorKind};
 use crate::events::{Action, Task};
@@ -38,18 +38,20 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 #[serde(deny_unknown_fields)]
 pub struct ReplicateRequest {
     /// The S3 bucket; it must be allowed by `XCR_ALLOWED_SOURCE_BUCKETS`.
-    #[schema(min_length = 3, max_length = 63, example = "raw-data")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "raw-data")]
     pub bucket: String,
-    /// The object key as stored (not URL-encoded): 1 to 1,024 bytes of UTF-8.
-    #[schema(min_length = 1, max_length = 1024, example = "logs/2026/11/23/app.json")]
+    /// The object key as stored (not URL-encoded): 1 to 1,024 bytes of UTF-8, no line breaks
+    /// (GCS object names cannot hold them).
+    #[schema(min_length = 1, max_length = 1024, pattern = "^[^\\r\\n]+$", example = "logs/2026/11/23/app.json")]
     pub key: String,
     /// Copy this version rather than the current one.
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")]
     pub version_id: Option<String>,
     /// `gs://bucket/name`, or `gs://bucket` to keep the key as the name. Default: the routing
     /// rules (`XCR_DEST_BUCKET` / `XCR_RULES`).
     #[serde(default)]
-    #[schema(example = "gs://analytics-raw")]
+    #[schema(pattern = "^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\\r\\n]{0,1024})?$", example = "gs://analytics-raw")]
     pub destination: Option<String>,
 }
 
@@ -57,18 +59,37 @@ pub struct ReplicateRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    #[schema(min_length = 3, max_length = 63, example = "raw-data")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "raw-data")]
     pub bucket: String,
-    /// 1 to 1,000 distinct keys.
-    #[schema(min_items = 1, max_items = 1000, example = json!(["a.csv", "b.csv"]))]
+    /// 1 to 1,000 distinct keys, each as in a single call.
+    #[schema(schema_with = key_list_schema)]
     pub keys: Vec<String>,
-    /// `gs://bucket` or `gs://bucket/prefix/`: each key is copied to prefix + key. Default: the
-    /// routing rules.
+    /// `gs://bucket` or `gs://bucket/prefix/`: each key is copied to prefix + key (a key whose
+    /// name would pass 1,024 bytes fails alone, with 400 in its result). Default: the routing
+    /// rules.
     #[serde(default)]
+    #[schema(pattern = "^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\\r\\n]{0,1024})?$", example = "gs://analytics-raw/backfill/")]
     pub destination: Option<String>,
     /// Queue every key and answer 202 at once with the message ids.
     #[serde(default, rename = "async")]
     pub asynchronous: bool,
+}
+
+/// `keys`: what utoipa's field attributes cannot say (item constraints, uniqueness).
+fn key_list_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(1024))
+        .pattern(Some("^[^\\r\\n]+$"));
+    ArrayBuilder::new()
+        .items(key)
+        .min_items(Some(1))
+        .max_items(Some(MAX_BATCH_KEYS))
+        .unique_items(true)
+        .examples([serde_json::json!(["a.csv", "b.csv"])])
+        .build()
 }
 
 /// What became of a request, in the same words for single calls and batch items.
@@ -151,8 +172,9 @@ pub struct BatchResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueuedMessage {
     pub key: String,
-    /// None when SQS refused this entry.
+    /// None when this key was not queued (see `error`).
     pub message_id: Option<String>,
+    pub error: Option<ErrorDetail>,
 }
 
 /// The answer to an `"async": true` batch.
@@ -246,24 +268,41 @@ async fn batch(api: &Api, req: BatchRequest, started: Instant) -> Result<Respons
         .map(|d| crate::jobs::parse_gs_prefix(d).map_err(|why| ApiError::invalid(format!("destination: {why}"))))
         .transpose()?;
     let dest_for = |key: &str| prefix.as_ref().map(|(bucket, p)| Destination::new(bucket, format!("{p}{key}")));
-    if let Some(bad) = req.keys.iter().find_map(|k| dest_for(k).filter(|d| d.name.len() > 1024)) {
-        return Err(ApiError::invalid(format!(
-            "destination: gs://{}/{} is longer than 1024 bytes",
-            bad.bucket, bad.name
-        )));
-    }
+    // A key whose destination name would be too long fails alone (the request itself is valid).
+    let too_long = |dest: &Option<Destination>| match dest {
+        Some(d) if d.name.len() > 1024 => Some(ApiError::invalid(format!(
+            "gs://{}/{}... would be longer than 1024 bytes",
+            d.bucket,
+            d.name.chars().take(40).collect::<String>()
+        ))),
+        _ => None,
+    };
     api.allow(&req.bucket)?;
 
     if req.asynchronous {
-        let bodies: Vec<String> = req
-            .keys
-            .iter()
-            .map(|k| command(&ObjectRef::new(&req.bucket, k), dest_for(k).as_ref()).to_string())
-            .collect();
-        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let mut messages: Vec<QueuedMessage> = Vec::with_capacity(req.keys.len());
+        let mut bodies = Vec::new();
+        for key in req.keys {
+            let dest = dest_for(&key);
+            match too_long(&dest) {
+                Some(e) => messages.push(QueuedMessage { key, message_id: None, error: Some(e.detail()) }),
+                None => {
+                    bodies.push((messages.len(), command(&ObjectRef::new(&req.bucket, &key), dest.as_ref()).to_string()));
+                    messages.push(QueuedMessage { key, message_id: None, error: None });
+                }
+            }
+        }
+        let refs: Vec<&str> = bodies.iter().map(|(_, b)| b.as_str()).collect();
         let ids = api.queue.send(&refs).await.map_err(ApiError::from)?;
-        let messages: Vec<QueuedMessage> =
-            req.keys.into_iter().zip(ids).map(|(key, message_id)| QueuedMessage { key, message_id }).collect();
+        for ((i, _), id) in bodies.iter().zip(ids) {
+            match id {
+                Some(id) => messages[*i].message_id = Some(id),
+                None => {
+                    let e = ApiError::from(Error::new(ErrorKind::Transient, "SQS refused the message"));
+                    messages[*i].error = Some(e.detail());
+                }
+            }
+        }
         let queued = messages.iter().filter(|m| m.message_id.is_some()).count() as u64;
         let failed = messages.len() as u64 - queued;
         tracing::info!(bucket = %req.bucket, queued, failed, "batch queued");
@@ -278,7 +317,11 @@ async fn batch(api: &Api, req: BatchRequest, started: Instant) -> Result<Respons
             let dest = dest_for(&key);
             async move {
                 let over_budget = started.elapsed() > BATCH_SYNC_BUDGET;
-                let item = match api.process(obj, dest, started, over_budget).await {
+                let processed = match too_long(&dest) {
+                    Some(e) => Err(e),
+                    None => api.process(obj, dest, started, over_budget).await,
+                };
+                let item = match processed {
                     Ok(done) => done.into_item(key),
                     Err(e) => BatchItem {
                         key,

@@ -1,6 +1,7 @@
 //! What only the API reads from the environment: the source-bucket allowlist and the size above
 //! which a copy is queued instead of done inside the HTTP request.
 
+use crate::config::validate_s3_bucket;
 use std::collections::HashMap;
 
 pub const ALLOWED_SOURCE_BUCKETS: &str = "XCR_ALLOWED_SOURCE_BUCKETS";
@@ -62,25 +63,8 @@ impl Allowlist {
     }
 }
 
-fn bucket_char(c: char) -> bool {
+pub(crate) fn bucket_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
-}
-
-/// S3's rules for bucket names: 3 to 63 characters of lowercase letters, digits, dots and
-/// hyphens, starting and ending with a letter or digit.
-pub fn validate_s3_bucket(name: &str) -> Result<(), String> {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !(3..=63).contains(&name.len())
-        || !name.chars().all(bucket_char)
-        || !edge(name.chars().next())
-        || !edge(name.chars().last())
-    {
-        return Err(format!(
-            "{:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)",
-            name.chars().take(80).collect::<String>()
-        ));
-    }
-    Ok(())
 }
 
 #[derive(Debug, Clone)]
