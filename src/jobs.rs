@@ -102,7 +102,10 @@ pub struct JobSpec {
     pub manifest: Option<String>,
     /// `gs://bucket` or `gs://bucket/prefix/` instead of the routing rules.
     #[serde(default)]
-    #[schema(pattern = "^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\\r\\n]{0,1024})?$", example = "gs://analytics-raw/backfill/")]
+    #[schema(
+        pattern = "^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\\r\\n]{0,1024})?$",
+        example = "gs://analytics-raw/backfill/"
+    )]
     pub destination: Option<String>,
     #[serde(default)]
     pub overwrite: Overwrite,

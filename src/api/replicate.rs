@@ -8,8 +8,8 @@
 
 use super::error::{ApiError, ErrorDetail};
 use super::extract::ApiJson;
-use crate::config::validate_s3_bucket;
 use super::{Api, SharedApi};
+use crate::config::validate_s3_bucket;
 use crate::error::{Error, ErrorKind};
 use crate::events::{Action, Task};
 use crate::model::{Destination, ObjectRef};
@@ -51,7 +51,10 @@ pub struct ReplicateRequest {
     /// `gs://bucket/name`, or `gs://bucket` to keep the key as the name. Default: the routing
     /// rules (`XCR_DEST_BUCKET` / `XCR_RULES`).
     #[serde(default)]
-    #[schema(pattern = "^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\\r\\n]{0,1024})?$", example = "gs://analytics-raw")]
+    #[schema(
+        pattern = "^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\\r\\n]{0,1024})?$",
+        example = "gs://analytics-raw"
+    )]
     pub destination: Option<String>,
 }
 
@@ -68,7 +71,10 @@ pub struct BatchRequest {
     /// name would pass 1,024 bytes fails alone, with 400 in its result). Default: the routing
     /// rules.
     #[serde(default)]
-    #[schema(pattern = "^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\\r\\n]{0,1024})?$", example = "gs://analytics-raw/backfill/")]
+    #[schema(
+        pattern = "^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\\r\\n]{0,1024})?$",
+        example = "gs://analytics-raw/backfill/"
+    )]
     pub destination: Option<String>,
     /// Queue every key and answer 202 at once with the message ids.
     #[serde(default, rename = "async")]
@@ -287,7 +293,8 @@ async fn batch(api: &Api, req: BatchRequest, started: Instant) -> Result<Respons
             match too_long(&dest) {
                 Some(e) => messages.push(QueuedMessage { key, message_id: None, error: Some(e.detail()) }),
                 None => {
-                    bodies.push((messages.len(), command(&ObjectRef::new(&req.bucket, &key), dest.as_ref()).to_string()));
+                    bodies
+                        .push((messages.len(), command(&ObjectRef::new(&req.bucket, &key), dest.as_ref()).to_string()));
                     messages.push(QueuedMessage { key, message_id: None, error: None });
                 }
             }
