@@ -141,10 +141,10 @@ impl JobSpec {
         if self.prefix.len() > 1024 {
             problems.push("prefix: at most 1024 bytes".into());
         }
-        if let Some(m) = &self.manifest {
-            if let Err(why) = parse_s3_url(m) {
-                problems.push(format!("manifest: {why}"));
-            }
+        if let Some(m) = &self.manifest
+            && let Err(why) = parse_s3_url(m)
+        {
+            problems.push(format!("manifest: {why}"));
         }
         if let Some(d) = &self.destination
             && let Err(why) = parse_gs_prefix(d)
