@@ -234,7 +234,8 @@ async fn replicate_answers_every_documented_status() {
         Some(json!({"bucket": bucket, "key": "api/one.bin", "version_id": "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd"})),
     )
     .await;
-    assert!(a.status == 404 || a.status == 400, "{}", a.text);
+    assert_eq!(a.status, 404, "{}", a.text);
+    assert_eq!(error_code(&a), "not_found");
 
     // 409: another worker holds the destination's lease.
     put(&s3, &bucket, "api/busy.bin", b"busy".to_vec()).await;

@@ -498,9 +498,10 @@ impl Api {
                 let e = crate::aws::classify(e, &format!("head {obj}"));
                 if e.kind() == ErrorKind::NotFound {
                     Err(ApiError::not_found(format!("{obj} does not exist")))
-                } else if e.kind() == ErrorKind::Invalid {
-                    // S3 answers 400 to a malformed version id.
-                    Err(ApiError::invalid(format!("S3 refused {obj}: check the version id")))
+                } else if e.kind() == ErrorKind::Invalid && obj.version_id.is_some() {
+                    // S3 answers 400 (with no body to a HEAD) to a version id it could never
+                    // have issued: to the caller, that version does not exist.
+                    Err(ApiError::not_found(format!("{obj} does not exist (no such version)")))
                 } else {
                     Err(ApiError::from(e))
                 }
