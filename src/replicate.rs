@@ -648,6 +648,72 @@ mod tests {
         }
     }
 
+    /// Records the ledger writes a journal makes; `lost` makes them fail their condition.
+    #[derive(Default)]
+    struct Writes {
+        log: Mutex<Vec<(Option<u64>, i64)>>,
+        lost: std::sync::atomic::AtomicBool,
+    }
+
+    impl Ledger for Writes {
+        async fn claim(&self, _: &ClaimRequest) -> Result<Claim> {
+            Ok(Claim::Acquired { previous: LedgerItem::default() })
+        }
+        async fn complete(&self, _: &str, _: &str, _: &DoneRecord) -> Result<bool> {
+            Ok(true)
+        }
+        async fn release(&self, _: &str, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn checkpoint(&self, _: &str, _: &str, up: Option<&UploadCheckpoint>, until: i64) -> Result<bool> {
+            if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(false);
+            }
+            self.log.lock().expect("lock").push((up.map(|u| u.offset), until));
+            Ok(true)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_journal_records_the_session_then_progress_at_most_every_interval() {
+        let ledger = Writes::default();
+        let claimed_until = now_ms() + 1_000;
+        // A renewable lease of 60 ms: progress is written at most every 20 ms.
+        let journal = LeaseJournal::new(&ledger, "gs://b/k", "me", claimed_until, Some(Duration::from_millis(60)));
+        let cp = UploadCheckpoint { session: "s".into(), etag: "e".into(), size: 100 << 20, ..Default::default() };
+        journal.opened(&cp).await.expect("opened");
+        journal.confirmed(1 << 20, 1).await.expect("confirmed");
+        journal.confirmed(2 << 20, 2).await.expect("confirmed");
+        assert_eq!(ledger.log.lock().expect("lock").len(), 1, "progress written before the interval");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        journal.confirmed(3 << 20, 3).await.expect("confirmed");
+        {
+            let log = ledger.log.lock().expect("lock");
+            assert_eq!(log.iter().map(|w| w.0).collect::<Vec<_>>(), vec![Some(0), Some(3 << 20)]);
+            // The lease never shrinks below the claim's, and a renewal moves it forward.
+            assert!(log.iter().all(|w| w.1 >= claimed_until));
+        }
+        // A lost lease stops the copy.
+        ledger.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let e = journal.confirmed(4 << 20, 4).await.expect_err("lease lost");
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        assert!(journal.opened(&cp).await.is_err());
+        // Forgetting writes no session.
+        ledger.lost.store(false, std::sync::atomic::Ordering::SeqCst);
+        journal.forget().await;
+        assert_eq!(ledger.log.lock().expect("lock").last().map(|w| w.0), Some(None));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_lease_is_not_extended_by_checkpoints() {
+        let ledger = Writes::default();
+        let journal = LeaseJournal::new(&ledger, "gs://b/k", "me", 12_345, None);
+        let cp = UploadCheckpoint { session: "s".into(), etag: "e".into(), size: 100, ..Default::default() };
+        journal.opened(&cp).await.expect("opened");
+        assert_eq!(ledger.log.lock().expect("lock").as_slice(), &[(Some(0), 12_345)]);
+    }
+
     #[test]
     fn rejected_claims_explain_themselves() {
         let item = LedgerItem { done: Some(done(Some("00AA"), None, "e", None)), ..Default::default() };
