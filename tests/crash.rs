@@ -169,6 +169,7 @@ async fn a_source_changed_after_the_crash_is_copied_from_the_start() {
     let (out, log, _) = redeliver(&stack, key);
     assert_eq!(out["outcome"], "replicated", "{out}");
     assert!(out.get("resumed_from").is_none(), "the old version's session was continued: {out}");
+    assert!(log.contains("an unfinished upload of another source version is recorded; starting over"), "{log}");
     assert_eq!(out["bytes_sent"].as_u64(), Some(SIZE as u64), "{out}");
     assert_eq!(out["source"]["etag"].as_str(), new_put.e_tag().map(|e| e.trim_matches('"')));
 
@@ -181,4 +182,54 @@ async fn a_source_changed_after_the_crash_is_copied_from_the_start() {
         .expect("ledger item");
     assert!(item.upload.is_none(), "the upload session is still recorded: {item:?}");
     assert_no_session_in(&log, &killed.session);
+}
+
+/// A session the ledger remembers but GCS no longer knows (expired, cancelled) is not an error:
+/// the copy starts over with a new session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_gcs_no_longer_knows_is_started_over() {
+    use xcr::ports::{ClaimRequest, Ledger, UploadCheckpoint};
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    let key = "crash/gone.bin";
+    let data = bytes_of(8 << 20, 9);
+    let put_out = put(&s3, stack.source_bucket(), key, data.clone()).await;
+
+    // A crashed attempt on this very version left a session; its lease has run out.
+    let ledger = ledger(&stack.sdk().await, &stack);
+    let item_key = format!("gs://{}/{key}", stack.dest_bucket());
+    let past = xcr::replicate::now_ms() - 1;
+    let claim = ClaimRequest {
+        key: item_key.clone(),
+        owner: "crashed".into(),
+        now_ms: past,
+        lease_until_ms: past,
+        sequencer: None,
+    };
+    ledger.claim(&claim).await.expect("claim");
+    let gone = UploadCheckpoint {
+        session: format!(
+            "{}/upload/storage/v1/b/{}/o?uploadType=resumable&upload_id=gone-{:x}",
+            stack.gcs_endpoint(),
+            stack.dest_bucket(),
+            fastrand::u64(..)
+        ),
+        version_id: put_out.version_id().map(str::to_string),
+        etag: put_out.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+        size: data.len() as u64,
+        chunk_size: CHUNK,
+        offset: 2 * CHUNK,
+        crc32c: 0,
+    };
+    assert!(ledger.checkpoint(&item_key, "crashed", Some(&gone), past).await.expect("checkpoint"));
+
+    let (out, log, _) = redeliver(&stack, key);
+    assert_eq!(out["outcome"], "replicated", "{out}");
+    assert!(out.get("resumed_from").is_none(), "{out}");
+    assert!(log.contains("the recorded upload session cannot be continued; starting over"), "{log}");
+    assert_eq!(out["bytes_sent"].as_u64(), Some(data.len() as u64), "{out}");
+    let (got, _) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), key).await.expect("object in GCS");
+    assert!(got == data, "the object in GCS differs from the source");
+    assert!(ledger.get(&item_key).await.expect("read").expect("item").upload.is_none());
+    assert_no_session_in(&log, &gone.session);
 }
