@@ -1,4 +1,4 @@
-//! Crash and resume: `xcr replicate` of a large object is killed with SIGKILL part-way through
+//! Crash and resume: `xcr replicate` of a 64 MiB object is killed with SIGKILL part-way through
 //! its resumable upload, then the task is delivered again (a second `xcr replicate`). The second
 //! run continues the session recorded in the ledger from the offset GCS confirms, unless the
 //! source changed meanwhile, in which case it starts over and copies the new bytes.
@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use xcr::ports::{ObjectSink, UploadProgress};
 
 const CHUNK: u64 = 2 << 20;
-const SIZE: usize = 48 << 20;
+const SIZE: usize = 64 << 20;
 /// The kill comes once GCS confirms at least this much (4 chunks).
 const KILL_AFTER: u64 = 4 * CHUNK;
-/// Lease of each run, seconds: the redelivery can claim this long after the kill.
-const LEASE: &str = "3";
+/// Lease of each run, seconds: the redelivery can claim this long after the kill. It also
+/// sets how often a run records its confirmed offset in the ledger (every third of it).
+const LEASE: &str = "1";
 
 fn xcr(stack: &Stack, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xcr"));
@@ -36,11 +37,14 @@ struct Killed {
     session: String,
     /// What GCS holds of the session once the process is dead.
     confirmed: u64,
+    /// The confirmed offset the ledger recorded last (written every third of the lease).
+    recorded: u64,
     log: String,
 }
 
 /// Starts `xcr replicate` and kills it with SIGKILL as soon as the session it recorded in the
-/// ledger has at least `KILL_AFTER` bytes confirmed by GCS (asked independently of the process).
+/// ledger has at least `KILL_AFTER` bytes confirmed by GCS (asked independently of the process)
+/// and the ledger has recorded a confirmed offset past the start.
 async fn replicate_and_kill(stack: &Stack, key: &str) -> Killed {
     let src = format!("s3://{}/{key}", stack.source_bucket());
     let log_path = stack.dir().join(format!("killed-{}.log", key.replace('/', "_")));
@@ -62,9 +66,10 @@ async fn replicate_and_kill(stack: &Stack, key: &str) -> Killed {
     loop {
         assert!(child.try_wait().expect("try_wait").is_none(), "xcr ended before killed");
         assert!(started.elapsed() < Duration::from_secs(300), "the upload made no progress");
+        let recorded = ledger.get(&item_key).await.expect("read ledger").and_then(|i| i.upload).map_or(0, |u| u.offset);
         match gcs.session_status(&session, SIZE as u64).await.expect("session status") {
-            UploadProgress::Persisted(p) if p >= KILL_AFTER => break,
-            UploadProgress::Persisted(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            UploadProgress::Persisted(p) if p >= KILL_AFTER && recorded > 0 => break,
+            UploadProgress::Persisted(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             UploadProgress::Done(_) => panic!("the upload finished before it could be killed"),
         }
     }
@@ -75,8 +80,12 @@ async fn replicate_and_kill(stack: &Stack, key: &str) -> Killed {
         UploadProgress::Persisted(p) => p,
         UploadProgress::Done(_) => panic!("the upload finished despite the kill"),
     };
+    let recorded = ledger.get(&item_key).await.expect("read ledger").and_then(|i| i.upload).expect("upload recorded");
+    assert_eq!(recorded.session, session, "the killed run's session is the one recorded");
+    // The ledger never claims more than GCS confirmed: it is written after GCS confirms.
+    assert!(recorded.offset <= confirmed, "recorded {} > confirmed {confirmed}", recorded.offset);
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    Killed { session, confirmed, log }
+    Killed { session, confirmed, recorded: recorded.offset, log }
 }
 
 /// Delivers the task again until the killed run's lease has run out (`busy` until then).
@@ -118,8 +127,13 @@ async fn killed_upload_resumes_from_the_offset_gcs_confirms() {
     let killed = replicate_and_kill(&stack, key).await;
     assert!(killed.confirmed >= KILL_AFTER && killed.confirmed < SIZE as u64, "confirmed {}", killed.confirmed);
 
+    // The ledger's offset is past the start, so the rerun re-reads S3 from there (a ranged,
+    // version-pinned GET) to carry the CRC32C on.
+    assert!(killed.recorded > 0, "no confirmed offset was recorded");
+
     let (out, log, took) = redeliver(&stack, key);
     assert_eq!(out["outcome"], "replicated", "{out}");
+    assert!(log.contains("continuing the upload session an earlier attempt left"), "{log}");
     // It continued where GCS stood, and sent only the rest (at most one chunk more).
     let resumed_from = out["resumed_from"].as_u64().expect("resumed_from in the report");
     assert_eq!(resumed_from, killed.confirmed, "{out}");
@@ -127,8 +141,8 @@ async fn killed_upload_resumes_from_the_offset_gcs_confirms() {
     let rest = SIZE as u64 - killed.confirmed;
     assert!(sent >= rest && sent <= rest + CHUNK, "sent {sent} bytes, the rest was {rest}: {out}");
     eprintln!(
-        "killed at {} of {SIZE} bytes confirmed; the redelivery sent {sent} bytes (rest {rest}, chunk {CHUNK}) in {took:?}",
-        killed.confirmed
+        "killed at {} of {SIZE} bytes confirmed ({} recorded in the ledger); the redelivery sent {sent} bytes (rest {rest}, chunk {CHUNK}) in {took:?}",
+        killed.confirmed, killed.recorded
     );
 
     // Byte-exact, read back over plain HTTP.
