@@ -3,7 +3,7 @@
 
 use crate::aws::dynamodb::DynamoLedger;
 use crate::error::Result;
-use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem};
+use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, UploadCheckpoint};
 
 #[derive(Debug, Clone)]
 pub enum AnyLedger {
@@ -31,6 +31,20 @@ impl Ledger for AnyLedger {
         match self {
             Self::Dynamo(l) => l.release(key, owner).await,
             Self::Disabled => Ok(()),
+        }
+    }
+
+    async fn checkpoint(
+        &self,
+        key: &str,
+        owner: &str,
+        upload: Option<&UploadCheckpoint>,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        match self {
+            Self::Dynamo(l) => l.checkpoint(key, owner, upload, lease_until_ms).await,
+            // Nothing is remembered: a rerun starts over.
+            Self::Disabled => Ok(true),
         }
     }
 }

@@ -140,6 +140,73 @@ pub struct LedgerItem {
     pub done: Option<DoneRecord>,
     pub lease_owner: Option<String>,
     pub lease_expires_ms: Option<i64>,
+    /// A resumable upload an earlier attempt left unfinished (it crashed or failed), if any.
+    pub upload: Option<UploadCheckpoint>,
+}
+
+/// A resumable upload in progress, remembered in the ledger so that the next attempt on the same
+/// destination (after a crash, a timeout or a failure) continues the session instead of
+/// starting over.
+///
+/// It pins the source version the session's bytes came from: only a read of that very version
+/// (same version id, ETag and size) may continue it. `offset`/`crc32c` are a point GCS had
+/// confirmed when they were written; GCS may hold more by now (the session status says how
+/// much), and the bytes between are read again from S3, not uploaded again, so that the CRC32C
+/// of the whole object is known when the last chunk goes up.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UploadCheckpoint {
+    /// The resumable session URI. A bearer capability (anyone holding it can write the
+    /// object): stored, never logged; `Debug` redacts it.
+    pub session: String,
+    pub version_id: Option<String>,
+    pub etag: String,
+    pub size: u64,
+    /// Chunk size of the attempt that wrote this (informational: GCS only needs the offsets of
+    /// non-final chunks to be multiples of 256 KiB, which any configured chunk size keeps).
+    pub chunk_size: u64,
+    /// Bytes GCS had confirmed, a multiple of 256 KiB.
+    pub offset: u64,
+    /// CRC32C of the first `offset` bytes.
+    pub crc32c: u32,
+}
+
+impl std::fmt::Debug for UploadCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadCheckpoint")
+            .field("session", &"<redacted>")
+            .field("version_id", &self.version_id)
+            .field("etag", &self.etag)
+            .field("size", &self.size)
+            .field("chunk_size", &self.chunk_size)
+            .field("offset", &self.offset)
+            .field("crc32c", &self.crc32c)
+            .finish()
+    }
+}
+
+/// Where the transfer engine reports a resumable session's progress so that it outlives the
+/// process (the ledger, through the lease holder). Errors stop the copy: they mean the lease
+/// is lost and another worker may own the destination now.
+pub trait UploadJournal: Send + Sync {
+    /// A session was opened, or an earlier one is being continued from `cp.offset`. Written
+    /// before any byte of this attempt is sent.
+    fn opened(&self, cp: &UploadCheckpoint) -> impl Future<Output = Result<()>> + Send;
+    /// GCS confirmed the first `offset` bytes, whose CRC32C is `crc32c`. Called after every
+    /// chunk; the journal decides how often to write.
+    fn confirmed(&self, offset: u64, crc32c: u32) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A journal that remembers nothing: plain copies outside the ledger.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJournal;
+
+impl UploadJournal for NoJournal {
+    async fn opened(&self, _cp: &UploadCheckpoint) -> Result<()> {
+        Ok(())
+    }
+    async fn confirmed(&self, _offset: u64, _crc32c: u32) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A request to hold one destination object exclusively for a while.
@@ -174,6 +241,16 @@ pub trait Ledger: Send + Sync {
     /// Gives up the lease (after a failure or a skip) so that a redelivery need not wait for
     /// it to expire. Does nothing if `owner` no longer holds it.
     fn release(&self, key: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Records (`Some`) or forgets (`None`) the item's unfinished upload and sets the lease's
+    /// expiry to `lease_until_ms`, only if `owner` still holds the lease. `Ok(false)` when it
+    /// does not. [`Ledger::complete`] forgets the upload too.
+    fn checkpoint(
+        &self,
+        key: &str,
+        owner: &str,
+        upload: Option<&UploadCheckpoint>,
+        lease_until_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// A queue tasks can be put back on: used to retry a `busy` record later without spending one

@@ -17,17 +17,27 @@
 //! the version id and ETag tell a duplicate, and the source's last-modified time read at copy
 //! time orders versions. A delete without a sequencer is applied only if the source is gone
 //! (HEAD answers 404), and is ordered by its event time. The lease lasts until the invocation's
-//! deadline plus a margin, so it can only expire once its holder is dead.
+//! deadline plus a margin, so it can only expire once its holder is dead. Entry points without
+//! a deadline (`xcr replicate`) hold it for a time-to-live instead, renewed while the copy makes
+//! progress ([`ReplicateSettings::lease_ttl`]).
+//!
+//! A large copy is checkpointed in the same ledger item: the lease holder records its resumable
+//! session (and, every few seconds, a confirmed offset) through a [`LeaseJournal`], and the
+//! next claim gets it back with the previous item, so a delivery after a crash continues the
+//! session from the offset GCS confirms ([`crate::transfer`]). Completion removes it.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Action, Task, sequencer_order};
 use crate::jobs::Overwrite;
 use crate::model::{Destination, ObjectRef};
-use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, ObjectSink, ObjectSource};
+use crate::ports::{
+    Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, ObjectSink, ObjectSource, UploadCheckpoint, UploadJournal,
+};
 use crate::routing::Router;
 use crate::transfer::{Copy, Transfer, TransferReport};
 use serde::Serialize;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
 
 /// How a task ended for one destination.
@@ -115,13 +125,25 @@ pub struct ReplicateSettings {
     pub replicate_deletes: bool,
     /// Added to the deadline for the lease, to cover clock differences.
     pub lease_margin: Duration,
+    /// For callers without a hard deadline (the CLI): the lease lasts this long past the claim
+    /// and past every upload checkpoint (written at least every third of it while chunks are
+    /// confirmed), instead of until the deadline plus the margin. A crashed run then blocks its
+    /// destination only this long, while a live one keeps it. It must exceed the time one chunk
+    /// takes to upload, retries included; if it runs out anyway, the next checkpoint or the
+    /// completion finds the lease taken and the copy stops (retryable), never racing the new holder.
+    pub lease_ttl: Option<Duration>,
 }
 
 impl Default for ReplicateSettings {
     fn default() -> Self {
-        Self { replicate_deletes: false, lease_margin: Duration::from_secs(30) }
+        Self { replicate_deletes: false, lease_margin: Duration::from_secs(30), lease_ttl: None }
     }
 }
+
+/// How often a confirmed offset is written to the ledger at most (a renewable lease is written
+/// at least every third of its time-to-live). After a crash, the bytes between the last such
+/// write and what GCS confirms are read again from S3, never sent again to GCS.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Replicator<S, K, L> {
     transfer: Transfer<S, K>,
@@ -133,6 +155,13 @@ pub struct Replicator<S, K, L> {
 impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
     pub fn new(transfer: Transfer<S, K>, ledger: L, router: Router, settings: ReplicateSettings) -> Self {
         Self { transfer, ledger, router, settings }
+    }
+
+    /// Holds leases for `ttl`, renewed by upload checkpoints, instead of until the deadline
+    /// ([`ReplicateSettings::lease_ttl`]): for callers without a hard deadline.
+    pub fn with_lease_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.settings.lease_ttl = ttl;
+        self
     }
 
     pub fn transfer(&self) -> &Transfer<S, K> {
@@ -213,7 +242,10 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         let owner = format!("{:032x}", fastrand::u128(..));
         let sequencer = task.sequencer.as_deref().map(sequencer_order);
         let now = now_ms();
-        let lease_until = deadline_ms.max(now) + self.settings.lease_margin.as_millis() as i64;
+        let lease_until = match self.settings.lease_ttl {
+            Some(ttl) => now + ttl.as_millis() as i64,
+            None => deadline_ms.max(now) + self.settings.lease_margin.as_millis() as i64,
+        };
         let claim = ClaimRequest {
             key: key.clone(),
             owner: owner.clone(),
@@ -234,7 +266,11 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             Claim::Acquired { previous } => previous,
         };
         let applied = match task.action {
-            Action::Copy => self.copy(task, dest, &key, &owner, sequencer, previous.done.as_ref(), started).await,
+            Action::Copy => {
+                let journal = LeaseJournal::new(&self.ledger, &key, &owner, lease_until, self.settings.lease_ttl);
+                let upload = previous.upload.as_ref();
+                self.copy(task, dest, &journal, sequencer, previous.done.as_ref(), upload, started).await
+            }
             Action::Delete => self.delete(task, dest, &key, &owner, sequencer, previous.done.as_ref(), started).await,
         };
         match &applied {
@@ -254,12 +290,13 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         &self,
         task: &Task,
         dest: &Destination,
-        key: &str,
-        owner: &str,
+        journal: &LeaseJournal<'_, L>,
         sequencer: Option<String>,
         previous: Option<&DoneRecord>,
+        upload: Option<&UploadCheckpoint>,
         started: std::time::Instant,
     ) -> Result<Replication> {
+        let (key, owner) = (journal.key, journal.owner);
         let ordered_by_sequencer = sequencer.is_some() && previous.is_some_and(|p| p.sequencer.is_some());
         // Migration jobs' overwrite policies may look at what GCS holds when the ledger has no
         // record (the destination was filled by something else). Event-driven copies never do.
@@ -272,24 +309,41 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         let policy = task.overwrite;
         let copied = self
             .transfer
-            .copy_unless(&task.object, dest, |meta| {
-                if policy == Some(Overwrite::Never)
-                    && (existing.is_some() || previous.is_some_and(|p| p.action == "copy"))
-                {
-                    return Some((Outcome::AlreadyReplicated, "the destination exists (overwrite: never)".into()));
-                }
-                if let Some(found) = &existing
-                    && same_content(found, meta)
-                {
-                    return Some((Outcome::AlreadyReplicated, "GCS already holds the same size and checksum".into()));
-                }
-                match judge_read(previous, meta, ordered_by_sequencer) {
-                    // `always` copies even an identical version; it never copies an older one.
-                    Some((Outcome::AlreadyReplicated, _)) if policy == Some(Overwrite::Always) => None,
-                    other => other,
-                }
-            })
-            .await?;
+            .copy_journaled(
+                &task.object,
+                dest,
+                |meta| {
+                    if policy == Some(Overwrite::Never)
+                        && (existing.is_some() || previous.is_some_and(|p| p.action == "copy"))
+                    {
+                        return Some((Outcome::AlreadyReplicated, "the destination exists (overwrite: never)".into()));
+                    }
+                    if let Some(found) = &existing
+                        && same_content(found, meta)
+                    {
+                        return Some((
+                            Outcome::AlreadyReplicated,
+                            "GCS already holds the same size and checksum".into(),
+                        ));
+                    }
+                    match judge_read(previous, meta, ordered_by_sequencer) {
+                        // `always` copies even an identical version; it never copies an older one.
+                        Some((Outcome::AlreadyReplicated, _)) if policy == Some(Overwrite::Always) => None,
+                        other => other,
+                    }
+                },
+                upload,
+                journal,
+            )
+            .await;
+        let copied = match copied {
+            // A session whose bytes failed verification must not be continued by the next try.
+            Err(e) if e.kind() == ErrorKind::Integrity => {
+                journal.forget().await;
+                return Err(e);
+            }
+            other => other?,
+        };
         let report = match copied {
             Copy::Skipped((outcome, why), meta) => {
                 let mut r = result(task, dest, outcome, Some(why), started);
@@ -370,6 +424,101 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             return Err(Error::new(ErrorKind::Transient, "deleted, but the ledger lease was lost meanwhile"));
         }
         Ok(result(task, dest, Outcome::Deleted, None, started))
+    }
+}
+
+/// Records a resumable upload in the ledger item on behalf of the lease holder, so that the next
+/// attempt can continue it, and renews a time-to-live lease as the copy makes progress. Every
+/// write is conditional on still holding the lease: when it fails, another worker may own the
+/// destination, and the copy stops rather than race it.
+pub struct LeaseJournal<'a, L> {
+    ledger: &'a L,
+    key: &'a str,
+    owner: &'a str,
+    ttl: Option<Duration>,
+    state: Mutex<JournalState>,
+}
+
+struct JournalState {
+    /// The session being written and the last offset reported (not necessarily written).
+    upload: Option<UploadCheckpoint>,
+    last_write: Instant,
+    lease_until_ms: i64,
+}
+
+impl<'a, L: Ledger> LeaseJournal<'a, L> {
+    pub fn new(ledger: &'a L, key: &'a str, owner: &'a str, lease_until_ms: i64, ttl: Option<Duration>) -> Self {
+        let state = JournalState { upload: None, last_write: Instant::now(), lease_until_ms };
+        Self { ledger, key, owner, ttl, state: Mutex::new(state) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, JournalState> {
+        // Nothing panics while holding it; a poisoned lock still holds consistent plain data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Time between progress writes: [`CHECKPOINT_EVERY`], or a third of a renewable lease.
+    fn every(&self) -> Duration {
+        self.ttl.map_or(CHECKPOINT_EVERY, |t| CHECKPOINT_EVERY.min(t / 3))
+    }
+
+    /// Writes `upload` (or forgets it) and, for a renewable lease, extends it from now.
+    /// `Ok(false)`: the lease is no longer ours.
+    async fn write(&self, upload: Option<&UploadCheckpoint>) -> Result<bool> {
+        let until = {
+            let mut st = self.state();
+            if let Some(ttl) = self.ttl {
+                st.lease_until_ms = st.lease_until_ms.max(now_ms() + ttl.as_millis() as i64);
+            }
+            st.last_write = Instant::now();
+            st.lease_until_ms
+        };
+        self.ledger.checkpoint(self.key, self.owner, upload, until).await
+    }
+
+    fn lease_lost(&self) -> Error {
+        Error::new(
+            ErrorKind::Transient,
+            format!("the ledger lease on {} was lost (another worker may hold it now); stopping this copy", self.key),
+        )
+    }
+
+    /// Forgets the recorded upload, ours or an earlier attempt's (best effort).
+    pub async fn forget(&self) {
+        self.state().upload = None;
+        if let Err(e) = self.write(None).await {
+            tracing::warn!(error = %e.chain(), "could not forget the upload session in the ledger");
+        }
+    }
+}
+
+impl<L: Ledger> UploadJournal for LeaseJournal<'_, L> {
+    async fn opened(&self, cp: &UploadCheckpoint) -> Result<()> {
+        self.state().upload = Some(cp.clone());
+        if self.write(Some(cp)).await? { Ok(()) } else { Err(self.lease_lost()) }
+    }
+
+    async fn confirmed(&self, offset: u64, crc32c: u32) -> Result<()> {
+        let every = self.every();
+        let due = {
+            let mut st = self.state();
+            let due = st.last_write.elapsed() >= every;
+            let Some(up) = st.upload.as_mut() else { return Ok(()) };
+            up.offset = offset;
+            up.crc32c = crc32c;
+            due.then(|| up.clone())
+        };
+        let Some(cp) = due else { return Ok(()) };
+        match self.write(Some(&cp)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.lease_lost()),
+            // A progress write that failed costs only S3 re-reads after a crash; the copy goes
+            // on (the next write, or the completion, re-checks the lease).
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "could not checkpoint the upload; continuing");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -497,6 +646,72 @@ mod tests {
             version_id: version.map(str::to_string),
             ..Default::default()
         }
+    }
+
+    /// Records the ledger writes a journal makes; `lost` makes them fail their condition.
+    #[derive(Default)]
+    struct Writes {
+        log: Mutex<Vec<(Option<u64>, i64)>>,
+        lost: std::sync::atomic::AtomicBool,
+    }
+
+    impl Ledger for Writes {
+        async fn claim(&self, _: &ClaimRequest) -> Result<Claim> {
+            Ok(Claim::Acquired { previous: LedgerItem::default() })
+        }
+        async fn complete(&self, _: &str, _: &str, _: &DoneRecord) -> Result<bool> {
+            Ok(true)
+        }
+        async fn release(&self, _: &str, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn checkpoint(&self, _: &str, _: &str, up: Option<&UploadCheckpoint>, until: i64) -> Result<bool> {
+            if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(false);
+            }
+            self.log.lock().expect("lock").push((up.map(|u| u.offset), until));
+            Ok(true)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_journal_records_the_session_then_progress_at_most_every_interval() {
+        let ledger = Writes::default();
+        let claimed_until = now_ms() + 1_000;
+        // A renewable lease of 60 ms: progress is written at most every 20 ms.
+        let journal = LeaseJournal::new(&ledger, "gs://b/k", "me", claimed_until, Some(Duration::from_millis(60)));
+        let cp = UploadCheckpoint { session: "s".into(), etag: "e".into(), size: 100 << 20, ..Default::default() };
+        journal.opened(&cp).await.expect("opened");
+        journal.confirmed(1 << 20, 1).await.expect("confirmed");
+        journal.confirmed(2 << 20, 2).await.expect("confirmed");
+        assert_eq!(ledger.log.lock().expect("lock").len(), 1, "progress written before the interval");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        journal.confirmed(3 << 20, 3).await.expect("confirmed");
+        {
+            let log = ledger.log.lock().expect("lock");
+            assert_eq!(log.iter().map(|w| w.0).collect::<Vec<_>>(), vec![Some(0), Some(3 << 20)]);
+            // The lease never shrinks below the claim's, and a renewal moves it forward.
+            assert!(log.iter().all(|w| w.1 >= claimed_until));
+        }
+        // A lost lease stops the copy.
+        ledger.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let e = journal.confirmed(4 << 20, 4).await.expect_err("lease lost");
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        assert!(journal.opened(&cp).await.is_err());
+        // Forgetting writes no session.
+        ledger.lost.store(false, std::sync::atomic::Ordering::SeqCst);
+        journal.forget().await;
+        assert_eq!(ledger.log.lock().expect("lock").last().map(|w| w.0), Some(None));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_lease_is_not_extended_by_checkpoints() {
+        let ledger = Writes::default();
+        let journal = LeaseJournal::new(&ledger, "gs://b/k", "me", 12_345, None);
+        let cp = UploadCheckpoint { session: "s".into(), etag: "e".into(), size: 100, ..Default::default() };
+        journal.opened(&cp).await.expect("opened");
+        assert_eq!(ledger.log.lock().expect("lock").as_slice(), &[(Some(0), 12_345)]);
     }
 
     #[test]

@@ -6,11 +6,18 @@
 //! side by side, so a claim never erases what was done before and returns it (ALL_OLD) in the
 //! same request, and a failed claim returns the current item (ReturnValuesOnConditionCheckFailure)
 //! so the caller learns why without a second read.
+//!
+//! An unfinished resumable upload is remembered in `upload_*` attributes (session URI, the
+//! source version/ETag/size it carries, chunk size, a confirmed offset and the CRC32C up to
+//! it): written by the lease holder when it opens a session and as chunks are confirmed,
+//! removed on completion. A claim returns them with the rest of the old item, so the next
+//! attempt after a crash can continue the session. The session URI is a bearer credential:
+//! the table is encrypted at rest and the URI is never logged.
 
 use super::attrs::{Item, get_n, get_s, n, s};
 use super::classify;
 use crate::error::Result;
-use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem};
+use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, UploadCheckpoint};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
@@ -61,8 +68,21 @@ fn parse_item(item: &Item) -> LedgerItem {
         source_key: get_s(item, "source_key").unwrap_or_default(),
         done_at_ms: get_n(item, "done_at").unwrap_or_default(),
     });
-    LedgerItem { done, lease_owner: get_s(item, "lease_owner"), lease_expires_ms: get_n(item, "lease_expires") }
+    let upload = get_s(item, "upload_session").map(|session| UploadCheckpoint {
+        session,
+        version_id: get_s(item, "upload_version"),
+        etag: get_s(item, "upload_etag").unwrap_or_default(),
+        size: get_n(item, "upload_size").unwrap_or_default(),
+        chunk_size: get_n(item, "upload_chunk").unwrap_or_default(),
+        offset: get_n(item, "upload_offset").unwrap_or_default(),
+        crc32c: get_n(item, "upload_crc").unwrap_or_default(),
+    });
+    LedgerItem { done, lease_owner: get_s(item, "lease_owner"), lease_expires_ms: get_n(item, "lease_expires"), upload }
 }
+
+/// Every attribute of a remembered upload, removed together.
+const UPLOAD_ATTRS: [&str; 7] =
+    ["upload_session", "upload_version", "upload_etag", "upload_size", "upload_chunk", "upload_offset", "upload_crc"];
 
 fn is_condition_failure(
     e: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
@@ -106,7 +126,9 @@ impl Ledger for DynamoLedger {
 
     async fn complete(&self, key: &str, owner: &str, done: &DoneRecord) -> Result<bool> {
         let mut sets = vec!["done_action = :action", "done_at = :at", "source_bucket = :sb", "source_key = :sk"];
+        // The copy is done: an unfinished upload recorded for this item is over.
         let mut removes = vec!["lease_owner", "lease_expires"];
+        removes.extend(UPLOAD_ATTRS);
         let mut req = self
             .client
             .update_item()
@@ -171,6 +193,59 @@ impl Ledger for DynamoLedger {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(classify(e, &format!("release {key}"))),
+        }
+    }
+
+    async fn checkpoint(
+        &self,
+        key: &str,
+        owner: &str,
+        upload: Option<&UploadCheckpoint>,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .key("sk", s(SK))
+            .condition_expression("lease_owner = :owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(lease_until_ms));
+        let expr = match upload {
+            Some(u) => {
+                let mut sets = vec![
+                    "lease_expires = :until",
+                    "upload_session = :session",
+                    "upload_etag = :etag",
+                    "upload_size = :size",
+                    "upload_chunk = :chunk",
+                    "upload_offset = :offset",
+                    "upload_crc = :crc",
+                ];
+                req = req
+                    .expression_attribute_values(":session", s(&u.session))
+                    .expression_attribute_values(":etag", s(&u.etag))
+                    .expression_attribute_values(":size", n(u.size))
+                    .expression_attribute_values(":chunk", n(u.chunk_size))
+                    .expression_attribute_values(":offset", n(u.offset))
+                    .expression_attribute_values(":crc", n(u.crc32c));
+                match &u.version_id {
+                    Some(v) => {
+                        sets.push("upload_version = :ver");
+                        req = req.expression_attribute_values(":ver", s(v));
+                        format!("SET {}", sets.join(", "))
+                    }
+                    None => format!("SET {} REMOVE upload_version", sets.join(", ")),
+                }
+            }
+            None => format!("SET lease_expires = :until REMOVE {}", UPLOAD_ATTRS.join(", ")),
+        };
+        match req.update_expression(expr).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            // The message names the key, never the session URI.
+            Err(e) => Err(classify(e, &format!("checkpoint the upload of {key}"))),
         }
     }
 }

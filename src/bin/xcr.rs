@@ -37,6 +37,11 @@ enum Command {
         /// Print the outcome as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Seconds the ledger lease lasts past the claim and past each upload checkpoint. A run
+        /// that dies (killed, crashed) blocks the destination this long; the next run then
+        /// continues its upload. Must exceed the time one chunk takes to upload.
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        lease: u64,
     },
     /// Run the replicate function on the local queue, as Lambda's SQS event source mapping does.
     Pump {
@@ -174,8 +179,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     xcr::telemetry::init();
     match cli.command {
-        Command::Replicate { source, dest, version_id, json } => {
-            replicate(&source, dest.as_deref(), version_id, json).await
+        Command::Replicate { source, dest, version_id, json, lease } => {
+            replicate(&source, dest.as_deref(), version_id, json, Duration::from_secs(lease)).await
         }
         Command::Pump { queue, batch_size, visibility_timeout, until_idle, max_batches, json } => {
             let opts = PumpOptions {
@@ -291,7 +296,13 @@ async fn dlq_count(dlq: Option<String>) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::json!({"messages": visible, "in_flight_or_delayed": in_flight}))
 }
 
-async fn replicate(source: &str, dest: Option<&str>, version_id: Option<String>, json: bool) -> ExitCode {
+async fn replicate(
+    source: &str,
+    dest: Option<&str>,
+    version_id: Option<String>,
+    json: bool,
+    lease: Duration,
+) -> ExitCode {
     let fail = |kind: &str, message: String, code: u8| {
         if json {
             println!("{}", serde_json::json!({"outcome": "failed", "error": {"kind": kind, "message": message}}));
@@ -310,11 +321,13 @@ async fn replicate(source: &str, dest: Option<&str>, version_id: Option<String>,
         Ok(c) => c,
         Err(e) => return fail("config", e.to_string(), 2),
     };
+    // A command has no deadline to bound its lease by: it holds the lease for `lease`, renewed
+    // as the upload makes progress, so that a rerun after a crash waits at most that long.
     let replicator = match wiring::replicator(&cfg).await {
-        Ok(r) => r,
+        Ok(r) => r.with_lease_ttl(Some(lease)),
         Err(e) => return fail(e.kind().as_str(), e.chain(), 2),
     };
-    let deadline = xcr::replicate::now_ms() + 15 * 60 * 1000;
+    let deadline = xcr::replicate::now_ms() + lease.as_millis() as i64;
     match replicator.replicate(&obj, dest, deadline).await {
         Ok(r) => {
             if json {

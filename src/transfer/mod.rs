@@ -9,6 +9,12 @@
 //!   uploads, so the copy runs at the speed of the slower side, not the sum of both. A failed
 //!   chunk resumes from the offset GCS confirms rather than starting over.
 //! * Every read after the first is pinned to the version or ETag the first returned.
+//! * Across processes, a session is resumed from the ledger: [`Transfer::copy_journaled`]
+//!   reports an opened session and each confirmed chunk to an [`UploadJournal`], and is given
+//!   the checkpoint an earlier attempt left. If it names the version just read, GCS is asked how
+//!   much the session holds; the bytes up to there are read again from S3 (to carry the CRC32C
+//!   forward from the checkpoint), not sent again, and the upload continues from that offset.
+//!   A gone or unusable session, or another source version, starts over.
 //! * After the upload, GCS's CRC32C must equal the one computed in flight (and the source's own
 //!   checksum where S3 has one). Otherwise the new generation is deleted and the copy fails.
 
@@ -18,7 +24,7 @@ pub mod reader;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Destination, ObjectRef, SourceMeta, StoredObject};
-use crate::ports::{ObjectSink, ObjectSource, ReadPin, UploadProgress, UploadSpec};
+use crate::ports::{NoJournal, ObjectSink, ObjectSource, ReadPin, UploadCheckpoint, UploadJournal, UploadProgress};
 use crate::retry::RetryPolicy;
 use bytes::Bytes;
 use checksum::{crc32c_b64, crc32c_from_b64};
@@ -74,12 +80,18 @@ pub struct TransferReport {
     /// Chunks that had to be resumed after a failure.
     pub resumed_chunks: u32,
     pub source_reopens: u32,
+    /// When this attempt continued an earlier attempt's session: the offset GCS confirmed, from
+    /// which this attempt uploaded (`bytes_sent` counts only what this attempt sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
     #[serde(skip)]
     pub elapsed: Duration,
 }
 
 /// The result of [`Transfer::copy_unless`].
 #[derive(Debug)]
+// One value per copy, returned and consumed at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Copy<T> {
     Done(TransferReport),
     /// Not copied, for the caller's reason; the source's metadata as read.
@@ -125,11 +137,34 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         dest: &Destination,
         skip: impl FnOnce(&SourceMeta) -> Option<T>,
     ) -> Result<Copy<T>> {
+        self.copy_journaled(obj, dest, skip, None, &NoJournal).await
+    }
+
+    /// Like [`Transfer::copy_unless`], and a resumable upload is made durable: `journal` learns
+    /// of the session and of confirmed chunks, and `previous` (what an earlier attempt's journal
+    /// recorded) is continued when it belongs to the version being read and GCS still holds it.
+    pub async fn copy_journaled<T>(
+        &self,
+        obj: &ObjectRef,
+        dest: &Destination,
+        skip: impl FnOnce(&SourceMeta) -> Option<T>,
+        previous: Option<&UploadCheckpoint>,
+        journal: &impl UploadJournal,
+    ) -> Result<Copy<T>> {
         let started = Instant::now();
         let pin = ReadPin { version_id: obj.version_id.clone(), etag: None };
         let first = self.retry.run("open source", |_| self.source.read(obj, &pin, 0)).await?;
         if let Some(reason) = skip(&first.meta) {
             return Ok(Copy::Skipped(reason, first.meta));
+        }
+        let resume = match previous.filter(|_| first.meta.size > self.cfg.resumable_threshold) {
+            Some(cp) => self.resume_point(obj, &first.meta, cp).await,
+            None => None,
+        };
+        if let Some(resume) = resume {
+            let report = self.resume(obj, dest, first, resume, journal).await?;
+            self.verify(obj, &report).await?;
+            return Ok(Copy::Done(TransferReport { elapsed: started.elapsed(), ..report }));
         }
         let (mut reader, meta) = ChunkReader::new(&self.source, obj, first, 0, self.retry);
         let mut spec = metadata::upload_spec(obj, &meta, dest);
@@ -151,10 +186,12 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                 chunks: 1,
                 resumed_chunks: 0,
                 source_reopens: 0,
+                resumed_from: None,
                 elapsed: Duration::ZERO,
             }
         } else {
-            self.resumable(obj, &meta, &spec, &mut reader).await?
+            let session = self.retry.run("start resumable session", |_| self.sink.start_session(&spec)).await?;
+            self.resumable(obj, &meta, session, &mut reader, journal).await?
         };
         report.source_reopens = reader.reopens();
         self.verify(obj, &report).await?;
@@ -162,18 +199,136 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         Ok(Copy::Done(report))
     }
 
+    /// Whether `cp`, left by an earlier attempt, can be continued for the version just read:
+    /// same version, ETag and size, and GCS confirms at least the checkpoint's offset. Any
+    /// doubt means starting over, which is always correct.
+    async fn resume_point(&self, obj: &ObjectRef, meta: &SourceMeta, cp: &UploadCheckpoint) -> Option<Resume> {
+        if !checkpoint_matches(cp, meta) {
+            tracing::info!(object = %obj, "an unfinished upload of another source version is recorded; starting over");
+            return None;
+        }
+        // One query, no retries: a session that is gone answers 404/410, and starting over
+        // costs less than waiting through backoff for it.
+        let status = self.sink.session_status(&cp.session, meta.size).await;
+        let resume = match status {
+            Ok(status) => plan_resume(cp, meta.size, status),
+            Err(e) => {
+                tracing::info!(object = %obj, error = %e.chain(), "the recorded upload session cannot be continued; starting over");
+                return None;
+            }
+        };
+        match &resume {
+            Some(r) => {
+                tracing::info!(object = %obj, checkpoint = cp.offset, confirmed = r.confirmed(), size = meta.size, "continuing the upload session an earlier attempt left")
+            }
+            None => {
+                tracing::info!(object = %obj, checkpoint = cp.offset, "the recorded upload session holds fewer bytes than recorded; starting over")
+            }
+        }
+        resume
+    }
+
+    /// Continues an earlier attempt's session: reads the source from the checkpoint (pinned to
+    /// the version `first` returned) to carry the CRC32C up to the offset GCS confirmed, then
+    /// uploads the rest. A session GCS already finalized is read to its end and verified.
+    async fn resume(
+        &self,
+        obj: &ObjectRef,
+        dest: &Destination,
+        first: crate::ports::SourceRead,
+        resume: Resume,
+        journal: &impl UploadJournal,
+    ) -> Result<TransferReport> {
+        let meta = first.meta.clone();
+        let (from, crc) = (resume.checkpoint.offset, resume.checkpoint.crc32c);
+        let read = if from == 0 {
+            first
+        } else {
+            drop(first);
+            let pin = ReadPin {
+                version_id: meta.version_id.clone().or_else(|| obj.version_id.clone()),
+                etag: Some(meta.etag.clone()).filter(|e| !e.is_empty()),
+            };
+            self.retry.run("open source", |_| self.source.read(obj, &pin, from)).await?
+        };
+        if read.meta.size != meta.size {
+            return Err(Error::new(ErrorKind::SourceChanged, format!("{obj}: size changed while resuming")));
+        }
+        let (reader, _) = ChunkReader::new(&self.source, obj, read, from, self.retry);
+        let mut reader = reader.with_crc(crc);
+        let upto = match &resume.status {
+            UploadProgress::Persisted(p) => *p,
+            UploadProgress::Done(_) => meta.size,
+        };
+        // Read, do not send, what GCS already holds: only its CRC32C is needed.
+        while reader.position() < upto {
+            let len = (upto - reader.position()).min(self.cfg.chunk_size);
+            reader.next_chunk(len).await?;
+        }
+        let session = resume.checkpoint.session.clone();
+        let mut report = match resume.status {
+            UploadProgress::Done(stored) => {
+                let crc = crc32c_b64(reader.crc32c());
+                check_source_crc(obj, &meta, &crc)?;
+                TransferReport {
+                    source: meta.clone(),
+                    stored,
+                    method: UploadMethod::Resumable,
+                    crc32c: crc,
+                    bytes_sent: 0,
+                    chunks: 0,
+                    resumed_chunks: 0,
+                    source_reopens: 0,
+                    resumed_from: Some(upto),
+                    elapsed: Duration::ZERO,
+                }
+            }
+            UploadProgress::Persisted(p) => {
+                let mut report = self.resumable(obj, &meta, session, &mut reader, journal).await?;
+                report.resumed_from = Some(p);
+                report
+            }
+        };
+        if report.stored.bucket != dest.bucket || report.stored.name != dest.name {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "{obj}: the recorded upload session created gs://{}/{}",
+                    report.stored.bucket, report.stored.name
+                ),
+            ));
+        }
+        report.source_reopens = reader.reopens();
+        Ok(report)
+    }
+
+    /// Uploads from the reader's position to the end through `session`, reporting the session
+    /// and each confirmed chunk to `journal`.
     async fn resumable(
         &self,
         obj: &ObjectRef,
         meta: &SourceMeta,
-        spec: &UploadSpec,
+        session: String,
         reader: &mut ChunkReader<'_, S>,
+        journal: &impl UploadJournal,
     ) -> Result<TransferReport> {
         let total = meta.size;
-        let session = self.retry.run("start resumable session", |_| self.sink.start_session(spec)).await?;
+        let mut offset = reader.position();
+        let cp = UploadCheckpoint {
+            session: session.clone(),
+            version_id: meta.version_id.clone(),
+            etag: meta.etag.clone(),
+            size: total,
+            chunk_size: self.cfg.chunk_size,
+            offset,
+            crc32c: reader.crc32c(),
+        };
+        // Durable before any byte goes up, so a crash from here on can be continued.
+        journal.opened(&cp).await?;
         let mut stats = ChunkStats::default();
         let mut current = reader.next_chunk(self.cfg.chunk_size).await?;
-        let mut offset = 0u64;
+        // CRC32C of every byte before the end of `current` (the reader runs one chunk ahead).
+        let mut current_crc = reader.crc32c();
         loop {
             let end = offset + current.len() as u64;
             if end == total {
@@ -198,6 +353,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                     chunks: stats.chunks,
                     resumed_chunks: stats.resumed,
                     source_reopens: 0,
+                    resumed_from: None,
                     elapsed: Duration::ZERO,
                 });
             }
@@ -207,8 +363,11 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                 reader.next_chunk(chunk_size),
                 self.send_chunk(&session, offset, current, total, None, &mut stats)
             )?;
+            tracing::debug!(object = %obj, confirmed = end, size = total, "chunk confirmed");
+            journal.confirmed(end, current_crc).await?;
             offset = end;
             current = next;
+            current_crc = reader.crc32c();
         }
     }
 
@@ -316,6 +475,43 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
     }
 }
 
+/// How an earlier attempt's session continues: from its checkpoint, with what GCS reported.
+#[derive(Debug)]
+struct Resume {
+    checkpoint: UploadCheckpoint,
+    status: UploadProgress,
+}
+
+impl Resume {
+    fn confirmed(&self) -> u64 {
+        match &self.status {
+            UploadProgress::Persisted(p) => *p,
+            UploadProgress::Done(o) => o.size,
+        }
+    }
+}
+
+/// Whether a recorded upload carries the bytes of the version just read.
+fn checkpoint_matches(cp: &UploadCheckpoint, meta: &SourceMeta) -> bool {
+    !cp.session.is_empty()
+        && !cp.etag.is_empty()
+        && cp.etag == meta.etag
+        && cp.version_id == meta.version_id
+        && cp.size == meta.size
+        && cp.offset < cp.size
+}
+
+/// Decides from GCS's answer about a recorded session whether to continue it. GCS must hold at
+/// least the checkpoint's bytes (it only confirms, never forgets: fewer means something is off)
+/// and, unless finalized, fewer than the whole object.
+fn plan_resume(cp: &UploadCheckpoint, size: u64, status: UploadProgress) -> Option<Resume> {
+    let ok = match &status {
+        UploadProgress::Persisted(p) => (cp.offset..size).contains(p) && p.is_multiple_of(GCS_CHUNK_ALIGN),
+        UploadProgress::Done(o) => o.size == size,
+    };
+    ok.then(|| Resume { checkpoint: cp.clone(), status })
+}
+
 #[derive(Default)]
 struct ChunkStats {
     bytes_sent: u64,
@@ -343,5 +539,75 @@ fn check_source_crc(obj: &ObjectRef, meta: &SourceMeta, computed: &str) -> Resul
             format!("{obj}: read bytes have CRC32C {computed}, S3 stores {expected}"),
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn meta() -> SourceMeta {
+        SourceMeta { size: 48 * MIB, etag: "e1".into(), version_id: Some("v1".into()), ..Default::default() }
+    }
+
+    fn cp(offset: u64) -> UploadCheckpoint {
+        UploadCheckpoint {
+            session: "https://example/upload?upload_id=secret".into(),
+            version_id: Some("v1".into()),
+            etag: "e1".into(),
+            size: 48 * MIB,
+            chunk_size: 2 * MIB,
+            offset,
+            crc32c: 7,
+        }
+    }
+
+    fn stored(size: u64) -> StoredObject {
+        StoredObject { bucket: "b".into(), name: "n".into(), generation: "1".into(), size, crc32c: None, md5: None }
+    }
+
+    #[test]
+    fn only_the_same_version_continues_a_session() {
+        assert!(checkpoint_matches(&cp(4 * MIB), &meta()));
+        assert!(!checkpoint_matches(&cp(4 * MIB), &SourceMeta { etag: "e2".into(), ..meta() }));
+        assert!(!checkpoint_matches(&cp(4 * MIB), &SourceMeta { version_id: Some("v2".into()), ..meta() }));
+        assert!(!checkpoint_matches(&cp(4 * MIB), &SourceMeta { version_id: None, ..meta() }));
+        assert!(!checkpoint_matches(&cp(4 * MIB), &SourceMeta { size: 47 * MIB, ..meta() }));
+        assert!(!checkpoint_matches(&UploadCheckpoint { session: String::new(), ..cp(0) }, &meta()));
+        // An ETag is what pins a read in an unversioned bucket: without one, no resume.
+        let unversioned = SourceMeta { etag: String::new(), version_id: None, ..meta() };
+        assert!(!checkpoint_matches(
+            &UploadCheckpoint { etag: String::new(), version_id: None, ..cp(0) },
+            &unversioned
+        ));
+    }
+
+    #[test]
+    fn a_session_continues_from_what_gcs_confirms_at_or_after_the_checkpoint() {
+        let size = 48 * MIB;
+        let r = plan_resume(&cp(4 * MIB), size, UploadProgress::Persisted(10 * MIB)).expect("resume");
+        assert_eq!((r.checkpoint.offset, r.confirmed()), (4 * MIB, 10 * MIB));
+        // Nothing beyond the checkpoint yet (or no progress checkpoint at all): still resumable.
+        assert!(plan_resume(&cp(4 * MIB), size, UploadProgress::Persisted(4 * MIB)).is_some());
+        assert!(plan_resume(&cp(0), size, UploadProgress::Persisted(0)).is_some());
+        // GCS holds less than it had confirmed, all of it without finalizing, or an unaligned
+        // offset: something is off, start over.
+        assert!(plan_resume(&cp(4 * MIB), size, UploadProgress::Persisted(2 * MIB)).is_none());
+        assert!(plan_resume(&cp(4 * MIB), size, UploadProgress::Persisted(size)).is_none());
+        assert!(plan_resume(&cp(0), size, UploadProgress::Persisted(1000)).is_none());
+        // Finalized: verified (by reading the rest of the source), not uploaded again.
+        assert_eq!(
+            plan_resume(&cp(4 * MIB), size, UploadProgress::Done(stored(size))).map(|r| r.confirmed()),
+            Some(size)
+        );
+        assert!(plan_resume(&cp(4 * MIB), size, UploadProgress::Done(stored(size - 1))).is_none());
+    }
+
+    #[test]
+    fn a_checkpoint_never_shows_its_session_uri() {
+        let shown = format!("{:?}", cp(0));
+        assert!(!shown.contains("secret") && shown.contains("<redacted>"), "{shown}");
     }
 }
