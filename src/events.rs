@@ -65,6 +65,8 @@ impl Task {
 pub struct SqsItem {
     pub message_id: String,
     pub tasks: Result<Vec<Task>>,
+    /// `attributes.ApproximateReceiveCount`: which delivery of the message this is.
+    pub receive_count: Option<u32>,
 }
 
 /// A whole Lambda invocation, decoded.
@@ -170,7 +172,12 @@ fn decode_sqs_record(index: usize, record: &Value) -> SqsItem {
             None => Err(invalid(format!("SQS message {message_id} has no body"))),
         }
     };
-    SqsItem { message_id, tasks }
+    let receive_count = record
+        .get("attributes")
+        .and_then(|a| a.get("ApproximateReceiveCount"))
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse().ok());
+    SqsItem { message_id, tasks, receive_count }
 }
 
 /// Decodes one message of any supported shape. `depth` counts SNS envelopes already opened.

@@ -39,6 +39,9 @@ pub struct Handler<S, K, L, Q, J> {
     /// One job-counter write at a time from this process: the tasks of a batch would only
     /// collide on the job item (and some emulators lose concurrent updates to one item).
     job_writes: tokio::sync::Mutex<()>,
+    /// The queue's `maxReceiveCount`: a job task failing on that delivery goes to the DLQ next,
+    /// so it is counted as failed now, or its job would wait for it forever.
+    max_receives: Option<u32>,
 }
 
 /// How long a job's status is trusted before it is read again (a cancel takes effect within it).
@@ -77,7 +80,18 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             jobs,
             job_status: tokio::sync::Mutex::new(HashMap::new()),
             job_writes: tokio::sync::Mutex::new(()),
+            max_receives: None,
         }
+    }
+
+    /// Tells the handler the queue's `maxReceiveCount` (see [`Self::handle`]).
+    pub fn with_max_receives(mut self, max: Option<u32>) -> Self {
+        self.max_receives = max.filter(|m| *m > 0);
+        self
+    }
+
+    pub fn max_receives(&self) -> Option<u32> {
+        self.max_receives
     }
 
     pub fn jobs(&self) -> Option<&J> {
@@ -88,11 +102,14 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         &self.replicator
     }
 
-    async fn run_tasks(&self, tasks: &[Task], deadline_ms: i64) -> Vec<Result<Replication>> {
+    /// `last_delivery`: a retryable failure now sends the record to the dead-letter queue.
+    async fn run_tasks(&self, tasks: &[Task], deadline_ms: i64, last_delivery: bool) -> Vec<Result<Replication>> {
         let mut out = Vec::new();
         for task in tasks {
             match (&task.job_id, &self.jobs) {
-                (Some(job_id), Some(jobs)) => out.extend(self.run_job_task(jobs, job_id, task, deadline_ms).await),
+                (Some(job_id), Some(jobs)) => {
+                    out.extend(self.run_job_task(jobs, job_id, task, deadline_ms, last_delivery).await)
+                }
                 _ => out.extend(self.replicator.apply(task, deadline_ms).await),
             }
         }
@@ -101,10 +118,22 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
 
     /// A migration job's task: a no-op once the job is cancelled; otherwise applied, then
     /// counted once in the job (a redelivered task is not counted again), and the job ended
-    /// when it was the last one.
-    async fn run_job_task(&self, jobs: &J, job_id: &str, task: &Task, deadline_ms: i64) -> Vec<Result<Replication>> {
+    /// when it was the last one. A task still failing on its last delivery is counted as
+    /// failed (it is on its way to the DLQ): the job then ends FAILED instead of waiting
+    /// forever; a redrive still copies the object, without counting it again.
+    async fn run_job_task(
+        &self,
+        jobs: &J,
+        job_id: &str,
+        task: &Task,
+        deadline_ms: i64,
+        last_delivery: bool,
+    ) -> Vec<Result<Replication>> {
         match self.job_status(jobs, job_id).await {
-            Ok(Some(status)) if status.is_terminal() => {
+            // Cancelled: its queued tasks are no-ops. A job that ended otherwise still applies a
+            // task delivered late (a DLQ redrive after fixing the cause): the ledger makes a
+            // duplicate harmless, and the task's marker keeps it from being counted twice.
+            Ok(Some(status)) if status == JobStatus::Cancelled => {
                 return vec![Ok(crate::replicate::skipped_task(task, &format!("job {job_id} is {}", status.as_str())))];
             }
             Ok(Some(_)) => {}
@@ -112,7 +141,18 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             Err(e) => return vec![Err(e.context(format_args!("job {job_id}")))],
         }
         let mut results = self.replicator.apply(task, deadline_ms).await;
-        let Some(tally) = tally(&results) else { return results };
+        let tally = match tally(&results) {
+            Some(t) => t,
+            None if last_delivery && !results.iter().any(is_busy) => {
+                let why = results.iter().find_map(|r| r.as_ref().err()).map(|e| e.chain()).unwrap_or_default();
+                tracing::warn!(job_id, object = %task.object, error = %why, "last delivery failed: counted as failed, on its way to the DLQ");
+                let _ = jobs
+                    .set_error(job_id, &format!("{} failed on its last delivery (now in the DLQ): {why}", task.object))
+                    .await;
+                TaskTally::Failed
+            }
+            None => return results,
+        };
         let object = format!("{}/{}", task.object.bucket, task.object.key);
         let _one_writer = self.job_writes.lock().await;
         let counted = match jobs.record_task(job_id, &object, tally).await {
@@ -157,7 +197,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         match incoming {
             Incoming::Direct(tasks) => {
-                let results = self.run_tasks(&tasks, deadline_ms).await;
+                let results = self.run_tasks(&tasks, deadline_ms, false).await;
                 let mut retry = Vec::new();
                 for r in &results {
                     *counts.entry(verdict(r)).or_default() += 1;
@@ -180,8 +220,9 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             Incoming::Sqs(items) => {
                 let outcomes: Vec<(String, Vec<Result<Replication>>, Option<Error>)> = futures::stream::iter(items)
                     .map(|item| async move {
+                        let last = matches!((item.receive_count, self.max_receives), (Some(n), Some(max)) if n >= max);
                         match item.tasks {
-                            Ok(tasks) => (item.message_id, self.run_tasks(&tasks, deadline_ms).await, None),
+                            Ok(tasks) => (item.message_id, self.run_tasks(&tasks, deadline_ms, last).await, None),
                             Err(e) => {
                                 tracing::error!(message_id = %item.message_id, error = %e.chain(), "unreadable message");
                                 (item.message_id, Vec::new(), Some(e))

@@ -318,3 +318,41 @@ async fn manifest_dry_run_filters_and_bad_manifests() {
     assert_eq!(done.status, JobStatus::Failed);
     assert!(done.last_error.as_deref().is_some_and(|m| m.contains("nope.txt")), "{done:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_ends_in_the_dlq_fails_its_job_instead_of_stalling_it() {
+    let e = env().await;
+    let objects = e.seed("dlq/", 3).await;
+    let max = e.queue.max_receive_count().await.expect("redrive policy").expect("the queue has a DLQ");
+    let job = e.create(JobSpec { prefix: "dlq/".into(), ..spec(e.stack.source_bucket()) }).await;
+
+    // GCS unreachable: every copy fails retryably, on every delivery.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let gcs = format!("http://127.0.0.1:{dead}");
+    let broken = replicator(&e.stack, &[("STORAGE_EMULATOR_HOST", gcs.as_str()), ("XCR_MAX_ATTEMPTS", "1")]).await;
+    let handler =
+        xcr::handler::Handler::new(broken, 8, Some(e.queue.clone()), Some(e.jobs.clone())).with_max_receives(Some(max));
+    let opts = PumpOptions {
+        wait_secs: 1,
+        visibility_secs: Some(1),
+        until_idle: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &opts).await.expect("pump");
+
+    let failed = e.job(&job.id).await;
+    assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
+    let c = failed.counters;
+    assert_eq!((c.listed, c.replicated, c.failed, c.pending), (3, 0, 3, 0), "{c:?}");
+    assert!(failed.last_error.as_deref().unwrap_or("").contains("DLQ"), "{:?}", failed.last_error);
+    let dlq = Queue::new(&e.sdk, e.stack.var("XCR_DLQ_URL"));
+    assert_eq!(dlq.depth().await.expect("dlq depth").0, 3, "the tasks wait in the DLQ");
+
+    // Redriven once GCS is back: the objects are copied, and the job is not counted twice.
+    assert_eq!(xcr::pump::redrive(&dlq, &e.queue, 100).await.expect("redrive"), 3);
+    e.pump().await;
+    assert_eq!(e.gcs_listing().await.len(), objects.len());
+    let after = e.job(&job.id).await;
+    assert_eq!(after.status, JobStatus::Failed);
+    assert_eq!((after.counters.failed, after.counters.replicated), (3, 0));
+}

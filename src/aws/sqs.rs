@@ -47,6 +47,25 @@ impl Queue {
             .unwrap_or_default())
     }
 
+    /// The `maxReceiveCount` of the queue's redrive policy (None without one): the delivery
+    /// after which a failing message moves to the dead-letter queue.
+    pub async fn max_receive_count(&self) -> Result<Option<u32>> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| classify(e, "read queue attributes"))?;
+        let policy = out.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy));
+        Ok(policy.and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()).and_then(|v| {
+            // SQS writes it as a number; older policies hold a string.
+            let n = &v["maxReceiveCount"];
+            n.as_u64().or_else(|| n.as_str().and_then(|s| s.parse().ok())).and_then(|n| u32::try_from(n).ok())
+        }))
+    }
+
     /// What is left to do: messages visible now, and those in flight or delayed.
     pub async fn depth(&self) -> Result<(u64, u64)> {
         use aws_sdk_sqs::types::QueueAttributeName as A;

@@ -273,9 +273,9 @@ async fn pump(queue: Option<String>, opts: PumpOptions) -> anyhow::Result<serde_
     let sdk = xcr::aws::sdk_config().await;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     let cfg = Config { queue_url: Some(url.clone()), ..cfg };
-    let handler = wiring::handler_with(&sdk, &cfg)?;
-    let driver = wiring::driver_with(&sdk, &cfg);
     let queue = Queue::new(&sdk, url);
+    let handler = wiring::handler_with(&sdk, &cfg)?.with_max_receives(queue.max_receive_count().await?);
+    let driver = wiring::driver_with(&sdk, &cfg);
     let stats = xcr::pump::pump(&handler, &queue, &region, driver.as_ref(), &opts).await?;
     Ok(serde_json::to_value(stats)?)
 }

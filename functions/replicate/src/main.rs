@@ -16,7 +16,16 @@ async fn main() -> Result<(), Error> {
     xcr::telemetry::init();
     let cfg = Config::from_env(Needs::FUNCTION).inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     let sdk = xcr::aws::sdk_config().await;
-    let handler: &'static S3ToGcsHandler = Box::leak(Box::new(wiring::handler_with(&sdk, &cfg)?));
+    let mut handler = wiring::handler_with(&sdk, &cfg)?;
+    // A job task failing on its last delivery is counted as failed before it goes to the DLQ.
+    if let Some(url) = &cfg.queue_url {
+        let queue = xcr::aws::sqs::Queue::new(&sdk, url.clone());
+        match queue.max_receive_count().await {
+            Ok(max) => handler = handler.with_max_receives(max),
+            Err(e) => tracing::warn!(error = %e.chain(), "cannot read the queue's redrive policy"),
+        }
+    }
+    let handler: &'static S3ToGcsHandler = Box::leak(Box::new(handler));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
         let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
