@@ -161,6 +161,16 @@ def build_backfill(seed: int) -> list[Sample]:
     return [Sample(key=f"{BACKFILL_PREFIX}{i:03d}.bin", data=rng.randbytes(1000 + 97 * i)) for i in range(20)]
 
 
+API_PREFIX = "on-demand/"
+
+
+def build_api_samples(seed: int) -> list[Sample]:
+    """Three objects nobody announces, asked for explicitly through the HTTP API."""
+    rng = random.Random(seed + 2)
+    return [Sample(key=f"{API_PREFIX}{name}", data=rng.randbytes(size))
+            for name, size in (("report.csv", 4321), ("a b+c.json", 777), ("ünïcode.bin", 65536))]
+
+
 def read_env(path: Path) -> dict[str, str]:
     """Parse the KEY=VALUE lines that scripts/stack.py writes."""
     try:
@@ -352,6 +362,44 @@ class Demo:
         if shown.get("status") != "SUCCEEDED" or counters.get("listed") != expected or counters.get("replicated") != expected:
             raise DemoError(f"the migration job did not copy all {expected} objects: {shown}")
 
+    def via_api(self, samples: list[Sample]) -> None:
+        """Starts `xcr serve` (the api function's Router), asks for the first object with
+        POST /v1/replicate and the rest with POST /v1/replicate/batch, then stops it."""
+        import json
+        import urllib.request
+
+        assert self.xcr is not None
+        server = subprocess.Popen([str(self.xcr), "serve", "--port", "0"], env={**os.environ, **self.env},
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            line = server.stdout.readline().strip() if server.stdout else ""
+            if not line.startswith("listening on "):
+                raise DemoError(f"xcr serve did not start: {line!r}")
+            base = line.removeprefix("listening on ")
+
+            def post(path: str, body: dict) -> dict:
+                req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                             headers={"content-type": "application/json"})
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return json.load(resp)
+
+            one = post("/v1/replicate", {"bucket": self.bucket, "key": samples[0].key})
+            print(f"POST /v1/replicate {samples[0].key!r}: {one.get('outcome')}")
+            batch = post("/v1/replicate/batch", {"bucket": self.bucket, "keys": [s.key for s in samples[1:]]})
+            print(f"POST /v1/replicate/batch ({len(samples) - 1} keys): {batch.get('summary')}")
+            outcomes = [one.get("outcome")] + [r.get("outcome") for r in batch.get("results", [])]
+            for sample, outcome in zip(samples, outcomes):
+                if outcome != "replicated":
+                    sample.problems.append(f"the API answered {outcome!r}, not 'replicated'")
+        except OSError as err:
+            raise DemoError(f"the HTTP API failed: {err}") from err
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
     def pump(self) -> None:
         """Runs the replicate function over the queue until it has been idle for 3 s: the
         notifications S3 sent for the uploads are the only input."""
@@ -490,14 +538,17 @@ def main(argv: list[str] | None = None) -> int:
         samples = build_samples(args.seed)
         total = sum(len(s.data) for s in samples)
         backfill: list[Sample] = []
+        on_demand: list[Sample] = []
         if args.via == "queue" and xcr is not None:
             # Objects that were there before replication was switched on: no notification
-            # ever announces them; a migration job has to find them.
+            # ever announces them; a migration job has to find them, or a person asks the API.
             backfill = build_backfill(args.seed)
+            on_demand = build_api_samples(args.seed)
             with demo.notifications_off():
-                for sample in backfill:
+                for sample in backfill + on_demand:
                     demo.upload(sample)
-            print(f"uploaded {len(backfill)} objects under {BACKFILL_PREFIX} with bucket notifications off")
+            print(f"uploaded {len(backfill) + len(on_demand)} objects under {BACKFILL_PREFIX} and {API_PREFIX} "
+                  "with bucket notifications off")
 
         started = time.monotonic()
         for sample in samples:
@@ -509,7 +560,9 @@ def main(argv: list[str] | None = None) -> int:
             demo.pump()
             print(f"migration job over {BACKFILL_PREFIX} (objects no notification announced) ...")
             demo.migrate(BACKFILL_PREFIX, len(backfill))
-            samples = backfill + samples
+            print(f"asking for {len(on_demand)} objects through the HTTP API (xcr serve) ...")
+            demo.via_api(on_demand)
+            samples = backfill + on_demand + samples
         elif xcr is not None:
             print(f"replicating each with {xcr} replicate s3://{demo.bucket}/KEY --json ...")
             for sample in samples:
