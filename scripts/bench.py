@@ -360,6 +360,22 @@ def p2_rclone(ctx: "Ctx", n: int, prefix: str) -> dict:
             "copied": gcs_count(ctx, dst, prefix + "/")}
 
 
+def server_cpu(ctx: "Ctx") -> dict[str, float]:
+    """CPU seconds the stack's emulators (moto, the GCS emulator) have used so far.
+
+    Why: on a 2-core machine the Python emulators, not the clients, run out of CPU first, so
+    a tool's speed here follows how much emulator work it causes per object."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for name, svc in ctx.services.items():
+        try:
+            fields = Path(f"/proc/{svc['pid']}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            out[name] = 0.0
+    return out
+
+
 def p2_small(ctx: "Ctx", n: int) -> dict:
     say(f"P2: putting {n} objects of 16 KiB ...")
     put_small_objects(ctx, n)
@@ -369,7 +385,10 @@ def p2_small(ctx: "Ctx", n: int) -> dict:
         gcs_wipe(ctx)
         drain_queue(ctx)
         say(f"P2: {name} ...")
+        before = server_cpu(ctx)
         r = fn(ctx, n, name.replace("_", "-"))
+        after = server_cpu(ctx)
+        r["server_cpu_s"] = {k: after[k] - before.get(k, 0.0) for k in after}
         r["objects_per_s"] = n / r["seconds"]
         r["cpu_s_per_gib"] = r["cpu_s"] / (n * SMALL / GiB)
         if r["copied"] != n:
@@ -664,6 +683,8 @@ class Ctx:
         from botocore.config import Config as BotoConfig
 
         self.env, self.target, self.work = env, target, work
+        pids = json.loads((work / "stack" / "pids.json").read_text()) if (work / "stack" / "pids.json").exists() else {}
+        self.services = pids.get("services", {})
         self.xcr = str(target / "xcr")
         self.rclone = shutil.which("rclone", path=str(ROOT / ".venv/bin")) or shutil.which("rclone") or "rclone"
         kw = dict(endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
@@ -678,8 +699,8 @@ def fmt_size(n: float) -> str:
 
 
 def report(results: dict) -> None:
-    print(f"\nxcr bench, {results['date']} ({'quick' if results['quick'] else 'full'}; emulators on loopback; "
-          "ratios within this run)")
+    print(f"\nxcr bench, {results['date']} ({'quick' if results['quick'] else 'full'}, {results['profile']} build; "
+          "emulators on loopback; ratios within this run)")
     p1 = results.get("p1")
     if p1:
         size = p1["size_bytes"]
@@ -698,12 +719,14 @@ def report(results: dict) -> None:
     p2 = results.get("p2")
     if p2:
         print(f"\nP2 many small objects: {p2['objects']} x 16 KiB, S3 -> GCS, each from an empty GCS emulator")
-        print(f"  {'':38} {'seconds':>8} {'objects/s':>10} {'vs rclone':>10} {'copied':>7}")
+        print(f"  {'':38} {'seconds':>8} {'objects/s':>10} {'vs rclone':>10} {'copied':>7}   emulator CPU s: moto  gcs")
         rc = p2["rclone"]["objects_per_s"]
         for label, key in [("rclone copy (4 transfers)", "rclone"), ("xcr migration job (jobs create + pump)", "xcr_job"),
                            ("xcr pump over queued commands", "xcr_queue")]:
             r = p2[key]
-            print(f"  {label:38} {r['seconds']:8.2f} {r['objects_per_s']:10.1f} {r['objects_per_s'] / rc:9.2f}x {r['copied']:7}")
+            cpu = r.get("server_cpu_s", {})
+            print(f"  {label:38} {r['seconds']:8.2f} {r['objects_per_s']:10.1f} {r['objects_per_s'] / rc:9.2f}x {r['copied']:7}"
+                  f"   {cpu.get('moto', 0):18.1f} {cpu.get('gcs', 0):4.1f}")
         print(f"  target: xcr >= 1.5x rclone; migration job: {p2['ratio_job_vs_rclone']:.2f}x, "
               f"queued: {p2['ratio_queue_vs_rclone']:.2f}x")
     print("\nP3 memory and CPU (peak RSS = VmHWM of the process; CPU = user + system)")
@@ -773,7 +796,7 @@ def main() -> int:
 
     out_dir = ROOT / "target/bench"
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = "bench-quick.json" if args.quick else "bench.json"
+    name = ("bench-quick" if args.quick else "bench") + ("" if args.profile == "release" else f"-{args.profile}") + ".json"
     (out_dir / name).write_text(json.dumps(results, indent=2))
     report(results)
     print(f"\nwritten to {out_dir / name}")

@@ -75,6 +75,8 @@ class CountingProxy:
         self.counts: collections.Counter[str] = collections.Counter()
         # Seconds the upstream took per class: where an emulator spends its time.
         self.seconds: collections.Counter[str] = collections.Counter()
+        # (label, start, seconds) of every request, for a timeline when profiling.
+        self.log: list[tuple[str, float, float]] = []
         self.lock = threading.Lock()
         proxy = self
 
@@ -120,8 +122,10 @@ class CountingProxy:
                     return
                 finally:
                     up.close()
+                    took = time.perf_counter() - started
                     with proxy.lock:
-                        proxy.seconds[label] += time.perf_counter() - started
+                        proxy.seconds[label] += took
+                        proxy.log.append((label, started, took))
                 self.send_response_only(resp.status, resp.reason)
                 for k, v in resp.getheaders():
                     if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
@@ -179,6 +183,7 @@ class CountingProxy:
         with self.lock:
             self.counts.clear()
             self.seconds.clear()
+            self.log.clear()
 
 
 def by_service(counts: dict[str, int]) -> dict[str, int]:
