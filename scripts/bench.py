@@ -621,6 +621,23 @@ def cold_start(binary: Path, env: dict[str, str], event: dict) -> dict:
             "stderr": err.decode(errors="replace")[-500:] if api.outcome != "response" else ""}
 
 
+def api_gateway_get(path: str) -> dict:
+    """An API Gateway HTTP API (payload 2.0) GET, as it reaches the api function: a read that
+    changes nothing."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return {
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": {"host": "bench.execute-api.us-east-1.amazonaws.com", "user-agent": "xcr-bench"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "bench", "domainName": "bench.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "bench", "requestId": "bench-request-1", "routeKey": "$default", "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"), "timeEpoch": int(now.timestamp() * 1000),
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "xcr-bench"},
+        },
+        "isBase64Encoded": False,
+    }
+
+
 def function_binaries(target: Path) -> list[tuple[str, Path]]:
     """Every function under functions/ (replicate, migrate, api, ... whatever exists)."""
     out = []
@@ -683,6 +700,8 @@ def p5_footprint(ctx: "Ctx", runs: int) -> dict:
                 event = template
             elif name == "migrate":
                 event = {"job_id": job_id}
+            elif name == "api":
+                event = api_gateway_get("/v1/health")
             else:
                 event = {}  # an unknown function gets an empty event: its answer is reported as is
             samples.append(cold_start(binary, ctx.env, event))
