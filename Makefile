@@ -66,12 +66,13 @@ test: lint ## Everything: lints, unit and integration tests against the emulator
 	$(CARGO) test --workspace --locked --no-fail-fast
 	@# After cargo test, so that the end-to-end infra test finds target/debug/xcr.
 	$(MAKE) --no-print-directory infra-check
+	$(CARGO) build --workspace --locked --quiet && $(PY) scripts/bench.py --quick --profile debug --target-dir "$${CARGO_TARGET_DIR:-target}"  # bench smoke check (~1 min): it runs, not how fast
 
-bench: venv release ## Measure: peak memory and throughput of a 1 GiB copy (BENCH_SIZE to change)
-	$(PY) scripts/bench.py --xcr target/release/xcr $(BENCH_ARGS)
+bench: venv release ## P1-P5 on a private stack: 1 GiB copy, 1,000 small objects vs rclone, RSS/CPU, requests per object, footprint
+	$(PY) scripts/bench.py --target-dir "$${CARGO_TARGET_DIR:-target}" $(BENCH_ARGS)
 
-bench-quick: venv release ## The same benchmark on a small object (checks that it runs)
-	$(PY) scripts/bench.py --xcr target/release/xcr --quick $(BENCH_ARGS)
+bench-quick: venv release ## The same scenarios with 8 MiB and 50 objects (checks that it runs, < 1 min)
+	$(PY) scripts/bench.py --target-dir "$${CARGO_TARGET_DIR:-target}" --quick $(BENCH_ARGS)
 
 clean: local-down ## Remove build output, the virtualenv and local state
 	$(CARGO) clean

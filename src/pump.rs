@@ -16,6 +16,8 @@ use crate::handler::Handler;
 use crate::migrate::Driver;
 use crate::ports::{JobStore, Ledger, ObjectLister, ObjectSink, ObjectSource, TaskQueue};
 use crate::replicate::now_ms;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -35,6 +37,10 @@ pub struct PumpOptions {
     pub max_batches: Option<u64>,
     /// The time each batch gets, like a function timeout: leases last this long.
     pub batch_timeout: Duration,
+    /// Batches handled at once, like concurrent invocations of the event source mapping. With
+    /// two or more, the next batch is received while the current one is copied, so the queue's
+    /// receive latency is hidden instead of added to every batch.
+    pub concurrent_batches: usize,
 }
 
 impl Default for PumpOptions {
@@ -46,6 +52,7 @@ impl Default for PumpOptions {
             until_idle: None,
             max_batches: None,
             batch_timeout: Duration::from_secs(900),
+            concurrent_batches: 2,
         }
     }
 }
@@ -78,7 +85,16 @@ pub fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
     json!({ "Records": records })
 }
 
-/// Runs batches until the options say stop.
+/// What one handled batch added to the totals.
+struct BatchDone {
+    messages: usize,
+    deleted: u64,
+    failed: u64,
+}
+
+/// Runs batches until the options say stop. Up to `concurrent_batches` batches are handled at
+/// once; receiving the next batch overlaps the ones in flight (they are polled while the
+/// receive waits), so a slow receive no longer stalls the copies.
 pub async fn pump<S, K, L, Q, J, Lst, Q2, J2>(
     handler: &Handler<S, K, L, Q, J>,
     queue: &Queue,
@@ -99,9 +115,25 @@ where
     let arn = queue.arn().await?;
     let mut stats = PumpStats::default();
     let mut idle_since = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    let max_in_flight = opts.concurrent_batches.max(1);
+    let mut received: u64 = 0;
+    let account = |stats: &mut PumpStats, done: Result<BatchDone>| -> Result<()> {
+        let done = done?;
+        stats.deleted += done.deleted;
+        stats.failed += done.failed;
+        tracing::info!(batch = stats.batches, messages = done.messages, failed = done.failed, "pumped a batch");
+        Ok(())
+    };
     loop {
-        if opts.max_batches.is_some_and(|m| stats.batches >= m) {
+        if opts.max_batches.is_some_and(|m| received >= m) {
             break;
+        }
+        if in_flight.len() >= max_in_flight {
+            if let Some(done) = in_flight.next().await {
+                account(&mut stats, done)?;
+            }
+            continue;
         }
         // Jobs first: their listing steps feed the queue this loop then drains.
         let open_jobs = match driver {
@@ -115,12 +147,26 @@ where
             Some(idle) => opts.wait_secs.min(i32::try_from(idle.as_secs()).unwrap_or(20).max(1)),
             None => opts.wait_secs,
         };
-        let wait = if open_jobs > 0 { 0 } else { wait };
-        let messages = queue.receive(opts.batch_size, wait, opts.visibility_secs).await?;
+        // While batches are in flight, a long poll would only delay noticing their end.
+        let wait = if open_jobs > 0 || !in_flight.is_empty() { 0 } else { wait };
+        let receive = queue.receive(opts.batch_size, wait, opts.visibility_secs);
+        tokio::pin!(receive);
+        let messages = loop {
+            tokio::select! {
+                got = &mut receive => break got?,
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => account(&mut stats, done)?,
+            }
+        };
         if messages.is_empty() {
+            if let Some(done) = in_flight.next().await {
+                // Nothing new yet: wait for a batch in flight instead of polling again at once.
+                account(&mut stats, done)?;
+                idle_since = Instant::now();
+                continue;
+            }
             if let Some(idle) = opts.until_idle {
-                let (visible, in_flight) = queue.depth().await?;
-                if visible + in_flight > 0 {
+                let (visible, in_flight_msgs) = queue.depth().await?;
+                if visible + in_flight_msgs > 0 {
                     // Failures wait out their visibility timeout: not idle yet.
                     idle_since = Instant::now();
                 } else if idle_since.elapsed() >= idle {
@@ -130,25 +176,31 @@ where
             continue;
         }
         idle_since = Instant::now();
+        received += 1;
         stats.batches += 1;
         stats.messages += messages.len() as u64;
-        let event = sqs_event(&messages, &arn, region);
-        let deadline = now_ms() + opts.batch_timeout.as_millis() as i64;
-        let failed: HashSet<String> = match handler.handle(&event, deadline).await {
-            Ok(resp) => resp["batchItemFailures"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string)).collect())
-                .unwrap_or_default(),
-            Err(e) => {
-                // The whole invocation failed: like Lambda, delete nothing.
-                tracing::error!(error = %e.chain(), "batch failed as a whole");
-                messages.iter().map(|m| m.id.clone()).collect()
-            }
-        };
-        let done: Vec<&Message> = messages.iter().filter(|m| !failed.contains(&m.id)).collect();
-        stats.deleted += queue.delete(&done).await? as u64;
-        stats.failed += failed.len() as u64;
-        tracing::info!(batch = stats.batches, messages = messages.len(), failed = failed.len(), "pumped a batch");
+        let arn = arn.as_str();
+        in_flight.push(async move {
+            let event = sqs_event(&messages, arn, region);
+            let deadline = now_ms() + opts.batch_timeout.as_millis() as i64;
+            let failed: HashSet<String> = match handler.handle(&event, deadline).await {
+                Ok(resp) => resp["batchItemFailures"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string)).collect())
+                    .unwrap_or_default(),
+                Err(e) => {
+                    // The whole invocation failed: like Lambda, delete nothing.
+                    tracing::error!(error = %e.chain(), "batch failed as a whole");
+                    messages.iter().map(|m| m.id.clone()).collect()
+                }
+            };
+            let done: Vec<&Message> = messages.iter().filter(|m| !failed.contains(&m.id)).collect();
+            let deleted = queue.delete(&done).await? as u64;
+            Ok(BatchDone { messages: messages.len(), deleted, failed: failed.len() as u64 })
+        });
+    }
+    while let Some(done) = in_flight.next().await {
+        account(&mut stats, done)?;
     }
     Ok(stats)
 }

@@ -60,6 +60,9 @@ enum Command {
         /// Exit after this many batches.
         #[arg(long)]
         max_batches: Option<u64>,
+        /// Batches handled at once (the next is received while the current one is copied).
+        #[arg(long, default_value_t = 2)]
+        concurrent_batches: usize,
         /// Print the totals as JSON when done.
         #[arg(long)]
         json: bool,
@@ -182,9 +185,10 @@ async fn main() -> ExitCode {
         Command::Replicate { source, dest, version_id, json, lease } => {
             replicate(&source, dest.as_deref(), version_id, json, Duration::from_secs(lease)).await
         }
-        Command::Pump { queue, batch_size, visibility_timeout, until_idle, max_batches, json } => {
+        Command::Pump { queue, batch_size, visibility_timeout, until_idle, max_batches, concurrent_batches, json } => {
             let opts = PumpOptions {
                 batch_size,
+                concurrent_batches,
                 visibility_secs: visibility_timeout,
                 until_idle: until_idle.map(Duration::from_secs),
                 max_batches,
