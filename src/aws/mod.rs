@@ -18,6 +18,30 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
 }
 
+/// Bounds every AWS call made with the returned configuration: connecting, waiting for the
+/// response headers, and each attempt as a whole may take at most `attempt` (connecting at most
+/// 10 s), and an attempt that runs out is retried like any other transient failure.
+///
+/// Why: the SDK's defaults bound only connecting. An S3 or DynamoDB endpoint that accepts a
+/// request and then never answers (a stalled connection, a dying load balancer, a throttled
+/// emulator) would otherwise hold the call, the task and the whole Lambda invocation until the
+/// function's own timeout kills it, and the SDK's retries would never run. The fault tests
+/// (`tests/faults.rs`) stall requests and showed exactly that hang. A response body that stalls
+/// after its headers is bounded separately, by [`s3::S3Source`]'s idle timeout. Limits already
+/// set on `sdk` (in code, or by `AWS_*` configuration) are kept.
+pub fn with_timeouts(sdk: &aws_config::SdkConfig, attempt: std::time::Duration) -> aws_config::SdkConfig {
+    use aws_smithy_types::timeout::TimeoutConfig;
+    let ours = TimeoutConfig::builder()
+        .connect_timeout(attempt.min(std::time::Duration::from_secs(10)))
+        .read_timeout(attempt)
+        .operation_attempt_timeout(attempt);
+    let merged = match sdk.timeout_config() {
+        Some(set) => set.to_builder().take_unset_from(ours).build(),
+        None => ours.build(),
+    };
+    sdk.to_builder().timeout_config(merged).build()
+}
+
 /// Classifies any SDK error. Service codes come first (they are precise), then the HTTP status,
 /// then the kind of transport failure.
 pub fn classify<E>(err: SdkError<E, HttpResponse>, what: &str) -> Error
