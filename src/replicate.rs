@@ -221,7 +221,22 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             lease_until_ms: lease_until,
             sequencer: sequencer.clone(),
         };
-        let previous = match self.ledger.claim(&claim).await? {
+        let claimed = match self.ledger.claim(&claim).await {
+            Ok(c) => c,
+            Err(e) => {
+                // The claim may have been applied with its answer lost (a reset, a timeout after
+                // DynamoDB wrote it). Why release: that lease is ours and nobody else could free
+                // it; left alone, every redelivery would be `busy` until it expires. The release
+                // is conditional on our owner id, so it is harmless if the claim never landed.
+                if e.is_retryable()
+                    && let Err(r) = self.ledger.release(&key, &owner).await
+                {
+                    tracing::warn!(error = %r.chain(), "could not release a claim that may have landed; it will expire");
+                }
+                return Err(e);
+            }
+        };
+        let previous = match claimed {
             Claim::Rejected { current } => {
                 let (outcome, why) = rejection(&current, sequencer.as_deref(), now);
                 let mut r = result(task, dest, outcome, Some(why), started);
