@@ -270,7 +270,7 @@ fn full(status: u16, content_type: &str, body: String) -> Response<Body> {
 
 /// The service's own answer for an injected 5xx or throttle.
 fn synthetic(service: Service, fault: Fault, detail: u64) -> Response<Body> {
-    let alt = detail % 2 == 0;
+    let alt = detail.is_multiple_of(2);
     match (service, fault) {
         (Service::S3, Fault::Throttle) => full(
             503,
