@@ -127,17 +127,8 @@ fn sqs_batch(bucket: &str, objects: &[Object], ids: &[usize]) -> Value {
     json!({ "Records": records })
 }
 
-/// The SDK configuration xcr gets, pointing at one proxy. The SDK's standard retry with a short
-/// first backoff (production's is 1 s) keeps the run short; the attempt count is the default.
 async fn sdk_at(stack: &Stack, endpoint: &str) -> aws_config::SdkConfig {
-    use aws_sdk_s3::config::{Credentials, Region};
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_initial_backoff(Duration::from_millis(100)))
-        .region(Region::new(stack.var("AWS_REGION").to_string()))
-        .credentials_provider(Credentials::new("test", "test", None, None, "xcr-fault-tests"))
-        .load()
-        .await
+    fault_proxy::sdk_via(endpoint, stack.var("AWS_REGION")).await
 }
 
 /// Every object name in the bucket, read straight from the emulator.
@@ -201,11 +192,46 @@ async fn verify_gcs(stack: &Stack, objects: &[Object]) -> Vec<(String, u64, Stri
     out
 }
 
+/// The end of the stack's moto log, to explain an emulator failure.
+fn moto_log_tail(stack: &Stack) -> String {
+    let mut out = String::new();
+    for entry in walk(stack.dir()) {
+        if entry.to_string_lossy().contains("moto") {
+            let text = std::fs::read_to_string(&entry).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            out.push_str(&format!(
+                "== {}\n{}\n",
+                entry.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+    }
+    out
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
 /// Each ledger item records the generation, size and CRC32C GCS holds, and holds no lease.
-async fn verify_ledger(ledger: &DynamoLedger, bucket: &str, objects: &[Object], held: &[(String, u64, String)]) {
+async fn verify_ledger(
+    stack: &Stack,
+    ledger: &DynamoLedger,
+    bucket: &str,
+    objects: &[Object],
+    held: &[(String, u64, String)],
+) {
     for (o, (generation, size, crc)) in objects.iter().zip(held) {
         let key = format!("gs://{bucket}/{}", o.key);
-        let item = ledger.get(&key).await.expect("ledger read").unwrap_or_else(|| panic!("no ledger item for {key}"));
+        let item = match ledger.get(&key).await {
+            Ok(item) => item.unwrap_or_else(|| panic!("no ledger item for {key}")),
+            Err(e) => panic!("ledger read {key}: {}\nmoto log:\n{}", e.chain(), moto_log_tail(stack)),
+        };
         let done = item.done.unwrap_or_else(|| panic!("{key}: no done record"));
         assert_eq!(done.action, "copy", "{key}");
         assert_eq!(done.generation.as_deref(), Some(generation.as_str()), "{key}: ledger generation vs GCS");
@@ -262,6 +288,7 @@ async fn every_object_arrives_once_through_injected_faults() {
         rate_percent: FAULT_PERCENT,
         seed: seed.wrapping_mul(31).wrapping_add(n),
         stall: Duration::from_millis(TIMEOUT_SECS * 1000 + 1500),
+        script: Vec::new(),
     };
     let s3p = FaultProxy::start(Service::S3, stack.var("AWS_ENDPOINT_URL"), plan(1)).await;
     let ddbp = FaultProxy::start(Service::DynamoDb, stack.var("AWS_ENDPOINT_URL"), plan(2)).await;
@@ -331,7 +358,7 @@ async fn every_object_arrives_once_through_injected_faults() {
     let held = verify_gcs(&stack, &objects).await;
     let direct = stack.sdk().await;
     let ledger = DynamoLedger::new(&direct, stack.var("XCR_LEDGER_TABLE"));
-    verify_ledger(&ledger, &dest, &objects, &held).await;
+    verify_ledger(&stack, &ledger, &dest, &objects, &held).await;
     let (s3_1, ddb_1, gcs_1) = (s3p.counts(), ddbp.counts(), gcsp.counts());
     eprintln!("phase 1 (copy): {rounds} delivery rounds in {:.1}s", phase1.as_secs_f32());
     for (name, c) in [("s3", &s3_1), ("dynamodb", &ddb_1), ("gcs", &gcs_1)] {
@@ -396,7 +423,7 @@ async fn every_object_arrives_once_through_injected_faults() {
     for ((o, before), after) in objects.iter().zip(&held).zip(&held_after) {
         assert_eq!(before.0, after.0, "{}: the GCS generation changed on redelivery", o.key);
     }
-    verify_ledger(&ledger, &dest, &objects, &held_after).await;
+    verify_ledger(&stack, &ledger, &dest, &objects, &held_after).await;
     let (s3_2, ddb_2) = (s3p.counts_since(marks.0), ddbp.counts_since(marks.1));
     eprintln!(
         "phase 2 (redelivery): {rounds2} rounds; s3 {} requests {:.1}% faulted, dynamodb {} requests {:.1}% faulted, gcs {} requests",

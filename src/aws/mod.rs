@@ -88,3 +88,31 @@ where
     };
     Error::new(kind, format!("{what}: {detail}")).with_source(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_types::timeout::TimeoutConfig;
+    use std::time::Duration;
+
+    #[test]
+    fn every_call_gets_attempt_and_read_limits_and_explicit_ones_stay() {
+        let bare = aws_config::SdkConfig::builder().build();
+        let t = with_timeouts(&bare, Duration::from_secs(7));
+        let tc = t.timeout_config().expect("timeouts set");
+        assert_eq!(tc.operation_attempt_timeout(), Some(Duration::from_secs(7)));
+        assert_eq!(tc.read_timeout(), Some(Duration::from_secs(7)));
+        assert_eq!(tc.connect_timeout(), Some(Duration::from_secs(7)));
+        assert_eq!(
+            with_timeouts(&bare, Duration::from_secs(120)).timeout_config().and_then(|t| t.connect_timeout()),
+            Some(Duration::from_secs(10))
+        );
+
+        let set = aws_config::SdkConfig::builder()
+            .timeout_config(TimeoutConfig::builder().operation_attempt_timeout(Duration::from_secs(3)).build())
+            .build();
+        let tc = with_timeouts(&set, Duration::from_secs(7)).timeout_config().cloned().expect("timeouts set");
+        assert_eq!(tc.operation_attempt_timeout(), Some(Duration::from_secs(3)), "an explicit limit is kept");
+        assert_eq!(tc.read_timeout(), Some(Duration::from_secs(7)));
+    }
+}

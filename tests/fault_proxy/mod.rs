@@ -87,13 +87,22 @@ impl Service {
 }
 
 /// What to inject.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// Share of requests faulted, in percent.
     pub rate_percent: u64,
     pub seed: u64,
     /// How long a stall holds a request (longer than the client's timeout).
     pub stall: Duration,
+    /// Exact faults for the first requests (by arrival number), before the rate applies.
+    pub script: Vec<Option<Fault>>,
+}
+
+impl Plan {
+    /// Only the scripted faults, then none.
+    pub fn script(stall: Duration, script: Vec<Option<Fault>>) -> Self {
+        Self { rate_percent: 0, seed: 0, stall, script }
+    }
 }
 
 /// One request as the proxy saw it.
@@ -207,6 +216,23 @@ impl FaultProxy {
     }
 }
 
+/// The SDK configuration xcr gets, pointing at one proxy. The SDK's standard retry (3 attempts)
+/// with a short first backoff (production's is 1 s) keeps the runs short.
+pub async fn sdk_via(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    use aws_sdk_s3::config::{Credentials, Region};
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(100)),
+        )
+        .region(Region::new(region.to_string()))
+        .credentials_provider(Credentials::new("test", "test", None, None, "xcr-fault-tests"))
+        .load()
+        .await
+}
+
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
@@ -226,7 +252,13 @@ impl State {
     fn decide(&self, n: u64) -> (Option<Fault>, u64) {
         let r = mix(self.plan.seed ^ mix(n));
         let detail = mix(r);
-        if !self.enabled.load(Ordering::SeqCst) || r % 100 >= self.plan.rate_percent {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return (None, detail);
+        }
+        if let Some(scripted) = usize::try_from(n).ok().and_then(|n| self.plan.script.get(n)) {
+            return (*scripted, detail);
+        }
+        if r % 100 >= self.plan.rate_percent {
             return (None, detail);
         }
         let weights = self.service.weights();
