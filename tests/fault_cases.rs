@@ -122,6 +122,17 @@ async fn each_fault_at_its_worst_spot() {
     let r = run_case(&stack, key, 1000, none()).await.expect("redelivery");
     assert_eq!(r.outcome, Outcome::Replicated, "the redelivery is not busy");
 
+    // The claim's first attempt reaches DynamoDB only after the client gave up on it, retried,
+    // copied and completed: applied then, it must not take the lease again.
+    let key = "cases/late-claim";
+    let r = run_case(&stack, key, 1000, Scripts { dynamodb: vec![Some(Fault::LateDelivery)], ..none() })
+        .await
+        .expect("replicated");
+    assert_eq!(r.outcome, Outcome::Replicated);
+    // The late copy lands `stall` after it was sent; look once it surely has.
+    tokio::time::sleep(Duration::from_millis(TIMEOUT_SECS * 1000 + 2500)).await;
+    assert_eq!(lease_of(&stack, key).await, None, "a late claim took the lease after the task completed");
+
     // DynamoDB holds a request past the client's timeout: the attempt times out and is retried.
     let r = run_case(&stack, "cases/stalled-dynamodb", 1000, Scripts { dynamodb: vec![Some(Fault::Stall)], ..none() })
         .await

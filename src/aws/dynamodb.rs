@@ -5,7 +5,8 @@
 //! `lease_expires`) and the record of the last applied action (`done_*`) live
 //! side by side, so a claim never erases what was done before and returns it (ALL_OLD) in the
 //! same request, and a failed claim returns the current item (ReturnValuesOnConditionCheckFailure)
-//! so the caller learns why without a second read.
+//! so the caller learns why without a second read. `last_owner` names the last lease holder that
+//! completed or released the item, so a late copy of its claim cannot take the lease again.
 
 use super::attrs::{Item, get_n, get_s, n, s};
 use super::classify;
@@ -84,7 +85,15 @@ impl Ledger for DynamoLedger {
     async fn claim(&self, req: &ClaimRequest) -> Result<Claim> {
         // Free when: no lease, or the lease expired (its holder died: a lease outlives the
         // holder's invocation). And, for tasks with a sequencer: nothing at or after it applied.
-        let mut condition = String::from("(attribute_not_exists(lease_expires) OR lease_expires < :now)");
+        // And never by an owner that already finished with this item (`last_owner`, set by
+        // completion and release). Why: an attempt the SDK gave up on (timed out) may still reach
+        // DynamoDB after its retry succeeded and the task completed; applied then, it would take
+        // a lease nobody holds, and the key would be `busy` until it expired (seen in the fault
+        // tests when the emulator answered slower than the attempt timeout).
+        let mut condition = String::from(
+            "(attribute_not_exists(lease_expires) OR lease_expires < :now) \
+             AND (attribute_not_exists(last_owner) OR last_owner <> :owner)",
+        );
         let mut update = self
             .client
             .update_item()
@@ -121,7 +130,13 @@ impl Ledger for DynamoLedger {
     }
 
     async fn complete(&self, key: &str, owner: &str, done: &DoneRecord) -> Result<bool> {
-        let mut sets = vec!["done_action = :action", "done_at = :at", "source_bucket = :sb", "source_key = :sk"];
+        let mut sets = vec![
+            "done_action = :action",
+            "done_at = :at",
+            "source_bucket = :sb",
+            "source_key = :sk",
+            "last_owner = :owner",
+        ];
         let mut removes = vec!["lease_owner", "lease_expires"];
         let mut req = self
             .client
@@ -187,7 +202,7 @@ impl Ledger for DynamoLedger {
             .table_name(&self.table)
             .key("pk", s(key))
             .key("sk", s(SK))
-            .update_expression("REMOVE lease_owner, lease_expires")
+            .update_expression("SET last_owner = :owner REMOVE lease_owner, lease_expires")
             .condition_expression("lease_owner = :owner")
             .expression_attribute_values(":owner", s(owner))
             .send()

@@ -11,6 +11,8 @@
 //!   DynamoDB `400 ThrottlingException` / `ProvisionedThroughputExceededException` (JSON), GCS
 //!   `429 rateLimitExceeded` (JSON);
 //! * `Stall`: the request is held longer than the client's timeout, then dropped unforwarded;
+//! * `LateDelivery` (scripted only): the request is held past the client's timeout and then
+//!   forwarded and applied anyway, as a slow server applies a request its client gave up on;
 //! * `BodyBreak` / `BodyStall` (only where the answer has a body worth splitting, i.e. S3 reads):
 //!   the request is forwarded, the status, headers and first half of the body are sent, then the
 //!   connection is reset, or held silent longer than the client's timeout.
@@ -52,6 +54,7 @@ pub enum Fault {
     Stall,
     BodyBreak,
     BodyStall,
+    LateDelivery,
 }
 
 impl Service {
@@ -367,6 +370,24 @@ fn hop_by_hop(name: &str) -> bool {
     )
 }
 
+/// Sends the request on to the upstream.
+async fn forward(
+    st: &State,
+    method: hyper::Method,
+    headers: &hyper::HeaderMap,
+    path: &str,
+    body: Bytes,
+) -> Result<reqwest::Response, BoxError> {
+    let mut fwd = st.http.request(method, format!("{}{path}", st.upstream));
+    for (name, value) in headers {
+        let lower = name.as_str();
+        if !hop_by_hop(lower) && lower != "host" && lower != "content-length" {
+            fwd = fwd.header(name, value);
+        }
+    }
+    Ok(fwd.body(body).send().await?)
+}
+
 async fn handle(
     req: Request<hyper::body::Incoming>,
     st: Arc<State>,
@@ -390,17 +411,21 @@ async fn handle(
             return Err(reset(&ctl));
         }
         Some(f @ (Fault::ServerError | Fault::Throttle)) => return Ok(synthetic(st.service, f, detail)),
+        Some(Fault::LateDelivery) => {
+            // Detached, so the late request is applied even though its client is long gone.
+            let (late, stall) = (st.clone(), st.plan.stall);
+            let (method, headers) = (parts.method.clone(), parts.headers.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(stall).await;
+                let _ = forward(&late, method, &headers, &path, body).await;
+            });
+            tokio::time::sleep(stall).await;
+            return Err(reset(&ctl));
+        }
         _ => {}
     }
 
-    let mut fwd = st.http.request(parts.method.clone(), format!("{}{path}", st.upstream));
-    for (name, value) in &parts.headers {
-        let lower = name.as_str();
-        if !hop_by_hop(lower) && lower != "host" && lower != "content-length" {
-            fwd = fwd.header(name, value);
-        }
-    }
-    let resp = fwd.body(body).send().await?;
+    let resp = forward(&st, parts.method.clone(), &parts.headers, &path, body).await?;
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await?;
