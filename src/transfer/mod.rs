@@ -107,6 +107,11 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         &self.sink
     }
 
+    /// The retry policy (`XCR_MAX_ATTEMPTS`), for callers that retry around a copy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
     /// Copies `obj` to `dest`. On success GCS holds a byte-exact copy whose CRC32C was checked;
     /// on failure no object that failed verification is left behind.
     pub async fn copy(&self, obj: &ObjectRef, dest: &Destination) -> Result<TransferReport> {
