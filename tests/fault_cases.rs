@@ -20,19 +20,22 @@ const CASE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Proxies scripted per service (no fault where none is given).
 struct Scripts {
+    /// How long a stall holds its request: past the client's timeout, or past `CASE_LIMIT` to
+    /// show that xcr does not wait on it at all.
+    stall: Duration,
     s3: Vec<Option<Fault>>,
     dynamodb: Vec<Option<Fault>>,
     gcs: Vec<Option<Fault>>,
 }
 
 fn none() -> Scripts {
-    Scripts { s3: vec![], dynamodb: vec![], gcs: vec![] }
+    Scripts { stall: Duration::from_millis(TIMEOUT_SECS * 1000 + 1500), s3: vec![], dynamodb: vec![], gcs: vec![] }
 }
 
 /// Puts `size` bytes at `key`, replicates it once through proxies scripted with `scripts`, and
 /// checks the copy in GCS. Returns the replication's result.
 async fn run_case(stack: &Stack, key: &str, size: usize, scripts: Scripts) -> xcr::Result<Replication> {
-    let stall = Duration::from_millis(TIMEOUT_SECS * 1000 + 1500);
+    let stall = scripts.stall;
     let s3p = FaultProxy::start(Service::S3, stack.var("AWS_ENDPOINT_URL"), Plan::script(stall, scripts.s3)).await;
     let ddbp =
         FaultProxy::start(Service::DynamoDb, stack.var("AWS_ENDPOINT_URL"), Plan::script(stall, scripts.dynamodb))
@@ -133,23 +136,35 @@ async fn each_fault_at_its_worst_spot() {
     tokio::time::sleep(Duration::from_millis(TIMEOUT_SECS * 1000 + 2500)).await;
     assert_eq!(lease_of(&stack, key).await, None, "a late claim took the lease after the task completed");
 
-    // DynamoDB holds a request past the client's timeout: the attempt times out and is retried.
-    let r = run_case(&stack, "cases/stalled-dynamodb", 1000, Scripts { dynamodb: vec![Some(Fault::Stall)], ..none() })
-        .await
-        .expect("replicated");
+    // DynamoDB holds a request (for longer than this case may take): the attempt times out and
+    // is retried.
+    let forever = Duration::from_secs(2 * CASE_LIMIT.as_secs());
+    let r = run_case(
+        &stack,
+        "cases/stalled-dynamodb",
+        1000,
+        Scripts { stall: forever, dynamodb: vec![Some(Fault::Stall)], ..none() },
+    )
+    .await
+    .expect("replicated");
     assert_eq!(r.outcome, Outcome::Replicated);
 
-    // S3 holds a GetObject past the client's timeout.
-    let r = run_case(&stack, "cases/stalled-s3", 1000, Scripts { s3: vec![Some(Fault::Stall)], ..none() })
-        .await
-        .expect("replicated");
+    // S3 holds a GetObject (as long).
+    let r =
+        run_case(&stack, "cases/stalled-s3", 1000, Scripts { stall: forever, s3: vec![Some(Fault::Stall)], ..none() })
+            .await
+            .expect("replicated");
     assert_eq!(r.outcome, Outcome::Replicated);
 
     // S3 sends half a body and then nothing: the stream is re-opened where it stopped.
-    let r =
-        run_case(&stack, "cases/stalled-s3-body", 3 * CHUNK, Scripts { s3: vec![Some(Fault::BodyStall)], ..none() })
-            .await
-            .expect("replicated");
+    let r = run_case(
+        &stack,
+        "cases/stalled-s3-body",
+        3 * CHUNK,
+        Scripts { stall: forever, s3: vec![Some(Fault::BodyStall)], ..none() },
+    )
+    .await
+    .expect("replicated");
     let report = r.transfer.as_ref().expect("a transfer report");
     assert!(report.source_reopens >= 1, "the stalled body was re-opened: {report:?}");
 
