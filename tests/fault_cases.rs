@@ -156,7 +156,8 @@ async fn each_fault_at_its_worst_spot() {
             .expect("replicated");
     assert_eq!(r.outcome, Outcome::Replicated);
 
-    // S3 sends half a body and then nothing: the stream is re-opened where it stopped.
+    // S3 sends half a body and then nothing: the SDK's stalled-stream protection fails the read,
+    // and the stream is re-opened where it stopped.
     let r = run_case(
         &stack,
         "cases/stalled-s3-body",

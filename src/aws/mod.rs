@@ -26,9 +26,10 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// request and then never answers (a stalled connection, a dying load balancer, a throttled
 /// emulator) would otherwise hold the call, the task and the whole Lambda invocation until the
 /// function's own timeout kills it, and the SDK's retries would never run. The fault tests
-/// (`tests/faults.rs`) stall requests and showed exactly that hang. A response body that stalls
-/// after its headers is bounded separately, by [`s3::S3Source`]'s idle timeout. Limits already
-/// set on `sdk` (in code, or by `AWS_*` configuration) are kept.
+/// (`tests/faults.rs`, `tests/fault_cases.rs`) stall requests and showed exactly that hang. A
+/// response body that stalls after its headers is outside these limits; the SDK's stalled-stream
+/// protection (on by default) fails it, and the transfer re-opens the stream where it stopped.
+/// Limits already set on `sdk` (in code, or by `AWS_*` configuration) are kept.
 pub fn with_timeouts(sdk: &aws_config::SdkConfig, attempt: std::time::Duration) -> aws_config::SdkConfig {
     use aws_smithy_types::timeout::TimeoutConfig;
     let ours = TimeoutConfig::builder()

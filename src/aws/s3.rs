@@ -8,32 +8,19 @@ use crate::transfer::checksum::md5_from_etag;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType, ServerSideEncryption};
 use aws_smithy_types::date_time::Format;
 use futures::stream;
-use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct S3Source {
     client: aws_sdk_s3::Client,
-    /// Longest wait for the next bytes of a response body.
-    body_idle: Duration,
 }
-
-/// Body idle limit when the SDK configuration sets no read timeout.
-const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(60);
 
 impl S3Source {
     /// Path-style addressing whenever an endpoint override is set: emulators and LocalStack
     /// serve buckets under the path, not as DNS names.
-    ///
-    /// A body that stops sending (the connection stays open, no byte comes) fails after the
-    /// configuration's read timeout, or 60 s without one. Why: the SDK's timeouts end when the
-    /// response headers arrive; the body is read afterwards, outside them, so a stalled body
-    /// would hang the copy forever instead of being re-opened at the byte it stopped (the fault
-    /// tests stall S3 bodies mid-way and showed that hang).
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         let path_style = sdk.endpoint_url().is_some();
         let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style).build();
-        let body_idle = sdk.timeout_config().and_then(|t| t.read_timeout()).unwrap_or(DEFAULT_BODY_IDLE);
-        Self { client: aws_sdk_s3::Client::from_conf(conf), body_idle }
+        Self { client: aws_sdk_s3::Client::from_conf(conf) }
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
@@ -115,26 +102,17 @@ impl ObjectSource for S3Source {
             crc32c: if offset == 0 { full_object_crc } else { None },
         };
         let what = obj.to_string();
-        let idle = self.body_idle;
         let body = stream::unfold(Some(out.body), move |state| {
             let what = what.clone();
             async move {
                 let mut body = state?;
-                match tokio::time::timeout(idle, body.next()).await {
-                    Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(body))),
-                    Ok(Some(Err(e))) => Some((
+                match body.next().await {
+                    Some(Ok(bytes)) => Some((Ok(bytes), Some(body))),
+                    Some(Err(e)) => Some((
                         Err(Error::new(ErrorKind::Transient, format!("read {what}: body broke")).with_source(e)),
                         None,
                     )),
-                    Ok(None) => None,
-                    // Transient: the reader re-opens the stream at the byte it stopped at.
-                    Err(_) => Some((
-                        Err(Error::new(
-                            ErrorKind::Transient,
-                            format!("read {what}: body stalled, no bytes for {} s", idle.as_secs_f32()),
-                        )),
-                        None,
-                    )),
+                    None => None,
                 }
             }
         });
