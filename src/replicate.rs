@@ -253,7 +253,20 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             lease_until_ms: lease_until,
             sequencer: sequencer.clone(),
         };
-        let previous = match self.ledger.claim(&claim).await? {
+        let claimed = match self.ledger.claim(&claim).await {
+            Ok(c) => c,
+            Err(e) => {
+                // The claim may have been applied with its answer lost (a reset, a timeout after
+                // DynamoDB wrote it). Why release: that lease is ours and nobody else could free
+                // it; left alone, every redelivery would be `busy` until it expires. The release
+                // is conditional on our owner id, so it is harmless if the claim never landed.
+                if e.is_retryable() {
+                    self.release(&key, &owner).await;
+                }
+                return Err(e);
+            }
+        };
+        let previous = match claimed {
             Claim::Rejected { current } => {
                 let (outcome, why) = rejection(&current, sequencer.as_deref(), now);
                 let mut r = result(task, dest, outcome, Some(why), started);
@@ -277,12 +290,21 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             Ok(r) if r.outcome == Outcome::Replicated || r.outcome == Outcome::Deleted => {}
             // Skipped or failed: give the lease back so a redelivery need not wait for it.
             _ => {
-                if let Err(e) = self.ledger.release(&key, &owner).await {
-                    tracing::warn!(error = %e.chain(), "could not release the lease; it will expire");
-                }
+                self.release(&key, &owner).await;
             }
         }
         applied
+    }
+
+    /// Gives the lease back, retrying transient failures with the one retry policy. Why retry:
+    /// a lease left behind makes every later event for this key `busy` until it expires, at the
+    /// invocation's deadline plus a margin (up to a quarter of an hour on Lambda); the SDK's own
+    /// three attempts were seen to run out under the fault tests' 25% failure rate.
+    async fn release(&self, key: &str, owner: &str) {
+        let policy = self.transfer.retry_policy();
+        if let Err(e) = policy.run("release lease", |_| self.ledger.release(key, owner)).await {
+            tracing::warn!(error = %e.chain(), "could not release the lease; it will expire");
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -21,6 +21,7 @@ pub type S3ToGcsHandler =
 /// The handler the replicate function and `xcr pump` run: busy records go back to
 /// `XCR_QUEUE_URL` with a delay when it is set.
 pub fn handler_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<S3ToGcsHandler> {
+    let sdk = &crate::aws::with_timeouts(sdk, cfg.transfer.request_timeout);
     let requeue = cfg.queue_url.as_ref().map(|u| crate::aws::sqs::Queue::new(sdk, u.clone()));
     let jobs = cfg.jobs_table.as_ref().map(|t| crate::aws::jobs::DynamoJobStore::new(sdk, t.clone()));
     Ok(crate::handler::Handler::new(replicator_with(sdk, cfg)?, cfg.batch_concurrency, requeue, jobs))
@@ -40,10 +41,18 @@ pub fn router(cfg: &Config) -> Result<Router> {
 
 /// Builds the replicator from the AWS SDK configuration and ours.
 pub fn replicator_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<S3ToGcs> {
-    let source = S3Source::new(sdk);
+    replicator_split(sdk, sdk, cfg)
+}
+
+/// Like [`replicator_with`], with S3 and DynamoDB reached through configurations of their own
+/// (e.g. different endpoints, as the fault tests do with one proxy in front of each). Every AWS
+/// call is bounded by `XCR_REQUEST_TIMEOUT_SECS` ([`crate::aws::with_timeouts`]).
+pub fn replicator_split(s3: &aws_config::SdkConfig, dynamodb: &aws_config::SdkConfig, cfg: &Config) -> Result<S3ToGcs> {
+    let source = S3Source::new(&crate::aws::with_timeouts(s3, cfg.transfer.request_timeout));
+    let dynamodb = crate::aws::with_timeouts(dynamodb, cfg.transfer.request_timeout);
     let sink = gcs_client(cfg)?;
     let ledger = match &cfg.ledger_table {
-        Some(t) => AnyLedger::Dynamo(DynamoLedger::new(sdk, t)),
+        Some(t) => AnyLedger::Dynamo(DynamoLedger::new(&dynamodb, t)),
         None => AnyLedger::Disabled,
     };
     let settings = ReplicateSettings { replicate_deletes: cfg.replicate_deletes, ..Default::default() };
@@ -62,6 +71,7 @@ pub type S3JobDriver = crate::migrate::Driver<S3Source, crate::aws::sqs::Queue, 
 /// The job driver, when a jobs table and a queue are configured.
 pub fn driver_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Option<S3JobDriver> {
     let (table, queue) = (cfg.jobs_table.as_ref()?, cfg.queue_url.as_ref()?);
+    let sdk = &crate::aws::with_timeouts(sdk, cfg.transfer.request_timeout);
     Some(crate::migrate::Driver::new(
         S3Source::new(sdk),
         crate::aws::sqs::Queue::new(sdk, queue.clone()),

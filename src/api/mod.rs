@@ -65,6 +65,8 @@ impl Api {
     /// Builds the adapters from configuration (what the api function does at cold start).
     pub fn new(sdk: &aws_config::SdkConfig, cfg: &Config, settings: ApiSettings) -> crate::Result<Self> {
         let missing = |what: &str| crate::Error::new(crate::ErrorKind::Config, format!("{what} is required"));
+        // Every AWS call bounded by XCR_REQUEST_TIMEOUT_SECS, as in the other functions.
+        let sdk = &crate::aws::with_timeouts(sdk, cfg.transfer.request_timeout);
         let replicator = crate::wiring::replicator_with(sdk, cfg)?;
         let s3 = replicator.transfer().source().client().clone();
         let ledger_table = cfg.ledger_table.clone().ok_or_else(|| missing("XCR_LEDGER_TABLE"))?;

@@ -5,7 +5,8 @@
 //! `lease_expires`) and the record of the last applied action (`done_*`) live
 //! side by side, so a claim never erases what was done before and returns it (ALL_OLD) in the
 //! same request, and a failed claim returns the current item (ReturnValuesOnConditionCheckFailure)
-//! so the caller learns why without a second read.
+//! so the caller learns why without a second read. `last_owner` names the last lease holder that
+//! completed or released the item, so a late copy of its claim cannot take the lease again.
 //!
 //! An unfinished resumable upload is remembered in `upload_*` attributes (session URI, the
 //! source version/ETag/size it carries, chunk size, a confirmed offset and the CRC32C up to
@@ -84,6 +85,16 @@ fn parse_item(item: &Item) -> LedgerItem {
 const UPLOAD_ATTRS: [&str; 7] =
     ["upload_session", "upload_version", "upload_etag", "upload_size", "upload_chunk", "upload_offset", "upload_crc"];
 
+/// The item a failed condition returned (ReturnValuesOnConditionCheckFailure = ALL_OLD).
+fn condition_failure_item(
+    e: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> Option<LedgerItem> {
+    match e.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().map(parse_item),
+        _ => None,
+    }
+}
+
 fn is_condition_failure(
     e: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> bool {
@@ -94,7 +105,15 @@ impl Ledger for DynamoLedger {
     async fn claim(&self, req: &ClaimRequest) -> Result<Claim> {
         // Free when: no lease, or the lease expired (its holder died: a lease outlives the
         // holder's invocation). And, for tasks with a sequencer: nothing at or after it applied.
-        let mut condition = String::from("(attribute_not_exists(lease_expires) OR lease_expires < :now)");
+        // And never by an owner that already finished with this item (`last_owner`, set by
+        // completion and release). Why: an attempt the SDK gave up on (timed out) may still reach
+        // DynamoDB after its retry succeeded and the task completed; applied then, it would take
+        // a lease nobody holds, and the key would be `busy` until it expired (seen in the fault
+        // tests when the emulator answered slower than the attempt timeout).
+        let mut condition = String::from(
+            "(attribute_not_exists(lease_expires) OR lease_expires < :now) \
+             AND (attribute_not_exists(last_owner) OR last_owner <> :owner)",
+        );
         let mut update = self
             .client
             .update_item()
@@ -114,18 +133,30 @@ impl Ledger for DynamoLedger {
         match update.condition_expression(condition).send().await {
             Ok(out) => Ok(Claim::Acquired { previous: out.attributes().map(parse_item).unwrap_or_default() }),
             Err(e) if is_condition_failure(&e) => {
-                let current = match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().map(parse_item),
-                    _ => None,
-                };
-                Ok(Claim::Rejected { current: current.unwrap_or_default() })
+                let current = condition_failure_item(&e).unwrap_or_default();
+                // Our own lease (owners are unique per claim): an earlier attempt of this very
+                // call was applied and its answer lost, and the SDK's retry then found the lease
+                // taken. Why it matters: reporting `busy` would block the key until the lease
+                // expires. The claim only writes the lease, so the item is otherwise what the
+                // lost answer would have returned (the fault tests lose DynamoDB answers).
+                if current.lease_owner.as_deref() == Some(req.owner.as_str()) {
+                    let previous = LedgerItem { lease_owner: None, lease_expires_ms: None, ..current };
+                    return Ok(Claim::Acquired { previous });
+                }
+                Ok(Claim::Rejected { current })
             }
             Err(e) => Err(classify(e, &format!("claim {}", req.key))),
         }
     }
 
     async fn complete(&self, key: &str, owner: &str, done: &DoneRecord) -> Result<bool> {
-        let mut sets = vec!["done_action = :action", "done_at = :at", "source_bucket = :sb", "source_key = :sk"];
+        let mut sets = vec![
+            "done_action = :action",
+            "done_at = :at",
+            "source_bucket = :sb",
+            "source_key = :sk",
+            "last_owner = :owner",
+        ];
         // The copy is done: an unfinished upload recorded for this item is over.
         let mut removes = vec!["lease_owner", "lease_expires"];
         removes.extend(UPLOAD_ATTRS);
@@ -170,9 +201,18 @@ impl Ledger for DynamoLedger {
             condition.push_str(" AND (attribute_not_exists(done_lm) OR done_lm <= :lm)");
         }
         let expr = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
+        let req = req.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         match req.update_expression(expr).condition_expression(condition).send().await {
             Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
+            // Our own record, lease released: an earlier attempt of this call was applied and its
+            // answer lost, then the SDK's retry found the lease gone. Why: answering `false`
+            // would fail a copy that is recorded, and its redelivery would read the source again.
+            Err(e) if is_condition_failure(&e) => Ok(condition_failure_item(&e).is_some_and(|item| {
+                item.lease_owner.is_none()
+                    && item.done.is_some_and(|d| {
+                        d.done_at_ms == done.done_at_ms && d.generation == done.generation && d.action == done.action
+                    })
+            })),
             Err(e) => Err(classify(e, &format!("record {key}"))),
         }
     }
@@ -184,7 +224,7 @@ impl Ledger for DynamoLedger {
             .table_name(&self.table)
             .key("pk", s(key))
             .key("sk", s(SK))
-            .update_expression("REMOVE lease_owner, lease_expires")
+            .update_expression("SET last_owner = :owner REMOVE lease_owner, lease_expires")
             .condition_expression("lease_owner = :owner")
             .expression_attribute_values(":owner", s(owner))
             .send()

@@ -1,0 +1,460 @@
+//! A fault-injecting HTTP/1.1 proxy for the fault tests: it stands between xcr and one upstream
+//! (moto's S3, moto's DynamoDB, or the GCS emulator), forwards what it does not fault, and
+//! faults a set share of requests the way real networks and services fail:
+//!
+//! * `Reset`: the request is read, never forwarded, and the connection is reset (TCP RST);
+//! * `LostResponse`: the request is forwarded and applied upstream, then the connection is reset
+//!   before any of the answer is sent (the case that tests idempotence: the work happened, the
+//!   client cannot know);
+//! * `ServerError`: 500 or 503 with the service's own error body, not forwarded;
+//! * `Throttle`: the service's throttling answer, not forwarded: S3 `503 SlowDown` (XML),
+//!   DynamoDB `400 ThrottlingException` / `ProvisionedThroughputExceededException` (JSON), GCS
+//!   `429 rateLimitExceeded` (JSON);
+//! * `Stall`: the request is held longer than the client's timeout, then dropped unforwarded;
+//! * `LateDelivery` (scripted only): the request is held past the client's timeout and then
+//!   forwarded and applied anyway, as a slow server applies a request its client gave up on;
+//! * `BodyBreak` / `BodyStall` (only where the answer has a body worth splitting, i.e. S3 reads):
+//!   the request is forwarded, the status, headers and first half of the body are sent, then the
+//!   connection is reset, or held silent longer than the client's timeout.
+//!
+//! Which request is faulted, and how, is a pure function of the seed and the request's arrival
+//! number, so a run is reproducible up to the order in which concurrent requests arrive.
+//! Every decision is counted, and the test asserts on the counters.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    S3,
+    DynamoDb,
+    Gcs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    Reset,
+    LostResponse,
+    ServerError,
+    Throttle,
+    Stall,
+    BodyBreak,
+    BodyStall,
+    LateDelivery,
+}
+
+impl Service {
+    /// Relative weights of each fault for this service. Stalls are kept rare: each costs a full
+    /// client timeout of wall time.
+    fn weights(self) -> &'static [(Fault, u64)] {
+        match self {
+            Service::S3 => &[
+                (Fault::Reset, 3),
+                (Fault::LostResponse, 1),
+                (Fault::ServerError, 3),
+                (Fault::Throttle, 3),
+                (Fault::Stall, 1),
+                (Fault::BodyBreak, 3),
+                (Fault::BodyStall, 1),
+            ],
+            Service::DynamoDb => &[
+                (Fault::Reset, 3),
+                (Fault::LostResponse, 3),
+                (Fault::ServerError, 3),
+                (Fault::Throttle, 4),
+                (Fault::Stall, 1),
+            ],
+            Service::Gcs => &[
+                (Fault::Reset, 3),
+                (Fault::LostResponse, 3),
+                (Fault::ServerError, 3),
+                (Fault::Throttle, 3),
+                (Fault::Stall, 1),
+            ],
+        }
+    }
+}
+
+/// What to inject.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Share of requests faulted, in percent.
+    pub rate_percent: u64,
+    pub seed: u64,
+    /// How long a stall holds a request (longer than the client's timeout).
+    pub stall: Duration,
+    /// Exact faults for the first requests (by arrival number), before the rate applies.
+    pub script: Vec<Option<Fault>>,
+}
+
+impl Plan {
+    /// Only the scripted faults, then none.
+    pub fn script(stall: Duration, script: Vec<Option<Fault>>) -> Self {
+        Self { rate_percent: 0, seed: 0, stall, script }
+    }
+}
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub fault: Option<Fault>,
+}
+
+struct State {
+    service: Service,
+    upstream: String,
+    plan: Plan,
+    enabled: AtomicBool,
+    next: AtomicU64,
+    http: reqwest::Client,
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// A running proxy; it stops when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Counters of one proxy, for a span of its requests.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub requests: u64,
+    pub faulted: u64,
+    pub by_fault: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    pub fn rate(&self) -> f64 {
+        if self.requests == 0 { 0.0 } else { self.faulted as f64 / self.requests as f64 }
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free loopback port in front of `upstream` (a base URL).
+    pub async fn start(service: Service, upstream: &str, plan: Plan) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(120))
+            .tcp_nodelay(true)
+            .build()
+            .expect("upstream client");
+        let state = Arc::new(State {
+            service,
+            upstream: upstream.trim_end_matches('/').to_string(),
+            plan,
+            enabled: AtomicBool::new(true),
+            next: AtomicU64::new(0),
+            http,
+            seen: Mutex::new(Vec::new()),
+        });
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let _ = serve(tcp, st).await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Turns injection on or off (requests are still forwarded and recorded).
+    pub fn set_enabled(&self, on: bool) {
+        self.state.enabled.store(on, Ordering::SeqCst);
+    }
+
+    /// How many requests have been seen so far: a mark for [`FaultProxy::counts_since`].
+    pub fn mark(&self) -> usize {
+        self.state.seen.lock().expect("lock").len()
+    }
+
+    /// Counters over every request since `mark`.
+    pub fn counts_since(&self, mark: usize) -> Counts {
+        let seen = self.state.seen.lock().expect("lock");
+        let mut c = Counts::default();
+        for s in &seen[mark.min(seen.len())..] {
+            c.requests += 1;
+            if let Some(f) = s.fault {
+                c.faulted += 1;
+                *c.by_fault.entry(format!("{f:?}")).or_default() += 1;
+            }
+        }
+        c
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts_since(0)
+    }
+
+    /// The requests seen since `mark`.
+    pub fn seen_since(&self, mark: usize) -> Vec<Seen> {
+        let seen = self.state.seen.lock().expect("lock");
+        seen[mark.min(seen.len())..].to_vec()
+    }
+}
+
+/// The SDK configuration xcr gets, pointing at one proxy. The SDK's standard retry (3 attempts)
+/// with a short first backoff (production's is 1 s) keeps the runs short.
+pub async fn sdk_via(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    use aws_sdk_s3::config::{Credentials, Region};
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(100)),
+        )
+        .region(Region::new(region.to_string()))
+        .credentials_provider(Credentials::new("test", "test", None, None, "xcr-fault-tests"))
+        .load()
+        .await
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// SplitMix64: a good 64-bit mix, so consecutive request numbers give independent decisions.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl State {
+    /// The fault for request number `n` (and a second random number for its details), if any.
+    fn decide(&self, n: u64) -> (Option<Fault>, u64) {
+        let r = mix(self.plan.seed ^ mix(n));
+        let detail = mix(r);
+        if !self.enabled.load(Ordering::SeqCst) {
+            return (None, detail);
+        }
+        if let Some(scripted) = usize::try_from(n).ok().and_then(|n| self.plan.script.get(n)) {
+            return (*scripted, detail);
+        }
+        if r % 100 >= self.plan.rate_percent {
+            return (None, detail);
+        }
+        let weights = self.service.weights();
+        let total: u64 = weights.iter().map(|(_, w)| w).sum();
+        let mut pick = (r >> 32) % total;
+        for (f, w) in weights {
+            if pick < *w {
+                return (Some(*f), detail);
+            }
+            pick -= w;
+        }
+        (None, detail)
+    }
+}
+
+async fn serve(tcp: TcpStream, st: Arc<State>) -> Result<(), BoxError> {
+    tcp.set_nodelay(true)?;
+    // A second handle on the same socket, so that a fault can set SO_LINGER to zero after hyper
+    // owns the stream: closing then sends a TCP RST (a real reset) instead of a FIN.
+    let std = tcp.into_std()?;
+    let ctl = Arc::new(TcpStream::from_std(std.try_clone()?)?);
+    let tcp = TcpStream::from_std(std)?;
+    let svc = hyper::service::service_fn(move |req| handle(req, st.clone(), ctl.clone()));
+    hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tcp), svc).await?;
+    Ok(())
+}
+
+fn reset(ctl: &TcpStream) -> BoxError {
+    let _ = ctl.set_zero_linger();
+    "injected connection reset".into()
+}
+
+fn full(status: u16, content_type: &str, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("x-amz-request-id", "xcr-fault-proxy")
+        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed())
+        .expect("response")
+}
+
+/// The service's own answer for an injected 5xx or throttle.
+fn synthetic(service: Service, fault: Fault, detail: u64) -> Response<Body> {
+    let alt = detail.is_multiple_of(2);
+    match (service, fault) {
+        (Service::S3, Fault::Throttle) => full(
+            503,
+            "application/xml",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>xcr-fault</RequestId></Error>".into(),
+        ),
+        (Service::S3, _) => {
+            let (status, code) = if alt { (500, "InternalError") } else { (503, "ServiceUnavailable") };
+            full(
+                status,
+                "application/xml",
+                format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected {code}</Message><RequestId>xcr-fault</RequestId></Error>"),
+            )
+        }
+        (Service::DynamoDb, Fault::Throttle) => {
+            let code = if alt { "ThrottlingException" } else { "ProvisionedThroughputExceededException" };
+            full(
+                400,
+                "application/x-amz-json-1.0",
+                format!("{{\"__type\":\"com.amazonaws.dynamodb.v20120810#{code}\",\"message\":\"injected {code}\"}}"),
+            )
+        }
+        (Service::DynamoDb, _) => {
+            if alt {
+                full(
+                    500,
+                    "application/x-amz-json-1.0",
+                    "{\"__type\":\"com.amazonaws.dynamodb.v20120810#InternalServerError\",\"message\":\"injected\"}".into(),
+                )
+            } else {
+                full(503, "application/x-amz-json-1.0", "{\"__type\":\"com.amazon.coral.availability#ServiceUnavailableException\",\"message\":\"injected\"}".into())
+            }
+        }
+        (Service::Gcs, Fault::Throttle) => full(
+            429,
+            "application/json",
+            "{\"error\":{\"code\":429,\"message\":\"injected: rate limit exceeded\",\"errors\":[{\"reason\":\"rateLimitExceeded\"}]}}".into(),
+        ),
+        (Service::Gcs, _) => {
+            let status = if alt { 500 } else { 503 };
+            full(
+                status,
+                "application/json",
+                format!("{{\"error\":{{\"code\":{status},\"message\":\"injected backend error\",\"errors\":[{{\"reason\":\"backendError\"}}]}}}}"),
+            )
+        }
+    }
+}
+
+/// Hop-by-hop headers, which a proxy must not forward.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "expect"
+    )
+}
+
+/// Sends the request on to the upstream.
+async fn forward(
+    st: &State,
+    method: hyper::Method,
+    headers: &hyper::HeaderMap,
+    path: &str,
+    body: Bytes,
+) -> Result<reqwest::Response, BoxError> {
+    let mut fwd = st.http.request(method, format!("{}{path}", st.upstream));
+    for (name, value) in headers {
+        let lower = name.as_str();
+        if !hop_by_hop(lower) && lower != "host" && lower != "content-length" {
+            fwd = fwd.header(name, value);
+        }
+    }
+    Ok(fwd.body(body).send().await?)
+}
+
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    st: Arc<State>,
+    ctl: Arc<TcpStream>,
+) -> Result<Response<Body>, BoxError> {
+    let n = st.next.fetch_add(1, Ordering::SeqCst);
+    let (fault, detail) = st.decide(n);
+    let (parts, body) = req.into_parts();
+    // The whole request arrives before any decision takes effect, as a server would read it.
+    let body = body.collect().await?.to_bytes();
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    st.seen.lock().expect("lock").push(Seen {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        fault,
+    });
+    match fault {
+        Some(Fault::Reset) => return Err(reset(&ctl)),
+        Some(Fault::Stall) => {
+            tokio::time::sleep(st.plan.stall).await;
+            return Err(reset(&ctl));
+        }
+        Some(f @ (Fault::ServerError | Fault::Throttle)) => return Ok(synthetic(st.service, f, detail)),
+        Some(Fault::LateDelivery) => {
+            // Detached, so the late request is applied even though its client is long gone.
+            let (late, stall) = (st.clone(), st.plan.stall);
+            let (method, headers) = (parts.method.clone(), parts.headers.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(stall).await;
+                let _ = forward(&late, method, &headers, &path, body).await;
+            });
+            tokio::time::sleep(stall).await;
+            return Err(reset(&ctl));
+        }
+        _ => {}
+    }
+
+    let resp = forward(&st, parts.method.clone(), &parts.headers, &path, body).await?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await?;
+    if fault == Some(Fault::LostResponse) {
+        return Err(reset(&ctl));
+    }
+
+    let mut out = Response::builder().status(StatusCode::from_u16(status.as_u16())?);
+    for (name, value) in &headers {
+        if !hop_by_hop(name.as_str()) {
+            out = out.header(name, value);
+        }
+    }
+    match fault {
+        Some(f @ (Fault::BodyBreak | Fault::BodyStall)) if bytes.len() >= 2 && status.is_success() => {
+            // The head and the first half of the body go out; then the stream breaks or stalls.
+            let half = bytes.slice(..bytes.len() / 2);
+            let stall = st.plan.stall;
+            let first = futures::stream::once(async move { Ok::<_, BoxError>(Frame::data(half)) });
+            let then = futures::stream::once(async move {
+                if f == Fault::BodyStall {
+                    tokio::time::sleep(stall).await;
+                }
+                Err::<Frame<Bytes>, BoxError>(reset(&ctl))
+            });
+            Ok(out.body(BodyExt::boxed(StreamBody::new(first.chain(then))))?)
+        }
+        // A body too small to split: the answer is lost instead.
+        Some(Fault::BodyBreak | Fault::BodyStall) => Err(reset(&ctl)),
+        _ => Ok(out.body(Full::new(bytes).map_err(|never| match never {}).boxed())?),
+    }
+}
