@@ -1,4 +1,4 @@
-//! Every fixture in examples/events/ through the real `replicate` binary, run by
+//! Every fixture in examples/events/ through the real `replicate` and `api` binaries, run by
 //! `cargo lambda watch` (the Lambda runtime API emulator) against a private local stack, invoked
 //! over HTTP the way `cargo lambda invoke` does.
 
@@ -29,9 +29,13 @@ fn free_port() -> u16 {
 }
 
 async fn invoke(http: &reqwest::Client, port: u16, fixture: &str) -> (u16, Value) {
+    invoke_fn(http, port, "replicate", fixture).await
+}
+
+async fn invoke_fn(http: &reqwest::Client, port: u16, function: &str, fixture: &str) -> (u16, Value) {
     let body = std::fs::read(root().join("examples/events").join(fixture)).expect("fixture");
     let resp = http
-        .post(format!("http://127.0.0.1:{port}/2015-03-31/functions/replicate/invocations"))
+        .post(format!("http://127.0.0.1:{port}/2015-03-31/functions/{function}/invocations"))
         .body(body)
         .send()
         .await
@@ -53,6 +57,8 @@ async fn every_fixture_through_the_real_function() {
         "examples/c.txt",
         "examples/sns.txt",
         "examples/eb.txt",
+        "examples/api v2.txt",
+        "examples/api v1.txt",
     ] {
         put(&s3, bucket, key, format!("contents of {key}").into_bytes()).await;
     }
@@ -119,4 +125,24 @@ async fn every_fixture_through_the_real_function() {
     assert_eq!(status, 200, "{bad}");
     let failures = bad["batchItemFailures"].as_array().expect("failures");
     assert_eq!(failures.len(), 1, "{bad}");
+
+    // The api function: API Gateway events (HTTP API v2, REST API v1 with a stage) through
+    // lambda_http into the Router, and its answers back in API Gateway's response format.
+    let (status, health) = invoke_fn(&http, port, "api", "apigw-http-health.json").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["statusCode"], 200, "{health}");
+    let body: Value = serde_json::from_str(health["body"].as_str().unwrap_or("")).expect("JSON body");
+    assert_eq!(body["status"], "pass", "{body}");
+    assert_eq!(health["headers"]["x-request-id"], "apigw-v2-health-0001", "{health}");
+    for (fixture, key) in
+        [("apigw-http-replicate.json", "examples/api v2.txt"), ("apigw-rest-replicate.json", "examples/api v1.txt")]
+    {
+        let (status, out) = invoke_fn(&http, port, "api", fixture).await;
+        assert_eq!(status, 200, "{fixture}: {out}");
+        assert_eq!(out["statusCode"], 200, "{fixture}: {out}");
+        let body: Value = serde_json::from_str(out["body"].as_str().unwrap_or("")).expect("JSON body");
+        assert_eq!(body["outcome"], "replicated", "{fixture}: {body}");
+        let (got, _) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), key).await.expect("copied through the API");
+        assert_eq!(got, format!("contents of {key}").into_bytes());
+    }
 }
