@@ -161,6 +161,18 @@ impl Router {
         out
     }
 
+    /// Every GCS bucket a route can write to (the default bucket first), once each: what a
+    /// health check has to reach.
+    pub fn buckets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.default_bucket.iter().cloned().collect();
+        for d in self.rules.iter().flat_map(|r| &r.destinations) {
+            if !out.contains(&d.bucket) {
+                out.push(d.bucket.clone());
+            }
+        }
+        out
+    }
+
     /// True when nothing can ever be routed: no default bucket and no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty() && self.default_bucket.is_none()
@@ -312,6 +324,15 @@ fn check_rule(spec: RuleSpec, at: &str, problems: &mut Vec<String>) -> Option<Ru
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn buckets_lists_every_destination_once() {
+        let rules = r#"[{"source_bucket": "*", "destinations": [{"bucket": "b-one"}, {"bucket": "dflt"}]},
+                        {"source_bucket": "x", "destinations": [{"bucket": "b-two"}, {"bucket": "b-one"}]}]"#;
+        let r = Router::new(Some("dflt"), Some(rules)).expect("router");
+        assert_eq!(r.buckets(), ["dflt", "b-one", "b-two"]);
+        assert!(Router::new(None, None).expect("router").buckets().is_empty());
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -90,6 +90,13 @@ async fn service_endpoints_docs_and_routing_errors() {
         assert!(health.body["checks"][dep]["latency_ms"].is_u64());
     }
 
+    // With routing rules only (no XCR_DEST_BUCKET), GCS is checked on the rules' buckets.
+    let rules = format!(r#"[{{"source_bucket": "*", "destinations": [{{"bucket": "{}"}}]}}]"#, stack.dest_bucket());
+    let ruled = api(&stack, &[("XCR_DEST_BUCKET", ""), ("XCR_RULES", rules.as_str())]).await;
+    let h = call(&ruled, Method::GET, "/v1/health", None).await;
+    assert_eq!(h.status, 200, "{}", h.text);
+    assert_eq!(h.body["checks"]["gcs"]["target"], format!("gs://{}", stack.dest_bucket()));
+
     let spec = call(&app, Method::GET, "/openapi.json", None).await;
     assert_eq!(spec.status, 200);
     let paths = spec.body["paths"].as_object().expect("paths");

@@ -101,12 +101,14 @@ pub async fn health(State(api): State<SharedApi>) -> Response {
                 .map_err(|e| crate::aws::classify(e, "list buckets")),
         }
     });
-    let gcs_bucket = api.probe_bucket.clone();
-    let gcs = timed(gcs_bucket.clone().map(|b| format!("gs://{b}")).unwrap_or_default(), async {
-        match &gcs_bucket {
-            Some(b) => api.replicator.transfer().sink().probe(b).await,
-            None => Err(crate::Error::new(crate::ErrorKind::Config, "no destination bucket to probe")),
+    let gcs_target = api.probe_buckets.iter().map(|b| format!("gs://{b}")).collect::<Vec<_>>().join(",");
+    let gcs = timed(gcs_target, async {
+        if api.probe_buckets.is_empty() {
+            return Err(crate::Error::new(crate::ErrorKind::Config, "no destination bucket to probe"));
         }
+        let sink = api.replicator.transfer().sink();
+        let probes = futures::future::join_all(api.probe_buckets.iter().map(|b| sink.probe(b))).await;
+        probes.into_iter().collect::<crate::Result<Vec<()>>>().map(|_| ())
     });
     let ledger_table = api.ledger_table.clone();
     let dynamodb = timed(ledger_table.clone(), async {

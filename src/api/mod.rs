@@ -51,8 +51,8 @@ pub struct Api {
     pub(crate) starter: Option<(Invoker, String)>,
     pub(crate) settings: ApiSettings,
     pub(crate) targets: health::Targets,
-    /// The GCS bucket the health check lists.
-    pub(crate) probe_bucket: Option<String>,
+    /// The GCS buckets the health check lists: every bucket a route can write to.
+    pub(crate) probe_buckets: Vec<String>,
     pub(crate) ledger_table: String,
     pub(crate) batch_concurrency: usize,
 }
@@ -73,6 +73,7 @@ impl Api {
         let jobs = DynamoJobStore::new(sdk, cfg.jobs_table.clone().ok_or_else(|| missing("XCR_JOBS_TABLE"))?);
         let queue = Queue::new(sdk, cfg.queue_url.clone().ok_or_else(|| missing("XCR_QUEUE_URL"))?);
         let starter = cfg.migrate_function.clone().map(|f| (Invoker::new(sdk), f));
+        let probe_buckets = replicator.router().buckets();
         if settings.allow.is_empty() {
             tracing::warn!("XCR_ALLOWED_SOURCE_BUCKETS is empty: every request naming a bucket will be refused (403)");
         } else if settings.allow.allows_any() {
@@ -88,7 +89,7 @@ impl Api {
                 aws: cfg.aws_endpoint.clone().unwrap_or_else(|| "REAL AWS".into()),
                 gcs: cfg.gcs_emulator.clone().unwrap_or_else(|| "REAL GCS".into()),
             },
-            probe_bucket: cfg.dest_bucket.clone(),
+            probe_buckets,
             ledger_table,
             batch_concurrency: cfg.batch_concurrency,
             settings,
