@@ -224,7 +224,7 @@ pub async fn replicate_one(State(api): State<SharedApi>, ApiJson(req): ApiJson<R
             })
             .transpose()?;
         api.allow(&obj.bucket)?;
-        api.process(obj, dest, started, false).await
+        api.process(obj, dest, false).await
     }
     .await;
     match result {
@@ -326,7 +326,7 @@ async fn batch(api: &Api, req: BatchRequest, started: Instant) -> Result<Respons
                 let over_budget = started.elapsed() > BATCH_SYNC_BUDGET;
                 let processed = match too_long(&dest) {
                     Some(e) => Err(e),
-                    None => api.process(obj, dest, started, over_budget).await,
+                    None => api.process(obj, dest, over_budget).await,
                 };
                 let item = match processed {
                     Ok(done) => done.into_item(key),
@@ -416,7 +416,6 @@ impl Api {
         &self,
         obj: ObjectRef,
         dest: Option<Destination>,
-        started: Instant,
         queue_anyway: bool,
     ) -> Result<Processed, ApiError> {
         let task = Task { destination: dest, ..Task::new(Action::Copy, obj) };
@@ -482,7 +481,6 @@ impl Api {
             source.size = r.source.size.or(source.size);
             source.version_id = r.source.version_id.clone().or(source.version_id);
         }
-        let _ = started;
         Ok(Processed::Done { source, results })
     }
 
