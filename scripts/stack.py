@@ -127,6 +127,9 @@ class Service:
     executable: str  # console script installed next to the venv's python
     args: Callable[[int], list[str]]
     probe_path: str  # GET this; any HTTP answer below 500 means "ready"
+    # A script of ours run with the venv's python instead of `executable`'s console script
+    # (which must still be installed: the script imports that package).
+    script: Path | None = None
 
 
 SERVICES = (
@@ -135,6 +138,8 @@ SERVICES = (
         title="AWS (moto)",
         executable="moto_server",
         args=lambda port: ["-H", HOST, "-p", str(port)],
+        # moto_server with atomic DynamoDB requests and O(items) transactions: see the script.
+        script=Path(__file__).resolve().parent / "moto_server.py",
         probe_path="/moto-api/",
     ),
     Service(
@@ -328,7 +333,8 @@ def _listens(pid: int, port: int) -> bool:
 def _spawn(service: Service, stack_dir: Path) -> Running:
     exe = str(_venv_bin(service.executable))
     port = _free_port()
-    argv = [exe, *service.args(port)]
+    head = [sys.executable, str(service.script)] if service.script else [exe]
+    argv = [*head, *service.args(port)]
     log_rel = f"{LOG_DIR}/{service.name}.log"
     log_path = stack_dir / log_rel
     with open(log_path, "ab") as log:
