@@ -23,6 +23,9 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+/// How often the pump looks for new jobs while none has listing left to do.
+const JOB_POLL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct PumpOptions {
     /// Messages per batch (1 to 10).
@@ -118,6 +121,7 @@ where
     let mut in_flight = FuturesUnordered::new();
     let max_in_flight = opts.concurrent_batches.max(1);
     let mut received: u64 = 0;
+    let mut next_job_look: Option<Instant> = None;
     let account = |stats: &mut PumpStats, done: Result<BatchDone>| -> Result<()> {
         let done = done?;
         stats.deleted += done.deleted;
@@ -135,13 +139,18 @@ where
             }
             continue;
         }
-        // Jobs first: their listing steps feed the queue this loop then drains.
+        // Jobs first: their listing steps feed the queue this loop then drains. While no job
+        // has listing left, look for new ones at most once per JOB_POLL, not once per batch:
+        // the look is a Query of the jobs table.
         let open_jobs = match driver {
-            Some(d) => d.step_open_jobs().await?,
-            None => 0,
+            Some(d) if next_job_look.is_none_or(|at| Instant::now() >= at) => d.step_open_jobs().await?,
+            _ => 0,
         };
         if open_jobs > 0 {
             idle_since = Instant::now();
+            next_job_look = None;
+        } else if next_job_look.is_none_or(|at| Instant::now() >= at) {
+            next_job_look = Some(Instant::now() + JOB_POLL);
         }
         let wait = match opts.until_idle {
             Some(idle) => opts.wait_secs.min(i32::try_from(idle.as_secs()).unwrap_or(20).max(1)),
@@ -170,7 +179,11 @@ where
                     // Failures wait out their visibility timeout: not idle yet.
                     idle_since = Instant::now();
                 } else if idle_since.elapsed() >= idle {
-                    break;
+                    // A job created since the last look still gets its first step.
+                    match driver {
+                        Some(d) if d.step_open_jobs().await? > 0 => idle_since = Instant::now(),
+                        _ => break,
+                    }
                 }
             }
             continue;
