@@ -153,9 +153,9 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             }
             None => return results,
         };
-        let object = format!("{}/{}", task.object.bucket, task.object.key);
+        let task_id = crate::jobs::task_id(&task.object.bucket, &task.object.key, task.object.version_id.as_deref());
         let _one_writer = self.job_writes.lock().await;
-        let counted = match jobs.record_task(job_id, &object, tally).await {
+        let counted = match jobs.record_task(job_id, &task_id, tally).await {
             Ok(counted) => counted,
             // Not counted yet: deliver the task again; the copy itself is idempotent.
             Err(e) => {
@@ -271,6 +271,12 @@ fn tally(results: &[Result<Replication>]) -> Option<TaskTally> {
             Ok(rep) if rep.outcome == Outcome::Replicated => {
                 replicated = true;
                 bytes += rep.bytes.unwrap_or(0);
+            }
+            // A twin delivery of this task copied it (SQS delivered it twice at once): still
+            // this job's copy, whichever twin is counted first.
+            Ok(rep) if rep.copied_by_own_job.is_some() => {
+                replicated = true;
+                bytes += rep.copied_by_own_job.unwrap_or(0);
             }
             Ok(_) => {}
             Err(e) if e.is_retryable() => return None,

@@ -313,6 +313,16 @@ pub enum TaskTally {
     Failed,
 }
 
+/// The identity under which a job counts a task: the object, and its version when the task
+/// names one (a manifest may list two versions of one key: two tasks, both counted). Bucket
+/// names never start with `@` and version ids never contain `#`, so no two forms collide.
+pub fn task_id(bucket: &str, key: &str, version_id: Option<&str>) -> String {
+    match version_id {
+        Some(v) => format!("@{v}#{bucket}/{key}"),
+        None => format!("{bucket}/{key}"),
+    }
+}
+
 /// RFC 3339 "now", for job timestamps.
 pub fn now_rfc3339() -> String {
     aws_smithy_types::DateTime::from(std::time::SystemTime::now())
@@ -323,6 +333,13 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_ids_tell_versions_of_one_key_apart() {
+        assert_eq!(task_id("b", "k", None), "b/k");
+        assert_ne!(task_id("b", "k", Some("v1")), task_id("b", "k", Some("v2")));
+        assert_ne!(task_id("b", "k", Some("v1")), task_id("b", "k", None));
+    }
 
     #[test]
     fn specs_validate_and_list_every_problem() {

@@ -132,6 +132,11 @@ pub struct DoneRecord {
     pub source_bucket: String,
     pub source_key: String,
     pub done_at_ms: i64,
+    /// The migration job whose task made this record, if one did. Why: a job task delivered
+    /// twice at once (SQS is at-least-once) may find its twin's finished copy; knowing the copy
+    /// was this job's own lets the job count the object as replicated whichever twin counts
+    /// first, instead of as skipped.
+    pub job_id: Option<String>,
 }
 
 /// The ledger item for one destination object, as read back from a claim.
@@ -284,11 +289,12 @@ pub trait JobStore: Send + Sync {
         listed: u64,
         queued: u64,
     ) -> impl Future<Output = Result<bool>> + Send;
-    /// Counts one finished task, once per object: false if this object was already counted.
+    /// Counts one finished task, once per task id ([`crate::jobs::task_id`]): false if this
+    /// task was already counted.
     fn record_task(
         &self,
         id: &str,
-        object: &str,
+        task_id: &str,
         tally: crate::jobs::TaskTally,
     ) -> impl Future<Output = Result<bool>> + Send;
     /// RUNNING -> SUCCEEDED (no failures) or FAILED, once the listing is done and no task is

@@ -95,6 +95,11 @@ pub struct Replication {
     /// For `busy`: when the lease that blocked this task runs out, in seconds.
     #[serde(skip)]
     pub retry_after_secs: Option<u64>,
+    /// For `already_replicated` in a migration job: the bytes an earlier delivery of a task of
+    /// this same job copied (see [`DoneRecord::job_id`]), so the job counts the object as
+    /// replicated, not skipped, whichever of the two deliveries is counted first.
+    #[serde(skip)]
+    pub copied_by_own_job: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -372,6 +377,11 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
                 r.source.version_id = meta.version_id.clone();
                 r.source.etag = Some(meta.etag.clone());
                 r.destination.generation = previous.and_then(|p| p.generation.clone());
+                if outcome == Outcome::AlreadyReplicated
+                    && let Some(p) = previous.filter(|p| p.job_id.is_some() && p.job_id == task.job_id)
+                {
+                    r.copied_by_own_job = Some(p.size.unwrap_or(0));
+                }
                 return Ok(r);
             }
             Copy::Done(report) => report,
@@ -388,6 +398,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             source_bucket: task.object.bucket.clone(),
             source_key: task.object.key.clone(),
             done_at_ms: now_ms(),
+            job_id: task.job_id.clone(),
         };
         if !self.ledger.complete(key, owner, &done).await? {
             return Err(Error::new(
@@ -624,6 +635,7 @@ fn result(
         detail,
         transfer: None,
         duration_ms: started.elapsed().as_millis() as u64,
+        copied_by_own_job: None,
         retry_after_secs: None,
     }
 }

@@ -124,12 +124,11 @@ fn spec(bucket: &str) -> JobSpec {
     JobSpec { source_bucket: bucket.into(), ..Default::default() }
 }
 
-/// The issue asks for 2,000 objects; moto serves about 15 job tasks a second on this machine,
-/// so `make test` migrates 500 (XCR_TEST_BULK_OBJECTS=2000 for the full size).
+/// 2,000 objects, as the issue asks (`XCR_TEST_BULK_OBJECTS` changes the count).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bucket_migrates_exactly_and_a_second_run_moves_nothing() {
     let e = env().await;
-    let n: usize = std::env::var("XCR_TEST_BULK_OBJECTS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let n: usize = std::env::var("XCR_TEST_BULK_OBJECTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let objects = e.seed("bulk/", n).await;
     let n = n as u64;
     let total_bytes: u64 = objects.values().map(|v| v.len() as u64).sum();
@@ -158,12 +157,14 @@ async fn a_bucket_migrates_exactly_and_a_second_run_moves_nothing() {
     assert_eq!(e.gcs_listing().await, listing, "no generation changed");
 }
 
-/// The job store with one `commit_page` that fails after the page was enqueued: a driver
-/// crashing between its two writes.
+/// The job store with one `commit_page` that fails after the page was enqueued (a driver
+/// crashing between its two writes), and the first `lost_counts` task counts failing (a
+/// DynamoDB error after the copy was done).
 struct CrashingJobs {
     inner: DynamoJobStore,
     commits: AtomicU32,
     crash_at: u32,
+    lost_counts: AtomicU32,
 }
 
 impl JobStore for CrashingJobs {
@@ -196,8 +197,11 @@ impl JobStore for CrashingJobs {
         }
         self.inner.commit_page(id, old, new, done, listed, queued).await
     }
-    async fn record_task(&self, id: &str, object: &str, tally: TaskTally) -> xcr::Result<bool> {
-        self.inner.record_task(id, object, tally).await
+    async fn record_task(&self, id: &str, task_id: &str, tally: TaskTally) -> xcr::Result<bool> {
+        if self.lost_counts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(xcr::Error::new(xcr::ErrorKind::Transient, "injected: counting the task failed"));
+        }
+        self.inner.record_task(id, task_id, tally).await
     }
     async fn try_finish(&self, id: &str) -> xcr::Result<Option<JobStatus>> {
         self.inner.try_finish(id).await
@@ -221,7 +225,8 @@ async fn a_driver_killed_mid_listing_resumes_with_exact_counters() {
     let e = env().await;
     let objects = e.seed("crash/", 300).await;
     let job = e.create(spec(e.stack.source_bucket())).await;
-    let crashing = CrashingJobs { inner: e.jobs.clone(), commits: AtomicU32::new(0), crash_at: 2 };
+    let crashing =
+        CrashingJobs { inner: e.jobs.clone(), commits: AtomicU32::new(0), crash_at: 2, lost_counts: AtomicU32::new(0) };
     let mut driver = Driver::new(S3Source::new(&e.sdk), e.queue.clone(), crashing);
     driver.page_size = 100;
     assert_eq!(driver.step(&job.id).await.expect("first page"), Step::Progress);
@@ -235,6 +240,40 @@ async fn a_driver_killed_mid_listing_resumes_with_exact_counters() {
     let c = done.counters;
     assert_eq!((c.listed, c.replicated, c.skipped, c.failed, c.pending), (300, 300, 0, 0, 0), "{c:?}");
     assert_eq!(e.gcs_listing().await.len(), objects.len());
+}
+
+/// A task whose copy landed but whose count failed is delivered again; that delivery finds the
+/// copy its own job made (the ledger records the job) and counts it replicated, with its bytes,
+/// not skipped. The same holds when SQS delivers a task twice at once and the twin that found
+/// the other's copy happens to be counted first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_whose_count_was_lost_still_counts_as_replicated() {
+    let e = env().await;
+    let objects = e.seed("lost/", 6).await;
+    let total_bytes: u64 = objects.values().map(|v| v.len() as u64).sum();
+    let job = e.create(JobSpec { prefix: "lost/".into(), ..spec(e.stack.source_bucket()) }).await;
+    let flaky =
+        CrashingJobs { inner: e.jobs.clone(), commits: AtomicU32::new(0), crash_at: 0, lost_counts: AtomicU32::new(3) };
+    let handler = xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(flaky));
+    let opts = PumpOptions {
+        wait_secs: 1,
+        visibility_secs: Some(2),
+        until_idle: Some(Duration::from_secs(3)),
+        ..Default::default()
+    };
+    pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &opts).await.expect("pump");
+    let done = e.job(&job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    let c = done.counters;
+    assert_eq!((c.listed, c.replicated, c.skipped, c.failed, c.pending), (6, 6, 0, 0, 0), "{c:?}");
+    assert_eq!(c.bytes, total_bytes);
+    assert_eq!(handler.jobs().map(|j| j.lost_counts.load(Ordering::SeqCst)), Some(0), "three counts were lost");
+
+    // A later job over the same objects did not copy them: for it they are skipped.
+    let again = e.create(JobSpec { prefix: "lost/".into(), ..spec(e.stack.source_bucket()) }).await;
+    e.pump().await;
+    let c = e.job(&again.id).await.counters;
+    assert_eq!((c.replicated, c.skipped, c.bytes), (0, 6, 0), "{c:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -68,6 +68,7 @@ fn parse_item(item: &Item) -> LedgerItem {
         source_bucket: get_s(item, "source_bucket").unwrap_or_default(),
         source_key: get_s(item, "source_key").unwrap_or_default(),
         done_at_ms: get_n(item, "done_at").unwrap_or_default(),
+        job_id: get_s(item, "done_job"),
     });
     let upload = get_s(item, "upload_session").map(|session| UploadCheckpoint {
         session,
@@ -171,7 +172,7 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":at", n(done.done_at_ms))
             .expression_attribute_values(":sb", s(&done.source_bucket))
             .expression_attribute_values(":sk", s(&done.source_key));
-        let optional: [(&str, &str, &str, Option<AttributeValue>); 7] = [
+        let optional: [(&str, &str, &str, Option<AttributeValue>); 8] = [
             ("done_seq", ":seq", "done_seq = :seq", done.sequencer.clone().map(s)),
             ("done_lm", ":lm", "done_lm = :lm", done.last_modified_ms.map(n)),
             ("done_version", ":ver", "done_version = :ver", done.version_id.clone().map(s)),
@@ -179,6 +180,7 @@ impl Ledger for DynamoLedger {
             ("done_generation", ":gen", "done_generation = :gen", done.generation.clone().map(s)),
             ("done_size", ":size", "done_size = :size", done.size.map(n)),
             ("done_crc32c", ":crc", "done_crc32c = :crc", done.crc32c.clone().map(s)),
+            ("done_job", ":job", "done_job = :job", done.job_id.clone().map(s)),
         ];
         for (attr, placeholder, set, value) in optional {
             match value {

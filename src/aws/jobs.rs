@@ -1,6 +1,7 @@
 //! Migration jobs in DynamoDB. One item per job (`pk = jobs`, `sk = job#ID`) holding the spec,
 //! status, counters and checkpoint, so that listing jobs is one Query of one partition; one
-//! small marker item per finished task (`pk = job#ID`, `sk = task#BUCKET/KEY`) so that a task
+//! small marker item per finished task (`pk = job#ID`, `sk = task#TASK_ID`, see
+//! [`crate::jobs::task_id`]) so that a task
 //! delivered twice is counted once: the marker and the counter update are one transaction.
 
 use super::attrs::{Item, get_n, get_s, n, s};
@@ -210,7 +211,7 @@ impl JobStore for DynamoJobStore {
         self.conditional(req.condition_expression(condition), "commit job checkpoint").await
     }
 
-    async fn record_task(&self, id: &str, object: &str, tally: TaskTally) -> Result<bool> {
+    async fn record_task(&self, id: &str, task_id: &str, tally: TaskTally) -> Result<bool> {
         let (counter, bytes) = match tally {
             TaskTally::Replicated { bytes } => ("n_replicated", bytes),
             TaskTally::Skipped => ("n_skipped", 0),
@@ -219,7 +220,7 @@ impl JobStore for DynamoJobStore {
         let marker = Put::builder()
             .table_name(&self.table)
             .item("pk", job_sk(id))
-            .item("sk", s(format!("task#{object}")))
+            .item("sk", s(format!("task#{task_id}")))
             .item("tally", s(counter.trim_start_matches("n_")))
             .condition_expression("attribute_not_exists(pk)")
             .build()
