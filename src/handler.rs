@@ -274,9 +274,9 @@ fn tally(results: &[Result<Replication>]) -> Option<TaskTally> {
             }
             // A twin delivery of this task copied it (SQS delivered it twice at once): still
             // this job's copy, whichever twin is counted first.
-            Ok(rep) if rep.copied_by_own_job.is_some() => {
+            Ok(Replication { copied_by_own_job: Some(own), .. }) => {
                 replicated = true;
-                bytes += rep.copied_by_own_job.unwrap_or(0);
+                bytes += own;
             }
             Ok(_) => {}
             Err(e) if e.is_retryable() => return None,

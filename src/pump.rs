@@ -142,15 +142,16 @@ where
         // Jobs first: their listing steps feed the queue this loop then drains. While no job
         // has listing left, look for new ones at most once per JOB_POLL, not once per batch:
         // the look is a Query of the jobs table.
+        let look = next_job_look.is_none_or(|at| Instant::now() >= at);
         let open_jobs = match driver {
-            Some(d) if next_job_look.is_none_or(|at| Instant::now() >= at) => d.step_open_jobs().await?,
+            Some(d) if look => d.step_open_jobs().await?,
             _ => 0,
         };
+        if look {
+            next_job_look = (open_jobs == 0).then(|| Instant::now() + JOB_POLL);
+        }
         if open_jobs > 0 {
             idle_since = Instant::now();
-            next_job_look = None;
-        } else if next_job_look.is_none_or(|at| Instant::now() >= at) {
-            next_job_look = Some(Instant::now() + JOB_POLL);
         }
         let wait = match opts.until_idle {
             Some(idle) => opts.wait_secs.min(i32::try_from(idle.as_secs()).unwrap_or(20).max(1)),

@@ -1,8 +1,8 @@
 //! Migration jobs in DynamoDB. One item per job (`pk = jobs`, `sk = job#ID`) holding the spec,
 //! status, counters and checkpoint, so that listing jobs is one Query of one partition; one
 //! small marker item per finished task (`pk = job#ID`, `sk = task#TASK_ID`, see
-//! [`crate::jobs::task_id`]) so that a task
-//! delivered twice is counted once: the marker and the counter update are one transaction.
+//! [`crate::jobs::task_id`]) so that a task delivered twice is counted once: the marker and the
+//! counter update are one transaction.
 
 use super::attrs::{Item, get_n, get_s, n, s};
 use super::classify;
