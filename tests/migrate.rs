@@ -358,6 +358,34 @@ async fn manifest_dry_run_filters_and_bad_manifests() {
     assert!(done.last_error.as_deref().is_some_and(|m| m.contains("nope.txt")), "{done:?}");
 }
 
+/// A manifest may name two versions of one key: they are two tasks, each counted once, and
+/// the job ends (were they counted as one object, the second would never be counted and the
+/// job would wait for it forever). GCS ends at the newer version, whatever order they ran in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_naming_two_versions_of_one_key_counts_both() {
+    let e = env().await;
+    let s3 = e.stack.s3().await;
+    let bucket = e.stack.source_bucket().to_string();
+    let old = put(&s3, &bucket, "v/doc.txt", b"first version".to_vec()).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // S3 last-modified has whole seconds
+    let new = put(&s3, &bucket, "v/doc.txt", b"second, newer version".to_vec()).await;
+    let (v1, v2) = (old.version_id().expect("versioned bucket"), new.version_id().expect("versioned bucket"));
+    assert_ne!(v1, v2);
+    let csv = format!("{bucket},v/doc.txt,{v1}\n{bucket},v/doc.txt,{v2}\n");
+    put(&s3, &bucket, "manifests/versions.csv", csv.into_bytes()).await;
+    e.purge().await;
+
+    let job =
+        e.create(JobSpec { manifest: Some(format!("s3://{bucket}/manifests/versions.csv")), ..spec(&bucket) }).await;
+    e.pump().await;
+    let done = e.job(&job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    let c = done.counters;
+    assert_eq!((c.listed, c.replicated + c.skipped, c.failed, c.pending), (2, 2, 0, 0), "{c:?}");
+    let (data, _) = gcs_read(e.stack.gcs_endpoint(), e.stack.dest_bucket(), "v/doc.txt").await.expect("in GCS");
+    assert_eq!(data, b"second, newer version");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_that_ends_in_the_dlq_fails_its_job_instead_of_stalling_it() {
     let e = env().await;
