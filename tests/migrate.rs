@@ -75,14 +75,7 @@ impl Env {
             Some(self.jobs.clone()),
         );
         let driver = self.driver();
-        // Failed records come back after 5 s instead of the queue's 90 minutes.
-        let opts = PumpOptions {
-            wait_secs: 1,
-            visibility_secs: Some(5),
-            until_idle: Some(Duration::from_secs(2)),
-            ..Default::default()
-        };
-        pump(&handler, &self.queue, "us-east-1", Some(&driver), &opts).await.expect("pump");
+        pump(&handler, &self.queue, "us-east-1", Some(&driver), &until_idle(5)).await.expect("pump");
     }
 
     async fn job(&self, id: &str) -> Job {
@@ -117,6 +110,17 @@ impl Env {
             }
         }
         out
+    }
+}
+
+/// `xcr pump --until-idle 2` with failed records back after `visibility_secs` (instead of the
+/// queue's 90 minutes).
+fn until_idle(visibility_secs: i32) -> PumpOptions {
+    PumpOptions {
+        wait_secs: 1,
+        visibility_secs: Some(visibility_secs),
+        until_idle: Some(Duration::from_secs(2)),
+        ..Default::default()
     }
 }
 
@@ -255,13 +259,7 @@ async fn a_copy_whose_count_was_lost_still_counts_as_replicated() {
     let flaky =
         CrashingJobs { inner: e.jobs.clone(), commits: AtomicU32::new(0), crash_at: 0, lost_counts: AtomicU32::new(3) };
     let handler = xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(flaky));
-    let opts = PumpOptions {
-        wait_secs: 1,
-        visibility_secs: Some(2),
-        until_idle: Some(Duration::from_secs(3)),
-        ..Default::default()
-    };
-    pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &opts).await.expect("pump");
+    pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &until_idle(2)).await.expect("pump");
     let done = e.job(&job.id).await;
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
     let c = done.counters;
@@ -399,13 +397,7 @@ async fn a_task_that_ends_in_the_dlq_fails_its_job_instead_of_stalling_it() {
     let broken = replicator(&e.stack, &[("STORAGE_EMULATOR_HOST", gcs.as_str()), ("XCR_MAX_ATTEMPTS", "1")]).await;
     let handler =
         xcr::handler::Handler::new(broken, 8, Some(e.queue.clone()), Some(e.jobs.clone())).with_max_receives(Some(max));
-    let opts = PumpOptions {
-        wait_secs: 1,
-        visibility_secs: Some(1),
-        until_idle: Some(Duration::from_secs(2)),
-        ..Default::default()
-    };
-    pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &opts).await.expect("pump");
+    pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &until_idle(1)).await.expect("pump");
 
     let failed = e.job(&job.id).await;
     assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
