@@ -152,6 +152,9 @@ async fn schemathesis_finds_no_failure() {
         // ASCII strings: a key's limit is 1,024 *bytes*, which JSON Schema's maxLength (in
         // characters) cannot state; the byte limit is covered by tests/api.rs.
         .args(["--generation-codec", "ascii", "--generation-database", "none"])
+        // A batch may answer only after its 20 s start budget plus the copies under way: the
+        // default 10 s client timeout would call a slow (loaded) machine's answer a failure.
+        .args(["--request-timeout", "60"])
         .current_dir(stack.dir())
         .output()
         .expect("run schemathesis");
