@@ -138,7 +138,7 @@ SERVICES = (
         title="AWS (moto)",
         executable="moto_server",
         args=lambda port: ["-H", HOST, "-p", str(port)],
-        # moto_server with atomic DynamoDB requests and O(items) transactions: see the script.
+        # moto_server with four DynamoDB and SQS defects fixed: see the script.
         script=Path(__file__).resolve().parent / "moto_server.py",
         probe_path="/moto-api/",
     ),

@@ -66,6 +66,15 @@ impl Env {
         job
     }
 
+    /// Stores `text` as the manifest `key` in the source bucket, drops the notifications the
+    /// uploads so far caused, and creates a job over that manifest.
+    async fn manifest_job(&self, key: &str, text: String) -> Job {
+        let bucket = self.stack.source_bucket().to_string();
+        put(&self.stack.s3().await, &bucket, key, text.into_bytes()).await;
+        self.purge().await;
+        self.create(JobSpec { manifest: Some(format!("s3://{bucket}/{key}")), ..spec(&bucket) }).await
+    }
+
     /// Runs `xcr pump`'s loop (driver and replicate handler) until everything is idle.
     async fn pump(&self) {
         let handler = xcr::handler::Handler::new(
@@ -302,11 +311,7 @@ async fn manifest_dry_run_filters_and_bad_manifests() {
     }
     // S3 Batch Operations style CSV: bucket,key with URL-encoded keys; one key does not exist.
     let csv = format!("{bucket},m/a%20b.txt\n{bucket},m/c%2Bd.txt\n{bucket},m/missing.txt\n");
-    put(&s3, &bucket, "manifests/list.csv", csv.into_bytes()).await;
-    e.purge().await;
-
-    let manifest =
-        e.create(JobSpec { manifest: Some(format!("s3://{bucket}/manifests/list.csv")), ..spec(&bucket) }).await;
+    let manifest = e.manifest_job("manifests/list.csv", csv).await;
     e.pump().await;
     let done = e.job(&manifest.id).await;
     let c = done.counters;
@@ -370,11 +375,7 @@ async fn a_manifest_naming_two_versions_of_one_key_counts_both() {
     let (v1, v2) = (old.version_id().expect("versioned bucket"), new.version_id().expect("versioned bucket"));
     assert_ne!(v1, v2);
     let csv = format!("{bucket},v/doc.txt,{v1}\n{bucket},v/doc.txt,{v2}\n");
-    put(&s3, &bucket, "manifests/versions.csv", csv.into_bytes()).await;
-    e.purge().await;
-
-    let job =
-        e.create(JobSpec { manifest: Some(format!("s3://{bucket}/manifests/versions.csv")), ..spec(&bucket) }).await;
+    let job = e.manifest_job("manifests/versions.csv", csv).await;
     e.pump().await;
     let done = e.job(&job.id).await;
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
