@@ -28,12 +28,18 @@ pub enum ErrorKind {
     Transient,
     /// Configuration is wrong; nothing will work until a person fixes it.
     Config,
+    /// The destination object is not the generation the ledger expected (GCS answered 412 to
+    /// an `ifGenerationMatch` precondition): someone else wrote or deleted it. Repeating the
+    /// same request cannot help ([`crate::retry::RetryPolicy`] does not); the lease holder
+    /// decides again from the ledger, the source and what GCS holds, and a delivery that
+    /// still meets it is retried later.
+    Conflict,
 }
 
 impl ErrorKind {
     /// Whether trying again later can succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::SourceChanged | Self::Integrity | Self::Transient)
+        matches!(self, Self::SourceChanged | Self::Integrity | Self::Transient | Self::Conflict)
     }
 
     /// The HTTP status an API answers with for this kind.
@@ -46,6 +52,7 @@ impl ErrorKind {
             Self::Integrity => 502,
             Self::Transient => 503,
             Self::Config => 500,
+            Self::Conflict => 409,
         }
     }
 
@@ -59,6 +66,7 @@ impl ErrorKind {
             Self::Integrity => "integrity",
             Self::Transient => "transient",
             Self::Config => "config",
+            Self::Conflict => "conflict",
         }
     }
 }

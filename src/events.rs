@@ -52,11 +52,28 @@ pub struct Task {
     pub destination: Option<Destination>,
     /// Set by migration jobs: what to do when the destination already holds the object.
     pub overwrite: Option<crate::jobs::Overwrite>,
+    /// The S3 event this task came from, as S3 named it (`ObjectRemoved:DeleteMarkerCreated`,
+    /// `LifecycleExpiration:Delete`, `Object Deleted (Permanently Deleted)`...); `None` for a
+    /// command (CLI, API, job). Why keep it: an event's version id only says which version
+    /// changed, not what S3 serves now (deleting a noncurrent version, a delete marker or the
+    /// current version all arrive as deletes with a version id), so with deletes replicated an
+    /// event is decided by the source's current state ([`crate::replicate`]), while a
+    /// command's version id is what its caller asked for. It is also logged with the outcome.
+    pub event: Option<String>,
 }
 
 impl Task {
     pub fn new(action: Action, object: ObjectRef) -> Self {
-        Self { action, object, sequencer: None, event_time: None, job_id: None, destination: None, overwrite: None }
+        Self {
+            action,
+            object,
+            sequencer: None,
+            event_time: None,
+            job_id: None,
+            destination: None,
+            overwrite: None,
+            event: None,
+        }
     }
 }
 
@@ -292,6 +309,7 @@ fn decode_s3_record(record: &Value) -> Result<Vec<Task>> {
     let mut task = Task::new(action, object);
     task.sequencer = non_empty(r.s3.object.sequencer);
     task.event_time = non_empty(r.event_time);
+    task.event = Some(name.to_string());
     Ok(vec![task])
 }
 
@@ -348,6 +366,9 @@ struct EventBridgeEvent {
 struct EventBridgeDetail {
     bucket: BucketEntity,
     object: EventBridgeObject,
+    /// `Object Deleted` only: `Delete Marker Created` or `Permanently Deleted`.
+    #[serde(rename = "deletion-type")]
+    deletion_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +417,10 @@ fn decode_eventbridge(value: &Value) -> Result<Vec<Task>> {
     let mut task = Task::new(action, object);
     task.sequencer = non_empty(ev.detail.object.sequencer);
     task.event_time = non_empty(ev.time);
+    task.event = Some(match non_empty(ev.detail.deletion_type) {
+        Some(kind) => format!("{} ({kind})", ev.detail_type),
+        None => ev.detail_type,
+    });
     Ok(vec![task])
 }
 
@@ -577,6 +602,7 @@ mod tests {
                 job_id: None,
                 destination: None,
                 overwrite: None,
+                event: Some("ObjectCreated:Put".into()),
             }
         );
         assert_eq!((t[1].action, t[1].object.key.as_str(), t[1].sequencer.as_ref()), (Action::Delete, "gone", None));

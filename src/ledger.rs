@@ -27,9 +27,9 @@ impl Ledger for AnyLedger {
         }
     }
 
-    async fn release(&self, key: &str, owner: &str) -> Result<()> {
+    async fn release(&self, key: &str, owner: &str, raise: Option<&str>) -> Result<()> {
         match self {
-            Self::Dynamo(l) => l.release(key, owner).await,
+            Self::Dynamo(l) => l.release(key, owner, raise).await,
             Self::Disabled => Ok(()),
         }
     }

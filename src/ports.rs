@@ -50,6 +50,14 @@ pub struct UploadSpec {
     pub crc32c: Option<String>,
     /// Expected MD5 (base64). GCS refuses to create the object on a mismatch.
     pub md5: Option<String>,
+    /// `ifGenerationMatch`: GCS creates the object only if its live generation is this one
+    /// (`0`: only if there is none), else answers 412 ([`crate::ErrorKind::Conflict`]). Why:
+    /// the ledger's lease orders writers, but a holder that outlived its lease (a stalled
+    /// process, a skewed clock) can still reach GCS; with the generation the ledger recorded as
+    /// a precondition, its late write is refused instead of landing over a newer copy, and a
+    /// retried insert can never create a second generation. On a resumable session it is given
+    /// at initiation and holds for the session.
+    pub if_generation_match: Option<u64>,
 }
 
 impl UploadSpec {
@@ -87,8 +95,17 @@ pub trait ObjectSink: Send + Sync {
     ) -> impl Future<Output = Result<UploadProgress>> + Send;
     /// Asks GCS how much of the session it holds.
     fn session_status(&self, session: &str, total: u64) -> impl Future<Output = Result<UploadProgress>> + Send;
-    /// Deletes one generation of an object (used to withdraw an object that failed verification).
-    fn delete(&self, bucket: &str, name: &str, generation: Option<&str>) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes an object: exactly `generation` when given (to withdraw a generation that failed
+    /// verification), else the live object, only if its generation is `if_generation_match`
+    /// when that is given (a 412 is [`crate::ErrorKind::Conflict`]). An object already gone is
+    /// success.
+    fn delete(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: Option<&str>,
+        if_generation_match: Option<u64>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// The object's size and checksums, `None` if it does not exist. Only migration jobs'
     /// overwrite policies use it; replication never checks GCS before writing.
     fn stat(&self, bucket: &str, name: &str) -> impl Future<Output = Result<Option<StoredObject>>> + Send;
@@ -137,12 +154,23 @@ pub struct DoneRecord {
     /// was this job's own lets the job count the object as replicated whichever twin counts
     /// first, instead of as skipped.
     pub job_id: Option<String>,
+    /// A digest of the source's content headers and user metadata as copied
+    /// ([`crate::transfer::metadata::digest`]). Why: a metadata-only change (an S3 self-copy
+    /// with `MetadataDirective=REPLACE`) keeps the ETag and, unversioned, the version id; only
+    /// this (and the last-modified time, which has whole seconds) tells it from a duplicate.
+    pub meta_digest: Option<String>,
 }
 
 /// The ledger item for one destination object, as read back from a claim.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerItem {
     pub done: Option<DoneRecord>,
+    /// The ordering mark: the highest normalized S3 sequencer whose event was decided for this
+    /// destination (applied, found a duplicate, or found stale after a read under the lease).
+    /// It only ever rises and no writer removes it: every event at or below it is stale. Why
+    /// separate from `done.sequencer`: a copy made without a sequencer (a job, the API, the
+    /// CLI) replaces the done record, and must not erase what the events already ordered.
+    pub high_water: Option<String>,
     pub lease_owner: Option<String>,
     pub lease_expires_ms: Option<i64>,
     /// A resumable upload an earlier attempt left unfinished (it crashed or failed), if any.
@@ -241,11 +269,15 @@ pub enum Claim {
 pub trait Ledger: Send + Sync {
     fn claim(&self, req: &ClaimRequest) -> impl Future<Output = Result<Claim>> + Send;
     /// Records `done` and drops the lease, only if `owner` still holds it and nothing newer
-    /// was recorded meanwhile. `Ok(false)` when that condition failed.
+    /// was recorded meanwhile. `done.sequencer`, when set, also becomes the ordering mark
+    /// ([`LedgerItem::high_water`]); without one the mark is left as it is. `Ok(false)` when
+    /// that condition failed.
     fn complete(&self, key: &str, owner: &str, done: &DoneRecord) -> impl Future<Output = Result<bool>> + Send;
     /// Gives up the lease (after a failure or a skip) so that a redelivery need not wait for
-    /// it to expire. Does nothing if `owner` no longer holds it.
-    fn release(&self, key: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+    /// it to expire. Does nothing if `owner` no longer holds it. `raise`: the sequencer of an
+    /// event decided under this lease without a write (a duplicate, a stale read) becomes the
+    /// ordering mark ([`LedgerItem::high_water`]); the claim made sure it is above the mark.
+    fn release(&self, key: &str, owner: &str, raise: Option<&str>) -> impl Future<Output = Result<()>> + Send;
     /// Records (`Some`) or forgets (`None`) the item's unfinished upload and sets the lease's
     /// expiry to `lease_until_ms`, only if `owner` still holds the lease. `Ok(false)` when it
     /// does not. [`Ledger::complete`] forgets the upload too.

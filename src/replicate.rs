@@ -1,25 +1,44 @@
 //! The use case every entry point shares: apply one task (copy or delete) to each of its GCS
 //! destinations, exactly once in effect and in order.
 //!
+//! **The contract.** With deletes replicated (`XCR_REPLICATE_DELETES`), once every event for a
+//! key has been applied (in any order, duplicated, delayed, with job, API and CLI copies in
+//! between) the GCS object equals what S3 serves *now* for that key (bytes, metadata,
+//! provenance) and is absent exactly when S3 has no current object. With deletes off, GCS holds
+//! the newest version S3 has had, never an older one. Everything below follows from it.
+//!
 //! For each destination object:
 //! 1. **Claim** it in the ledger: one conditional write that takes a lease if no live lease is
-//!    held and, when the event has a sequencer, if no event at or after it was applied. A
-//!    rejected claim answers `already_replicated`, `stale` or `busy` from the item it returns.
-//! 2. **Read** the source. Its metadata comes back before any byte is uploaded; the ledger's
-//!    previous record decides whether a copy is needed (same version and ETag: duplicate; an
-//!    older last-modified time than the one recorded: stale).
-//! 3. **Stream** it into GCS, verified ([`crate::transfer`]).
-//! 4. **Complete**: record generation, size, CRC32C, version, ETag, sequencer, conditional on
-//!    still holding the lease and on nothing newer having been recorded.
+//!    held and, when the event has a sequencer, if it is above the key's ordering mark (the
+//!    highest sequencer decided so far). A rejected claim answers `already_replicated`,
+//!    `stale` or `busy` from the item it returns.
+//! 2. **Read** the source under the lease. With deletes replicated every task reads the
+//!    *current* object (`Replicator::what_to_read`): an event's version id only says which
+//!    version changed, and the lease orders the holders' reads, so the last read is the newest
+//!    state. A delete is decided the same way: a HEAD of the current object; the copy is
+//!    deleted only when S3 has none, and otherwise what is current is copied (deleting a
+//!    noncurrent version changes nothing, removing a delete marker restores the copy, deleting
+//!    the current version brings back the previous one). With deletes off, reads are pinned to
+//!    the task's version, and one older than the record (by last-modified time) is `stale`.
+//!    The metadata comes back before any byte is uploaded; the same version, ETag,
+//!    last-modified time and metadata digest as recorded is a duplicate (a metadata-only
+//!    self-copy keeps the ETag, so it is not).
+//! 3. **Stream** it into GCS, verified ([`crate::transfer`]), fenced: every write and delete
+//!    carries `ifGenerationMatch` with the generation the ledger recorded (`0` when none), so
+//!    a holder that outlived its lease is refused by GCS instead of landing an older copy. A
+//!    412 ([`ErrorKind::Conflict`]) makes the holder check its lease and decide again with the
+//!    generation GCS holds (`Replicator::refence`).
+//! 4. **Complete**: record generation, size, CRC32C, version, ETag, metadata digest and
+//!    sequencer, conditional on still holding the lease. A duplicate or stale read under the
+//!    lease raises the ordering mark too (on release); no writer ever removes it, so an
+//!    unsequenced copy (jobs, API, CLI) cannot erase what events ordered.
 //!
-//! Order, in one rule: events with a sequencer are ordered by it, compared as AWS documents
-//! (right-pad the shorter with zeros, then compare as strings: [`crate::events::sequencer_order`]). Without one (emulators, API calls, jobs)
-//! the version id and ETag tell a duplicate, and the source's last-modified time read at copy
-//! time orders versions. A delete without a sequencer is applied only if the source is gone
-//! (HEAD answers 404), and is ordered by its event time. The lease lasts until the invocation's
-//! deadline plus a margin, so it can only expire once its holder is dead. Entry points without
-//! a deadline (`xcr replicate`) hold it for a time-to-live instead, renewed while the copy makes
-//! progress ([`ReplicateSettings::lease_ttl`]).
+//! Sequencers are compared as AWS documents (right-pad the shorter with zeros, then compare as
+//! strings: [`crate::events::sequencer_order`]); they only order events of one key, which is why
+//! routes that send two source buckets to one destination name are refused. The lease lasts
+//! until the invocation's deadline plus a margin, so it can only expire once its holder is dead.
+//! Entry points without a deadline (`xcr replicate`) hold it for a time-to-live instead, renewed
+//! while the copy makes progress ([`ReplicateSettings::lease_ttl`]).
 //!
 //! A large copy is checkpointed in the same ledger item: the lease holder records its resumable
 //! session (and, every few seconds, a confirmed offset) through a [`LeaseJournal`], and the
@@ -229,6 +248,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             job_id: None,
             destination: dest,
             overwrite: None,
+            event: None,
         };
         let mut results = self.apply(&task, deadline_ms).await;
         match results.len() {
@@ -266,7 +286,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
                 // it; left alone, every redelivery would be `busy` until it expires. The release
                 // is conditional on our owner id, so it is harmless if the claim never landed.
                 if e.is_retryable() {
-                    self.release(&key, &owner).await;
+                    self.release(&key, &owner, None).await;
                 }
                 return Err(e);
             }
@@ -283,48 +303,93 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             }
             Claim::Acquired { previous } => previous,
         };
+        let journal = LeaseJournal::new(&self.ledger, &key, &owner, lease_until, self.settings.lease_ttl);
+        let held = Held { journal: &journal, sequencer: sequencer.clone(), previous: &previous, started };
         let applied = match task.action {
             Action::Copy => {
-                let journal = LeaseJournal::new(&self.ledger, &key, &owner, lease_until, self.settings.lease_ttl);
-                let upload = previous.upload.as_ref();
-                self.copy(task, dest, &journal, sequencer, previous.done.as_ref(), upload, started).await
+                let (read, authoritative, require) = self.what_to_read(task);
+                self.copy(task, dest, &held, &read, authoritative, require).await
             }
-            Action::Delete => self.delete(task, dest, &key, &owner, sequencer, previous.done.as_ref(), started).await,
+            Action::Delete => self.delete(task, dest, &held).await,
         };
         match &applied {
             Ok(r) if r.outcome == Outcome::Replicated || r.outcome == Outcome::Deleted => {}
+            // Decided under the lease after reading the source: the event is settled, so its
+            // sequencer becomes the ordering mark even though nothing was written.
+            Ok(r) if r.outcome == Outcome::AlreadyReplicated || r.outcome == Outcome::Stale => {
+                self.release(&key, &owner, sequencer.as_deref()).await;
+            }
             // Skipped or failed: give the lease back so a redelivery need not wait for it.
             _ => {
-                self.release(&key, &owner).await;
+                self.release(&key, &owner, None).await;
             }
         }
         applied
+    }
+
+    /// Which object a copy task reads, whether that read is the source's present state
+    /// (authoritative: nothing the ledger recorded earlier can make it stale), and which version
+    /// it must find to copy anything.
+    ///
+    /// With deletes replicated, GCS must equal what S3 serves *now*, so every copy reads the
+    /// current object: an event's version id only names the version that changed. A command
+    /// naming a version (the API, the CLI) copies it only if it is the current one, and is
+    /// `stale` otherwise. With deletes off, GCS keeps the newest version S3 has had: reads are
+    /// pinned to the task's version and never go back in time (a deleted current version must
+    /// not bring an older one back).
+    fn what_to_read<'t>(&self, task: &'t Task) -> (ObjectRef, bool, Option<&'t str>) {
+        if self.settings.replicate_deletes {
+            let require = task.event.is_none().then_some(task.object.version_id.as_deref()).flatten();
+            return (ObjectRef::new(&task.object.bucket, &task.object.key), true, require);
+        }
+        (task.object.clone(), false, None)
     }
 
     /// Gives the lease back, retrying transient failures with the one retry policy. Why retry:
     /// a lease left behind makes every later event for this key `busy` until it expires, at the
     /// invocation's deadline plus a margin (up to a quarter of an hour on Lambda); the SDK's own
     /// three attempts were seen to run out under the fault tests' 25% failure rate.
-    async fn release(&self, key: &str, owner: &str) {
+    async fn release(&self, key: &str, owner: &str, raise: Option<&str>) {
         let policy = self.transfer.retry_policy();
-        if let Err(e) = policy.run("release lease", |_| self.ledger.release(key, owner)).await {
+        if let Err(e) = policy.run("release lease", |_| self.ledger.release(key, owner, raise)).await {
             tracing::warn!(error = %e.chain(), "could not release the lease; it will expire");
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// After GCS refused a write or delete because the destination is not the generation the
+    /// ledger recorded ([`ErrorKind::Conflict`]): someone wrote it outside the ledger's order (a
+    /// holder that outlived its lease, another tool). If the lease is still ours, our decision
+    /// stands (it was made on a later read of the source than any earlier holder's), and the
+    /// generation GCS holds now becomes the precondition of the next attempt; a lease lost
+    /// stops here, never overwriting the new holder's copy.
+    async fn refence(&self, dest: &Destination, held: &Held<'_, L>, conflict: &Error) -> Result<u64> {
+        if !held.journal.still_held().await? {
+            return Err(held.journal.lease_lost());
+        }
+        let found = self.transfer.sink().stat(&dest.bucket, &dest.name).await?;
+        let generation = found.as_ref().and_then(|o| o.generation.parse().ok()).unwrap_or(0);
+        tracing::warn!(
+            destination = %dest,
+            generation,
+            conflict = %conflict.message(),
+            "the destination changed outside the ledger; deciding again with the generation GCS holds"
+        );
+        Ok(generation)
+    }
+
     async fn copy(
         &self,
         task: &Task,
         dest: &Destination,
-        journal: &LeaseJournal<'_, L>,
-        sequencer: Option<String>,
-        previous: Option<&DoneRecord>,
-        upload: Option<&UploadCheckpoint>,
-        started: std::time::Instant,
+        held: &Held<'_, L>,
+        read: &ObjectRef,
+        authoritative: bool,
+        require_version: Option<&str>,
     ) -> Result<Replication> {
-        let (key, owner) = (journal.key, journal.owner);
-        let ordered_by_sequencer = sequencer.is_some() && previous.is_some_and(|p| p.sequencer.is_some());
+        let (journal, started) = (held.journal, held.started);
+        let previous = held.previous.done.as_ref();
+        let ordered_by_sequencer = held.sequencer.is_some() && previous.is_some_and(|p| p.sequencer.is_some());
+        let skip_time_order = authoritative || ordered_by_sequencer;
         // Migration jobs' overwrite policies may look at what GCS holds when the ledger has no
         // record (the destination was filled by something else). Event-driven copies never do.
         let existing = match task.overwrite {
@@ -334,42 +399,50 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             _ => None,
         };
         let policy = task.overwrite;
-        let copied = self
-            .transfer
-            .copy_journaled(
-                &task.object,
-                dest,
-                |meta| {
-                    if policy == Some(Overwrite::Never)
-                        && (existing.is_some() || previous.is_some_and(|p| p.action == "copy"))
-                    {
-                        return Some((Outcome::AlreadyReplicated, "the destination exists (overwrite: never)".into()));
-                    }
-                    if let Some(found) = &existing
-                        && same_content(found, meta)
-                    {
-                        return Some((
-                            Outcome::AlreadyReplicated,
-                            "GCS already holds the same size and checksum".into(),
-                        ));
-                    }
-                    match judge_read(previous, meta, ordered_by_sequencer) {
-                        // `always` copies even an identical version; it never copies an older one.
-                        Some((Outcome::AlreadyReplicated, _)) if policy == Some(Overwrite::Always) => None,
-                        other => other,
-                    }
-                },
-                upload,
-                journal,
-            )
-            .await;
-        let copied = match copied {
-            // A session whose bytes failed verification must not be continued by the next try.
-            Err(e) if e.kind() == ErrorKind::Integrity => {
-                journal.forget().await;
-                return Err(e);
+        let judge = |meta: &crate::model::SourceMeta| {
+            if let Some(want) = require_version
+                && meta.version_id.as_deref() != Some(want)
+            {
+                let why = format!(
+                    "version {want} is not the current one; with deletes replicated GCS mirrors the current version"
+                );
+                return Some((Outcome::Stale, why));
             }
-            other => other?,
+            if policy == Some(Overwrite::Never) && (existing.is_some() || previous.is_some_and(|p| p.action == "copy")) {
+                return Some((Outcome::AlreadyReplicated, "the destination exists (overwrite: never)".to_string()));
+            }
+            if let Some(found) = &existing
+                && same_content(found, meta)
+            {
+                return Some((Outcome::AlreadyReplicated, "GCS already holds the same size and checksum".into()));
+            }
+            match judge_read(previous, meta, skip_time_order) {
+                // `always` copies even an identical version; it never copies an older one.
+                Some((Outcome::AlreadyReplicated, _)) if policy == Some(Overwrite::Always) => None,
+                other => other,
+            }
+        };
+        let mut fence = match &existing {
+            Some(found) => found.generation.parse().ok(),
+            None => fence_of(previous),
+        };
+        let mut upload = held.previous.upload.as_ref();
+        let mut round = 0;
+        let copied = loop {
+            round += 1;
+            match self.transfer.copy_journaled(read, dest, judge, upload, journal, fence).await {
+                Err(e) if e.kind() == ErrorKind::Conflict && round < FENCE_ROUNDS => {
+                    fence = Some(self.refence(dest, held, &e).await?);
+                    // A session whose precondition failed cannot be finalized.
+                    upload = None;
+                }
+                // A session whose bytes failed verification must not be continued by the next try.
+                Err(e) if e.kind() == ErrorKind::Integrity => {
+                    journal.forget().await;
+                    return Err(e);
+                }
+                other => break other?,
+            }
         };
         let report = match copied {
             Copy::Skipped((outcome, why), meta) => {
@@ -388,7 +461,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         };
         let done = DoneRecord {
             action: "copy".into(),
-            sequencer,
+            sequencer: held.sequencer.clone(),
             last_modified_ms: report.source.last_modified.as_deref().and_then(rfc3339_ms),
             version_id: report.source.version_id.clone(),
             etag: Some(report.source.etag.clone()),
@@ -399,11 +472,12 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             source_key: task.object.key.clone(),
             done_at_ms: now_ms(),
             job_id: task.job_id.clone(),
+            meta_digest: Some(crate::transfer::metadata::digest(&report.source)),
         };
-        if !self.ledger.complete(key, owner, &done).await? {
+        if !self.ledger.complete(journal.key, journal.owner, &done).await? {
             return Err(Error::new(
                 ErrorKind::Transient,
-                "copied, but the ledger lease was lost or a newer version was recorded meanwhile; retrying re-checks the order",
+                "copied, but the ledger lease was lost meanwhile; retrying re-checks the order",
             ));
         }
         let mut r = result(task, dest, Outcome::Replicated, None, started);
@@ -418,45 +492,77 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         Ok(r)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn delete(
-        &self,
-        task: &Task,
-        dest: &Destination,
-        key: &str,
-        owner: &str,
-        sequencer: Option<String>,
-        previous: Option<&DoneRecord>,
-        started: std::time::Instant,
-    ) -> Result<Replication> {
-        // Whole seconds, like S3's last-modified times it is compared with.
-        let event_ms = task.event_time.as_deref().and_then(rfc3339_ms).unwrap_or_else(now_ms) / 1000 * 1000;
-        if sequencer.is_none() {
-            // No sequencer to order by: apply the delete only if the object is really gone, and
-            // not over a write recorded as newer than the delete event.
-            if self.transfer.source().exists(&task.object).await? {
-                return Ok(result(task, dest, Outcome::Stale, Some("the source object exists again".into()), started));
-            }
-            if let Some(lm) = previous.and_then(|p| p.last_modified_ms).filter(|lm| *lm > event_ms) {
-                let why = format!("a write from {lm} ms is newer than this delete ({event_ms} ms)");
-                return Ok(result(task, dest, Outcome::Stale, Some(why), started));
+    /// A delete event (with deletes replicated), decided by what S3 serves now, never by the
+    /// event alone: a delete marker or the removal of the only version leaves no current object,
+    /// and the GCS copy is deleted; the permanent deletion of a noncurrent version, of the
+    /// current one (the previous becomes current) or of a delete marker (the object is back)
+    /// leaves one, and that is copied instead (usually a duplicate: nothing is uploaded).
+    async fn delete(&self, task: &Task, dest: &Destination, held: &Held<'_, L>) -> Result<Replication> {
+        let current = ObjectRef::new(&task.object.bucket, &task.object.key);
+        if self.transfer.source().exists(&current).await? {
+            let mut r = self.copy(task, dest, held, &current, true, None).await?;
+            let why = "S3 still serves a current object for this key, so the copy follows it";
+            r.detail = Some(match r.detail.take() {
+                Some(d) => format!("{why}: {d}"),
+                None => why.to_string(),
+            });
+            return Ok(r);
+        }
+        let previous = held.previous.done.as_ref();
+        let mut fence = fence_of(previous);
+        let mut round = 0;
+        loop {
+            round += 1;
+            match self.transfer.sink().delete(&dest.bucket, &dest.name, None, fence).await {
+                Err(e) if e.kind() == ErrorKind::Conflict && round < FENCE_ROUNDS => {
+                    fence = Some(self.refence(dest, held, &e).await?);
+                    if fence == Some(0) {
+                        break;
+                    }
+                }
+                other => break other?,
             }
         }
-        self.transfer.sink().delete(&dest.bucket, &dest.name, None).await?;
         let done = DoneRecord {
             action: "delete".into(),
-            sequencer,
-            last_modified_ms: Some(event_ms),
+            sequencer: held.sequencer.clone(),
+            // When S3 was seen without the object: a copy pinned to an older version (a command
+            // naming one) is then stale.
+            last_modified_ms: Some(now_ms()),
             version_id: task.object.version_id.clone(),
             source_bucket: task.object.bucket.clone(),
             source_key: task.object.key.clone(),
             done_at_ms: now_ms(),
             ..Default::default()
         };
-        if !self.ledger.complete(key, owner, &done).await? {
+        if !self.ledger.complete(held.journal.key, held.journal.owner, &done).await? {
             return Err(Error::new(ErrorKind::Transient, "deleted, but the ledger lease was lost meanwhile"));
         }
-        Ok(result(task, dest, Outcome::Deleted, None, started))
+        Ok(result(task, dest, Outcome::Deleted, task.event.clone(), held.started))
+    }
+}
+
+/// How many times a write or delete is decided again after GCS refused its precondition, before
+/// the task fails (retryable): more means writers outside the ledger keep racing it.
+const FENCE_ROUNDS: u32 = 3;
+
+/// What a lease holder knows while it applies one task.
+struct Held<'a, L> {
+    journal: &'a LeaseJournal<'a, L>,
+    /// The task's normalized sequencer.
+    sequencer: Option<String>,
+    /// The ledger item as the claim found it.
+    previous: &'a LedgerItem,
+    started: std::time::Instant,
+}
+
+/// The generation GCS must hold for a write or delete to land: the one the ledger recorded for
+/// its last copy, or none (`0`) after a delete or when nothing was recorded. `None` (no
+/// precondition) only for a recorded generation that is not a number, which GCS never sends.
+fn fence_of(previous: Option<&DoneRecord>) -> Option<u64> {
+    match previous {
+        Some(p) if p.action == "copy" => p.generation.as_deref().and_then(|g| g.parse().ok()),
+        _ => Some(0),
     }
 }
 
@@ -516,6 +622,13 @@ impl<'a, L: Ledger> LeaseJournal<'a, L> {
         )
     }
 
+    /// Whether the lease is still ours (one conditional write, which also forgets a recorded
+    /// upload: it is asked after GCS refused a write, when no session can be finalized).
+    async fn still_held(&self) -> Result<bool> {
+        self.state().upload = None;
+        self.write(None).await
+    }
+
     /// Forgets the recorded upload, ours or an earlier attempt's (best effort).
     pub async fn forget(&self) {
         self.state().upload = None;
@@ -557,11 +670,11 @@ impl<L: Ledger> UploadJournal for LeaseJournal<'_, L> {
 
 /// Why a claim was refused, from the item the ledger returned.
 fn rejection(current: &LedgerItem, sequencer: Option<&str>, now: i64) -> (Outcome, String) {
-    if let (Some(ours), Some(done)) = (sequencer, current.done.as_ref().and_then(|d| d.sequencer.as_deref())) {
-        if done == ours {
+    if let (Some(ours), Some(mark)) = (sequencer, current.high_water.as_deref()) {
+        if mark == ours {
             return (Outcome::AlreadyReplicated, "this event was already applied".into());
         }
-        if done > ours {
+        if mark > ours {
             return (Outcome::Stale, "a later event for this key was already applied".into());
         }
     }
@@ -578,21 +691,42 @@ fn same_content(found: &crate::model::StoredObject, meta: &crate::model::SourceM
 }
 
 /// Decides, from the source's metadata and the previous record, whether copying is needed.
-/// When both the task and the record carry sequencers, the claim has already ordered them and
-/// the coarser last-modified time (whole seconds in S3) must not overrule it.
+///
+/// A duplicate is the same version, ETag, last-modified time and metadata digest: a self-copy
+/// that only replaces metadata keeps the ETag (and, unversioned, the version id), so the other
+/// two tell it apart. A record without a time or digest (older records) does not count against
+/// a duplicate.
+///
+/// `skip_time_order`: the read cannot be stale, so last-modified times are not compared. Either
+/// the read is the source's present state (nothing recorded earlier is newer than *now*, and a
+/// deleted current version makes an older one current again), or both the task and the record
+/// carry sequencers, which the claim has already ordered and the coarser last-modified time
+/// (whole seconds in S3) must not overrule.
 fn judge_read(
     previous: Option<&DoneRecord>,
     meta: &crate::model::SourceMeta,
-    ordered_by_sequencer: bool,
+    skip_time_order: bool,
 ) -> Option<(Outcome, String)> {
     let prev = previous?;
-    if prev.action == "copy" && prev.etag.as_deref() == Some(meta.etag.as_str()) && prev.version_id == meta.version_id {
+    let lm = meta.last_modified.as_deref().and_then(rfc3339_ms);
+    let same_time = match (prev.last_modified_ms, lm) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    let same_meta =
+        prev.meta_digest.as_ref().is_none_or(|d| *d == crate::transfer::metadata::digest(meta));
+    if prev.action == "copy"
+        && prev.etag.as_deref() == Some(meta.etag.as_str())
+        && prev.version_id == meta.version_id
+        && same_time
+        && same_meta
+    {
         return Some((Outcome::AlreadyReplicated, "this version was already copied".into()));
     }
-    if ordered_by_sequencer {
+    if skip_time_order {
         return None;
     }
-    let lm = meta.last_modified.as_deref().and_then(rfc3339_ms)?;
+    let lm = lm?;
     match prev.last_modified_ms {
         Some(recorded) if recorded > lm => Some((
             Outcome::Stale,
@@ -696,7 +830,7 @@ mod tests {
         async fn complete(&self, _: &str, _: &str, _: &DoneRecord) -> Result<bool> {
             Ok(true)
         }
-        async fn release(&self, _: &str, _: &str) -> Result<()> {
+        async fn release(&self, _: &str, _: &str, _: Option<&str>) -> Result<()> {
             Ok(())
         }
         async fn checkpoint(&self, _: &str, _: &str, up: Option<&UploadCheckpoint>, until: i64) -> Result<bool> {
@@ -750,7 +884,12 @@ mod tests {
 
     #[test]
     fn rejected_claims_explain_themselves() {
-        let item = LedgerItem { done: Some(done(Some("00AA"), None, "e", None)), ..Default::default() };
+        // The ordering mark decides, whatever the last record was (a job's copy has none).
+        let item = LedgerItem {
+            done: Some(done(None, None, "e", None)),
+            high_water: Some(sequencer_order("00AA")),
+            ..Default::default()
+        };
         assert_eq!(rejection(&item, Some(&sequencer_order("00AA")), 0).0, Outcome::AlreadyReplicated);
         assert_eq!(rejection(&item, Some(&sequencer_order("0099")), 0).0, Outcome::Stale);
         let leased = LedgerItem { lease_owner: Some("x".into()), lease_expires_ms: Some(65_000), ..Default::default() };
@@ -784,7 +923,40 @@ mod tests {
         assert_eq!(judge_read(Some(&prev), &meta("e2", Some("v2"), "2026-11-23T05:00:01Z"), false), None);
         assert_eq!(judge_read(Some(&prev), &meta("e2", Some("v2"), "2026-11-23T05:00:00Z"), false), None);
         assert_eq!(judge_read(None, &meta("e2", None, "2026-11-23T05:00:00Z"), false), None);
-        // Ordered by sequencers: an older last-modified time does not make it stale.
+        // Ordered by sequencers, or read as the present state: an older last-modified time
+        // does not make it stale (deleting the current version brings an older one back).
         assert_eq!(judge_read(Some(&prev), &meta("e0", Some("v0"), "2026-11-23T04:59:59Z"), true), None);
+    }
+
+    #[test]
+    fn a_metadata_only_update_is_not_a_duplicate() {
+        let read = |lm: &str, content_type: &str| crate::model::SourceMeta {
+            etag: "e1".into(),
+            version_id: None,
+            last_modified: Some(lm.into()),
+            headers: crate::model::ContentHeaders { content_type: Some(content_type.into()), ..Default::default() },
+            ..Default::default()
+        };
+        let first = read("2026-11-23T05:00:00Z", "text/plain");
+        let mut prev = done(None, rfc3339_ms("2026-11-23T05:00:00Z"), "e1", None);
+        prev.meta_digest = Some(crate::transfer::metadata::digest(&first));
+        assert_eq!(judge_read(Some(&prev), &first, false).map(|j| j.0), Some(Outcome::AlreadyReplicated));
+        // A self-copy with MetadataDirective=REPLACE: same ETag, no version id, a later time.
+        assert_eq!(judge_read(Some(&prev), &read("2026-11-23T05:00:07Z", "text/csv"), false), None);
+        // ... or within the same second: the digest tells.
+        assert_eq!(judge_read(Some(&prev), &read("2026-11-23T05:00:00Z", "text/csv"), false), None);
+        // A record written before digests existed still recognises a duplicate.
+        prev.meta_digest = None;
+        assert_eq!(judge_read(Some(&prev), &first, false).map(|j| j.0), Some(Outcome::AlreadyReplicated));
+    }
+
+    #[test]
+    fn the_fence_is_the_recorded_generation_or_none_at_all() {
+        let mut copy = done(None, None, "e", None);
+        copy.generation = Some("1700000000123456".into());
+        assert_eq!(fence_of(Some(&copy)), Some(1_700_000_000_123_456));
+        let deleted = DoneRecord { action: "delete".into(), ..Default::default() };
+        assert_eq!(fence_of(Some(&deleted)), Some(0), "after a delete GCS must hold no object");
+        assert_eq!(fence_of(None), Some(0), "nothing recorded: GCS must hold no object");
     }
 }

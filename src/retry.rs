@@ -5,7 +5,7 @@
 //! recommended by AWS's "Exponential Backoff And Jitter": it spreads retries from many
 //! concurrent Lambdas instead of having them hammer a throttled endpoint in lockstep.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use std::future::Future;
 use std::time::Duration;
 
@@ -43,7 +43,9 @@ impl RetryPolicy {
         loop {
             match op(attempt).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_retryable() && attempt + 1 < self.max_attempts.max(1) => {
+                // A precondition conflict is decided again by the caller: the same request with
+                // the same precondition would only fail the same way.
+                Err(e) if e.is_retryable() && e.kind() != ErrorKind::Conflict && attempt + 1 < self.max_attempts.max(1) => {
                     let wait = self.delay(attempt);
                     tracing::warn!(op = what, attempt = attempt + 1, error = %e.chain(), wait_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;

@@ -341,8 +341,8 @@ impl<K: ObjectSink> ObjectSink for CorruptingSink<K> {
     async fn session_status(&self, s: &str, total: u64) -> xcr::Result<UploadProgress> {
         self.inner.session_status(s, total).await
     }
-    async fn delete(&self, b: &str, n: &str, g: Option<&str>) -> xcr::Result<()> {
-        self.inner.delete(b, n, g).await
+    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
+        self.inner.delete(b, n, g, m).await
     }
     async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
         self.inner.stat(b, n).await
@@ -412,8 +412,8 @@ impl<K: ObjectSink> ObjectSink for LossySink<K> {
     async fn session_status(&self, s: &str, total: u64) -> xcr::Result<UploadProgress> {
         self.inner.session_status(s, total).await
     }
-    async fn delete(&self, b: &str, n: &str, g: Option<&str>) -> xcr::Result<()> {
-        self.inner.delete(b, n, g).await
+    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
+        self.inner.delete(b, n, g, m).await
     }
     async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
         self.inner.stat(b, n).await

@@ -88,6 +88,12 @@ impl From<Error> for ApiError {
                 "the source object changed while it was being copied; retry to copy the new version",
             )
             .with_retry_after(1),
+            ErrorKind::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "destination_changed",
+                "the destination object was changed by another writer while this copy ran; retry to copy again",
+            )
+            .with_retry_after(1),
             ErrorKind::AccessDenied => {
                 tracing::warn!(error = %detail, "a dependency refused access");
                 Self::new(

@@ -5,7 +5,9 @@
 //! `lease_expires`) and the record of the last applied action (`done_*`) live
 //! side by side, so a claim never erases what was done before and returns it (ALL_OLD) in the
 //! same request, and a failed claim returns the current item (ReturnValuesOnConditionCheckFailure)
-//! so the caller learns why without a second read. `last_owner` names the last lease holder that
+//! so the caller learns why without a second read. `hw_seq` is the key's ordering mark (the
+//! highest S3 sequencer decided for it): set with the lease held, never removed, so that no
+//! writer without a sequencer can erase it. `last_owner` names the last lease holder that
 //! completed or released the item, so a late copy of its claim cannot take the lease again.
 //!
 //! An unfinished resumable upload is remembered in `upload_*` attributes (session URI, the
@@ -69,6 +71,7 @@ fn parse_item(item: &Item) -> LedgerItem {
         source_key: get_s(item, "source_key").unwrap_or_default(),
         done_at_ms: get_n(item, "done_at").unwrap_or_default(),
         job_id: get_s(item, "done_job"),
+        meta_digest: get_s(item, "done_meta"),
     });
     let upload = get_s(item, "upload_session").map(|session| UploadCheckpoint {
         session,
@@ -79,7 +82,15 @@ fn parse_item(item: &Item) -> LedgerItem {
         offset: get_n(item, "upload_offset").unwrap_or_default(),
         crc32c: get_n(item, "upload_crc").unwrap_or_default(),
     });
-    LedgerItem { done, lease_owner: get_s(item, "lease_owner"), lease_expires_ms: get_n(item, "lease_expires"), upload }
+    // Items written before the mark existed carry only `done_seq`, which was raised the same way.
+    let high_water = get_s(item, "hw_seq").or_else(|| get_s(item, "done_seq"));
+    LedgerItem {
+        done,
+        high_water,
+        lease_owner: get_s(item, "lease_owner"),
+        lease_expires_ms: get_n(item, "lease_expires"),
+        upload,
+    }
 }
 
 /// Every attribute of a remembered upload, removed together.
@@ -128,7 +139,11 @@ impl Ledger for DynamoLedger {
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(seq) = &req.sequencer {
-            condition.push_str(" AND (attribute_not_exists(done_seq) OR done_seq < :seq)");
+            // `done_seq` too, for items written before `hw_seq` existed.
+            condition.push_str(
+                " AND (attribute_not_exists(hw_seq) OR hw_seq < :seq) \
+                 AND (attribute_not_exists(done_seq) OR done_seq < :seq)",
+            );
             update = update.expression_attribute_values(":seq", s(seq));
         }
         match update.condition_expression(condition).send().await {
@@ -172,7 +187,7 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":at", n(done.done_at_ms))
             .expression_attribute_values(":sb", s(&done.source_bucket))
             .expression_attribute_values(":sk", s(&done.source_key));
-        let optional: [(&str, &str, &str, Option<AttributeValue>); 8] = [
+        let optional: [(&str, &str, &str, Option<AttributeValue>); 9] = [
             ("done_seq", ":seq", "done_seq = :seq", done.sequencer.clone().map(s)),
             ("done_lm", ":lm", "done_lm = :lm", done.last_modified_ms.map(n)),
             ("done_version", ":ver", "done_version = :ver", done.version_id.clone().map(s)),
@@ -181,6 +196,7 @@ impl Ledger for DynamoLedger {
             ("done_size", ":size", "done_size = :size", done.size.map(n)),
             ("done_crc32c", ":crc", "done_crc32c = :crc", done.crc32c.clone().map(s)),
             ("done_job", ":job", "done_job = :job", done.job_id.clone().map(s)),
+            ("done_meta", ":meta", "done_meta = :meta", done.meta_digest.clone().map(s)),
         ];
         for (attr, placeholder, set, value) in optional {
             match value {
@@ -192,15 +208,16 @@ impl Ledger for DynamoLedger {
                 None => removes.push(attr),
             }
         }
-        // Still ours, and nothing newer recorded meanwhile (by sequencer and by time).
+        // Still ours. Why nothing more: only the lease holder writes the item, so nothing can
+        // have been recorded since the claim, which checked the ordering mark; what the holder
+        // read from the source under the lease decides the rest (see replicate.rs). A
+        // last-modified condition here would refuse a correct record: deleting S3's current
+        // version makes an older one current again.
         let mut condition = String::from("lease_owner = :owner");
         if done.sequencer.is_some() {
-            condition.push_str(" AND (attribute_not_exists(done_seq) OR done_seq <= :seq)");
-        }
-        // Without a sequencer, order by last-modified time. With one, the sequencer decides:
-        // a record without one is ordered by the claim's read (see replicate.rs).
-        if done.sequencer.is_none() && done.last_modified_ms.is_some() {
-            condition.push_str(" AND (attribute_not_exists(done_lm) OR done_lm <= :lm)");
+            // The mark rises with the record; never removed when the record has no sequencer.
+            sets.push("hw_seq = :seq");
+            condition.push_str(" AND (attribute_not_exists(hw_seq) OR hw_seq <= :seq)");
         }
         let expr = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
         let req = req.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -219,18 +236,24 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn release(&self, key: &str, owner: &str) -> Result<()> {
-        let out = self
+    async fn release(&self, key: &str, owner: &str, raise: Option<&str>) -> Result<()> {
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(key))
             .key("sk", s(SK))
-            .update_expression("SET last_owner = :owner REMOVE lease_owner, lease_expires")
             .condition_expression("lease_owner = :owner")
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
+            .expression_attribute_values(":owner", s(owner));
+        // The claim checked that `raise` is above the mark, and only the holder writes it.
+        let expr = match raise {
+            Some(seq) => {
+                req = req.expression_attribute_values(":seq", s(seq));
+                "SET last_owner = :owner, hw_seq = :seq REMOVE lease_owner, lease_expires"
+            }
+            None => "SET last_owner = :owner REMOVE lease_owner, lease_expires",
+        };
+        let out = req.update_expression(expr).send().await;
         match out {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Ok(()),

@@ -64,12 +64,16 @@ impl GcsClient {
         &self.base
     }
 
-    fn upload_url(&self, bucket: &str, upload_type: &str) -> String {
-        format!(
+    fn upload_url(&self, spec: &UploadSpec, upload_type: &str) -> String {
+        let mut url = format!(
             "{}/upload/storage/v1/b/{}/o?uploadType={upload_type}&fields={OBJECT_FIELDS}",
             self.base,
-            utf8_percent_encode(bucket, SEGMENT)
-        )
+            utf8_percent_encode(&spec.bucket, SEGMENT)
+        );
+        if let Some(g) = spec.if_generation_match {
+            url.push_str(&format!("&ifGenerationMatch={g}"));
+        }
+        url
     }
 
     fn object_url(&self, bucket: &str, name: &str) -> String {
@@ -175,7 +179,7 @@ impl ObjectSink for GcsClient {
         body.put_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let req = self
             .http
-            .post(self.upload_url(&spec.bucket, "multipart"))
+            .post(self.upload_url(spec, "multipart"))
             .header(CONTENT_TYPE, format!("multipart/related; boundary={boundary}"))
             .body(body.freeze());
         let resp = self.send(req, "upload object").await?;
@@ -186,7 +190,7 @@ impl ObjectSink for GcsClient {
     async fn start_session(&self, spec: &UploadSpec) -> Result<String> {
         let req = self
             .http
-            .post(self.upload_url(&spec.bucket, "resumable"))
+            .post(self.upload_url(spec, "resumable"))
             .header("X-Upload-Content-Type", content_type(spec))
             .header("X-Upload-Content-Length", spec.size)
             .json(&resource(spec));
@@ -228,11 +232,19 @@ impl ObjectSink for GcsClient {
         progress(resp, "query upload status").await
     }
 
-    async fn delete(&self, bucket: &str, name: &str, generation: Option<&str>) -> Result<()> {
+    async fn delete(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: Option<&str>,
+        if_generation_match: Option<u64>,
+    ) -> Result<()> {
         let mut url = self.object_url(bucket, name);
         if let Some(g) = generation {
             url.push_str("?generation=");
             url.push_str(g);
+        } else if let Some(g) = if_generation_match {
+            url.push_str(&format!("?ifGenerationMatch={g}"));
         }
         let resp = self.send(self.http.delete(url), "delete object").await?;
         if resp.status().as_u16() == 404 {
@@ -340,6 +352,9 @@ async fn check(resp: reqwest::Response, what: &str) -> Result<reqwest::Response>
         && (lower.contains("crc32c") || lower.contains("md5") || lower.contains("checksum") || lower.contains("hash"))
     {
         ErrorKind::Integrity
+    } else if status.as_u16() == 412 {
+        // Only preconditions xcr sends can fail: `ifGenerationMatch` on writes and deletes.
+        ErrorKind::Conflict
     } else {
         kind_for_status(status.as_u16())
     };

@@ -44,7 +44,38 @@ pub fn upload_spec(obj: &ObjectRef, meta: &SourceMeta, dest: &Destination) -> Up
         storage_class: dest.storage_class.clone(),
         crc32c: meta.crc32c.clone(),
         md5: meta.md5.as_ref().map(md5_b64),
+        if_generation_match: None,
     }
+}
+
+/// A digest of what a metadata-only change alters: the five content headers and the user
+/// metadata (not provenance, not the bytes). Base64 of an MD5 over a length-prefixed encoding,
+/// so that no two different sets of fields encode alike; MD5 is a change detector here, not a
+/// security boundary. Stored in the ledger to tell a metadata-only update from a duplicate.
+pub fn digest(meta: &SourceMeta) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    let mut field = |name: &str, value: Option<&str>| {
+        for part in [Some(name), value] {
+            match part {
+                Some(p) => {
+                    h.update((p.len() as u64).to_be_bytes());
+                    h.update(p.as_bytes());
+                }
+                None => h.update(u64::MAX.to_be_bytes()),
+            }
+        }
+    };
+    let c = &meta.headers;
+    field("content-type", c.content_type.as_deref());
+    field("content-encoding", c.content_encoding.as_deref());
+    field("content-language", c.content_language.as_deref());
+    field("content-disposition", c.content_disposition.as_deref());
+    field("cache-control", c.cache_control.as_deref());
+    for (k, v) in &meta.user_metadata {
+        field(&format!("meta:{k}"), Some(v));
+    }
+    crate::transfer::checksum::md5_b64(&h.finalize().into())
 }
 
 /// Characters kept as they are in the provenance key: unreserved plus `/`.
@@ -82,5 +113,33 @@ mod tests {
         assert_eq!(encode_key("plain/key-1_2.txt"), "plain/key-1_2.txt");
         assert_eq!(spec.metadata.get(PROV_VERSION).map(String::as_str), Some("v1"));
         assert_eq!(spec.metadata.get(PROV_ETAG).map(String::as_str), Some("abc"));
+    }
+
+    #[test]
+    fn the_digest_changes_with_any_header_or_user_key_and_only_with_them() {
+        let base = SourceMeta {
+            size: 3,
+            etag: "abc".into(),
+            headers: ContentHeaders { content_type: Some("text/plain".into()), ..Default::default() },
+            ..Default::default()
+        };
+        let d = digest(&base);
+        // The bytes' identity and provenance are not part of it.
+        assert_eq!(digest(&SourceMeta { etag: "other".into(), size: 9, ..base.clone() }), d);
+        let mut typed = base.clone();
+        typed.headers.content_type = Some("text/csv".into());
+        let mut cached = base.clone();
+        cached.headers.cache_control = Some("no-cache".into());
+        let mut tagged = base.clone();
+        tagged.user_metadata.insert("owner".into(), "x".into());
+        // A value moved from one field to another is a change too.
+        let mut moved = base.clone();
+        moved.headers.content_type = None;
+        moved.headers.content_language = Some("text/plain".into());
+        let all = [digest(&typed), digest(&cached), digest(&tagged), digest(&moved)];
+        for (i, a) in all.iter().enumerate() {
+            assert_ne!(a, &d, "change {i} not seen");
+            assert!(all.iter().filter(|b| *b == a).count() == 1, "two changes digest alike");
+        }
     }
 }

@@ -142,12 +142,16 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         dest: &Destination,
         skip: impl FnOnce(&SourceMeta) -> Option<T>,
     ) -> Result<Copy<T>> {
-        self.copy_journaled(obj, dest, skip, None, &NoJournal).await
+        self.copy_journaled(obj, dest, skip, None, &NoJournal, None).await
     }
 
     /// Like [`Transfer::copy_unless`], and a resumable upload is made durable: `journal` learns
     /// of the session and of confirmed chunks, and `previous` (what an earlier attempt's journal
     /// recorded) is continued when it belongs to the version being read and GCS still holds it.
+    /// `fence`: the generation the destination must have for the write to land
+    /// ([`crate::ports::UploadSpec::if_generation_match`]); a mismatch is
+    /// [`ErrorKind::Conflict`], except when a retried single request finds its own earlier
+    /// attempt's object (same size and CRC32C), which is then the result: one generation.
     pub async fn copy_journaled<T>(
         &self,
         obj: &ObjectRef,
@@ -155,6 +159,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         skip: impl FnOnce(&SourceMeta) -> Option<T>,
         previous: Option<&UploadCheckpoint>,
         journal: &impl UploadJournal,
+        fence: Option<u64>,
     ) -> Result<Copy<T>> {
         let started = Instant::now();
         let pin = ReadPin { version_id: obj.version_id.clone(), etag: None };
@@ -173,6 +178,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         }
         let (mut reader, meta) = ChunkReader::new(&self.source, obj, first, 0, self.retry);
         let mut spec = metadata::upload_spec(obj, &meta, dest);
+        spec.if_generation_match = fence;
 
         let mut report = if meta.size <= self.cfg.resumable_threshold {
             let data = reader.next_chunk(meta.size).await?;
@@ -181,7 +187,20 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             // GCS verifies this and refuses the object if the bytes it received differ.
             spec.crc32c = Some(crc.clone());
             let len = data.len() as u64;
-            let stored = self.retry.run("upload", |_| self.sink.upload_single(&spec, data.clone())).await?;
+            let mut attempts = 0;
+            let uploaded = self
+                .retry
+                .run("upload", |n| {
+                    attempts = n + 1;
+                    self.sink.upload_single(&spec, data.clone())
+                })
+                .await;
+            let stored = match uploaded {
+                Err(e) if e.kind() == ErrorKind::Conflict && attempts > 1 => {
+                    self.own_earlier_attempt(&spec, &crc).await.ok_or(e)?
+                }
+                other => other?,
+            };
             TransferReport {
                 source: meta.clone(),
                 stored,
@@ -202,6 +221,20 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         self.verify(obj, &report).await?;
         report.elapsed = started.elapsed();
         Ok(Copy::Done(report))
+    }
+
+    /// After a retried single request met its precondition: the object GCS now holds, if it is
+    /// what this copy sent (an earlier attempt landed and only its answer was lost). Why not
+    /// just fail: the caller would then decide again and upload a second generation of the
+    /// same bytes; Google's retry guidance treats a precondition failure after a retried insert
+    /// the same way.
+    async fn own_earlier_attempt(&self, spec: &crate::ports::UploadSpec, crc: &str) -> Option<StoredObject> {
+        let found = self.sink.stat(&spec.bucket, &spec.name).await.ok().flatten()?;
+        let fenced_out = spec.if_generation_match.is_some_and(|g| found.generation != g.to_string());
+        (fenced_out && found.size == spec.size && found.crc32c.as_deref() == Some(crc)).then(|| {
+            tracing::info!(generation = %found.generation, "a retried upload found its own earlier attempt's object");
+            found
+        })
     }
 
     /// Whether `cp`, left by an earlier attempt, can be continued for the version just read:
@@ -483,7 +516,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         tracing::error!(object = %obj, generation = %stored.generation, "{why}; deleting the bad generation");
         if let Err(e) = self
             .retry
-            .run("delete bad generation", |_| self.sink.delete(&stored.bucket, &stored.name, Some(&stored.generation)))
+            .run("delete bad generation", |_| self.sink.delete(&stored.bucket, &stored.name, Some(&stored.generation), None))
             .await
         {
             tracing::error!(error = %e.chain(), "could not delete the generation that failed verification");
