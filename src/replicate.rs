@@ -408,7 +408,8 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
                 );
                 return Some((Outcome::Stale, why));
             }
-            if policy == Some(Overwrite::Never) && (existing.is_some() || previous.is_some_and(|p| p.action == "copy")) {
+            if policy == Some(Overwrite::Never) && (existing.is_some() || previous.is_some_and(|p| p.action == "copy"))
+            {
                 return Some((Outcome::AlreadyReplicated, "the destination exists (overwrite: never)".to_string()));
             }
             if let Some(found) = &existing
@@ -713,8 +714,7 @@ fn judge_read(
         (Some(a), Some(b)) => a == b,
         _ => true,
     };
-    let same_meta =
-        prev.meta_digest.as_ref().is_none_or(|d| *d == crate::transfer::metadata::digest(meta));
+    let same_meta = prev.meta_digest.as_ref().is_none_or(|d| *d == crate::transfer::metadata::digest(meta));
     if prev.action == "copy"
         && prev.etag.as_deref() == Some(meta.etag.as_str())
         && prev.version_id == meta.version_id

@@ -45,7 +45,11 @@ impl RetryPolicy {
                 Ok(v) => return Ok(v),
                 // A precondition conflict is decided again by the caller: the same request with
                 // the same precondition would only fail the same way.
-                Err(e) if e.is_retryable() && e.kind() != ErrorKind::Conflict && attempt + 1 < self.max_attempts.max(1) => {
+                Err(e)
+                    if e.is_retryable()
+                        && e.kind() != ErrorKind::Conflict
+                        && attempt + 1 < self.max_attempts.max(1) =>
+                {
                     let wait = self.delay(attempt);
                     tracing::warn!(op = what, attempt = attempt + 1, error = %e.chain(), wait_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;

@@ -516,7 +516,9 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         tracing::error!(object = %obj, generation = %stored.generation, "{why}; deleting the bad generation");
         if let Err(e) = self
             .retry
-            .run("delete bad generation", |_| self.sink.delete(&stored.bucket, &stored.name, Some(&stored.generation), None))
+            .run("delete bad generation", |_| {
+                self.sink.delete(&stored.bucket, &stored.name, Some(&stored.generation), None)
+            })
             .await
         {
             tracing::error!(error = %e.chain(), "could not delete the generation that failed verification");

