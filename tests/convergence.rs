@@ -25,6 +25,9 @@ use xcr::transfer::{Transfer, TransferConfig};
 
 type Repl = Replicator<S3Source, GcsClient, DynamoLedger>;
 
+/// An object as served: bytes, content type, user metadata (sorted).
+type Served = (Vec<u8>, String, Vec<(String, String)>);
+
 async fn replicator(stack: &Stack, deletes: bool) -> Repl {
     let sdk = stack.sdk().await;
     let transfer = Transfer::new(S3Source::new(&sdk), stack.gcs(), TransferConfig::default(), fast_retry());
@@ -57,11 +60,7 @@ async fn outcome(r: &Repl, task: &Task) -> Outcome {
 }
 
 /// What S3 serves now for a key: bytes, content type and user metadata, or `None`.
-async fn s3_current(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Option<(Vec<u8>, String, Vec<(String, String)>)> {
+async fn s3_current(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Served> {
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => {
             let ct = o.content_type().unwrap_or_default().to_string();
@@ -81,7 +80,7 @@ async fn s3_current(
 
 /// What GCS holds for a name, read independently: bytes, content type and the user metadata
 /// (provenance keys left out).
-async fn gcs_current(stack: &Stack, name: &str) -> Option<(Vec<u8>, String, Vec<(String, String)>)> {
+async fn gcs_current(stack: &Stack, name: &str) -> Option<Served> {
     let (bytes, meta) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), name).await?;
     let ct = meta["contentType"].as_str().unwrap_or_default().to_string();
     let mut md: Vec<(String, String)> = meta["metadata"]
@@ -100,7 +99,7 @@ async fn gcs_current(stack: &Stack, name: &str) -> Option<(Vec<u8>, String, Vec<
 async fn assert_converged(s3: &aws_sdk_s3::Client, stack: &Stack, bucket: &str, key: &str, what: &str) {
     let want = s3_current(s3, bucket, key).await;
     let got = gcs_current(stack, key).await;
-    let show = |v: &Option<(Vec<u8>, String, Vec<(String, String)>)>| {
+    let show = |v: &Option<Served>| {
         v.as_ref().map(|(b, ct, md)| format!("{} bytes crc {} {ct} {md:?}", b.len(), crc32c_b64(b)))
     };
     assert!(want == got, "{what}: {key}: S3 serves {:?}, GCS holds {:?}", show(&want), show(&got));
