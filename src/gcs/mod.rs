@@ -109,6 +109,24 @@ impl GcsClient {
         check(resp, "list the destination bucket").await.map(|_| ())
     }
 
+    /// A delete of exactly `generation`, or of the live object fenced on `if_generation_match`.
+    fn delete_url(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: Option<&str>,
+        if_generation_match: Option<u64>,
+    ) -> String {
+        let mut url = self.object_url(bucket, name);
+        if let Some(g) = generation {
+            url.push_str("?generation=");
+            url.push_str(g);
+        } else if let Some(g) = if_generation_match {
+            url.push_str(&format!("?ifGenerationMatch={g}"));
+        }
+        url
+    }
+
     fn session_url(&self, session: &str) -> String {
         if !self.rewrite_sessions {
             return session.to_string();
@@ -239,13 +257,7 @@ impl ObjectSink for GcsClient {
         generation: Option<&str>,
         if_generation_match: Option<u64>,
     ) -> Result<()> {
-        let mut url = self.object_url(bucket, name);
-        if let Some(g) = generation {
-            url.push_str("?generation=");
-            url.push_str(g);
-        } else if let Some(g) = if_generation_match {
-            url.push_str(&format!("?ifGenerationMatch={g}"));
-        }
+        let url = self.delete_url(bucket, name, generation, if_generation_match);
         let resp = self.send(self.http.delete(url), "delete object").await?;
         if resp.status().as_u16() == 404 {
             return Ok(());
@@ -398,6 +410,21 @@ mod tests {
     fn object_names_are_one_encoded_segment() {
         let c = GcsClient::new(Some("http://127.0.0.1:1"), Auth::Anonymous, Duration::from_secs(1)).expect("client");
         assert_eq!(c.object_url("b", "a b/c+d%é"), "http://127.0.0.1:1/storage/v1/b/b/o/a%20b%2Fc%2Bd%25%C3%A9");
+    }
+
+    #[test]
+    fn writes_and_deletes_carry_the_generation_precondition() {
+        let c = GcsClient::new(Some("http://127.0.0.1:1"), Auth::Anonymous, Duration::from_secs(1)).expect("client");
+        let mut spec = UploadSpec { bucket: "b".into(), name: "k".into(), ..Default::default() };
+        assert!(!c.upload_url(&spec, "multipart").contains("ifGenerationMatch"));
+        spec.if_generation_match = Some(0);
+        assert!(c.upload_url(&spec, "multipart").ends_with("&ifGenerationMatch=0"));
+        spec.if_generation_match = Some(1_700_000_000_000_001);
+        assert!(c.upload_url(&spec, "resumable").contains("uploadType=resumable"));
+        assert!(c.upload_url(&spec, "resumable").ends_with("&ifGenerationMatch=1700000000000001"));
+        assert_eq!(c.delete_url("b", "k", None, Some(7)), "http://127.0.0.1:1/storage/v1/b/b/o/k?ifGenerationMatch=7");
+        // Withdrawing a bad generation names it exactly, no precondition needed.
+        assert_eq!(c.delete_url("b", "k", Some("9"), Some(7)), "http://127.0.0.1:1/storage/v1/b/b/o/k?generation=9");
     }
 
     #[test]
