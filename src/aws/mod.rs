@@ -43,6 +43,23 @@ pub fn with_timeouts(sdk: &aws_config::SdkConfig, attempt: std::time::Duration) 
     sdk.to_builder().timeout_config(merged).build()
 }
 
+/// What a missing table, queue or function means to the person reading the error.
+const MISSING_RESOURCE: &str =
+    "the DynamoDB table, SQS queue or Lambda function does not exist (wrong name or region?)";
+
+/// The codes with which DynamoDB, SQS and Lambda say that the resource a request names does not
+/// exist. SQS answers its JSON protocol with `QueueDoesNotExist` and its query-compatible code
+/// `AWS.SimpleQueueService.NonExistentQueue`; the SDK reports either, depending on the endpoint.
+fn is_missing_resource(code: &str) -> bool {
+    matches!(
+        code,
+        "ResourceNotFoundException"
+            | "QueueDoesNotExist"
+            | "AWS.SimpleQueueService.NonExistentQueue"
+            | "NonExistentQueue"
+    )
+}
+
 /// Classifies any SDK error. Service codes come first (they are precise), then the HTTP status,
 /// then the kind of transport failure.
 pub fn classify<E>(err: SdkError<E, HttpResponse>, what: &str) -> Error
@@ -54,9 +71,12 @@ where
             let status = se.raw().status().as_u16();
             let code = se.err().code().unwrap_or("");
             let kind = match code {
-                "NoSuchKey" | "NoSuchBucket" | "NoSuchVersion" | "NotFound" | "ResourceNotFoundException" => {
-                    ErrorKind::NotFound
-                }
+                // S3's answers about the source object (and its bucket): the source is gone.
+                "NoSuchKey" | "NoSuchBucket" | "NoSuchVersion" | "NotFound" => ErrorKind::NotFound,
+                // A DynamoDB table, an SQS queue or a Lambda function that does not exist is our
+                // own configuration, never the source: `not_found` would make the handler
+                // acknowledge every event as "source gone", silently, until someone notices.
+                code if is_missing_resource(code) => ErrorKind::Config,
                 "PreconditionFailed" => ErrorKind::SourceChanged,
                 "AccessDenied"
                 | "AccessDeniedException"
@@ -70,13 +90,19 @@ where
                 | "ThrottlingException"
                 | "ProvisionedThroughputExceededException"
                 | "RequestLimitExceeded"
+                // A plain write met an item inside a running transaction (the job item, while
+                // tasks are counted): nothing was written, and the same write succeeds once the
+                // transaction ends. The SDK does not retry it by itself.
+                | "TransactionConflictException"
+                | "TransactionInProgressException"
                 | "InternalError"
                 | "ServiceUnavailable"
                 | "RequestTimeout" => ErrorKind::Transient,
                 _ => kind_for_status(status),
             };
             let msg = se.err().message().unwrap_or("");
-            (kind, format!("{} {code} {msg}", status).trim().to_string())
+            let detail = format!("{status} {code} {msg}").trim().to_string();
+            if is_missing_resource(code) { (kind, format!("{MISSING_RESOURCE}: {detail}")) } else { (kind, detail) }
         }
         SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out".into()),
         SdkError::DispatchFailure(d) => {
@@ -93,8 +119,37 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
     use aws_smithy_types::timeout::TimeoutConfig;
     use std::time::Duration;
+
+    /// A service error as the SDK returns it: a 400 with `code` (`status` for the raw answer).
+    fn service_error(status: u16, code: &str) -> SdkError<UpdateItemError, HttpResponse> {
+        let meta = ErrorMetadata::builder().code(code).message("injected").build();
+        let raw = HttpResponse::new(status.try_into().expect("status"), SdkBody::empty());
+        SdkError::service_error(UpdateItemError::generic(meta), raw)
+    }
+
+    #[test]
+    fn a_missing_table_or_queue_is_configuration_not_a_missing_source() {
+        for code in ["ResourceNotFoundException", "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"] {
+            let e = classify(service_error(400, code), "claim gs://b/k");
+            assert_eq!(e.kind(), ErrorKind::Config, "{code}");
+            assert!(e.to_string().contains("does not exist (wrong name or region?)"), "{e}");
+            assert!(e.to_string().starts_with("claim gs://b/k: "), "{e}");
+        }
+        for code in ["NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound"] {
+            assert_eq!(classify(service_error(404, code), "read").kind(), ErrorKind::NotFound, "{code}");
+        }
+    }
+
+    #[test]
+    fn a_write_refused_by_a_running_transaction_is_transient() {
+        let e = classify(service_error(400, "TransactionConflictException"), "commit job checkpoint");
+        assert_eq!(e.kind(), ErrorKind::Transient);
+    }
 
     #[test]
     fn every_call_gets_attempt_and_read_limits_and_explicit_ones_stay() {
