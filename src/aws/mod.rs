@@ -8,8 +8,12 @@ pub mod s3;
 pub mod sqs;
 
 use crate::error::{Error, ErrorKind, kind_for_status};
+use crate::retry::RetryPolicy;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use std::time::Duration;
 
 /// Loads the shared SDK configuration: region, credentials, `AWS_ENDPOINT_URL` and retry
 /// settings come from the standard AWS variables and profiles. The SDK retries throttling and
@@ -116,20 +120,76 @@ where
     Error::new(kind, format!("{what}: {detail}")).with_source(err)
 }
 
+/// How DynamoDB writes that a running transaction refused are retried: often and soon. Why:
+/// the tasks of one migration job all count themselves in the job item with a transaction, so
+/// during a migration every write to that item (a driver's page commit, a task's count, the
+/// job's end) collides with one now and then, and a collision clears within milliseconds.
+/// Sending the task back to the queue instead would cost it a whole visibility timeout, and
+/// a job driver would lose its step.
+pub(crate) const TRANSACTION_RETRY: RetryPolicy =
+    RetryPolicy { max_attempts: 12, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(1000) };
+
+/// The cancellation reasons of a `TransactWriteItems` that a retry can get past: another
+/// transaction held one of its items, or one of its items was throttled.
+const RETRYABLE_CANCELLATIONS: [&str; 3] = ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"];
+
+/// Whether a cancelled transaction failed only for reasons a retry can get past (see
+/// [`RETRYABLE_CANCELLATIONS`]); reasons that say the request itself is wrong (a failed
+/// condition, a validation error, a size limit) make it false.
+pub(crate) fn is_retryable_cancellation(reasons: &[&str]) -> bool {
+    reasons.iter().any(|r| RETRYABLE_CANCELLATIONS.contains(r))
+        && reasons.iter().all(|r| *r == "None" || RETRYABLE_CANCELLATIONS.contains(r))
+}
+
+/// The codes of a cancelled transaction's per-item reasons, in item order (`None` for an item
+/// that was fine); empty for any other error.
+pub(crate) fn cancellation_reasons(err: &SdkError<TransactWriteItemsError, HttpResponse>) -> Vec<&str> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+            c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `e` is a DynamoDB write that a running transaction refused (or a transaction
+/// cancelled for such a reason): nothing was written, and the SDK's own retry does not cover it
+/// (`TransactionConflictException` and `TransactionCanceledException` are 400s). Recognised by
+/// the SDK error that [`classify`] keeps as the source, never by the message.
+pub fn is_transaction_conflict(e: &Error) -> bool {
+    let Some(source) = std::error::Error::source(e) else { return false };
+    if let Some(err) = source.downcast_ref::<SdkError<UpdateItemError, HttpResponse>>() {
+        return err.as_service_error().and_then(ProvideErrorMetadata::code) == Some("TransactionConflictException");
+    }
+    if let Some(err) = source.downcast_ref::<SdkError<TransactWriteItemsError, HttpResponse>>() {
+        return is_retryable_cancellation(&cancellation_reasons(err));
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_sdk_dynamodb::types::CancellationReason;
     use aws_smithy_types::body::SdkBody;
     use aws_smithy_types::error::ErrorMetadata;
     use aws_smithy_types::timeout::TimeoutConfig;
-    use std::time::Duration;
 
     /// A service error as the SDK returns it: a 400 with `code` (`status` for the raw answer).
     fn service_error(status: u16, code: &str) -> SdkError<UpdateItemError, HttpResponse> {
         let meta = ErrorMetadata::builder().code(code).message("injected").build();
         let raw = HttpResponse::new(status.try_into().expect("status"), SdkBody::empty());
         SdkError::service_error(UpdateItemError::generic(meta), raw)
+    }
+
+    fn cancelled(reasons: &[&str]) -> SdkError<TransactWriteItemsError, HttpResponse> {
+        let exception = aws_sdk_dynamodb::types::error::TransactionCanceledException::builder()
+            .set_cancellation_reasons(Some(
+                reasons.iter().map(|c| CancellationReason::builder().code(*c).build()).collect(),
+            ))
+            .build();
+        let raw = HttpResponse::new(400.try_into().expect("status"), SdkBody::empty());
+        SdkError::service_error(TransactWriteItemsError::TransactionCanceledException(exception), raw)
     }
 
     #[test]
@@ -146,9 +206,42 @@ mod tests {
     }
 
     #[test]
-    fn a_write_refused_by_a_running_transaction_is_transient() {
+    fn a_write_refused_by_a_running_transaction_is_transient_and_retried_here() {
         let e = classify(service_error(400, "TransactionConflictException"), "commit job checkpoint");
         assert_eq!(e.kind(), ErrorKind::Transient);
+        assert!(is_transaction_conflict(&e));
+        let throttled = classify(service_error(400, "ThrottlingException"), "claim");
+        assert!(throttled.is_retryable());
+        assert!(!is_transaction_conflict(&throttled), "the SDK retries throttling itself");
+        assert!(!is_transaction_conflict(&Error::new(ErrorKind::Transient, "TransactionConflictException")));
+
+        let conflict =
+            Error::new(ErrorKind::Transient, "count").with_source(cancelled(&["None", "TransactionConflict"]));
+        assert!(is_transaction_conflict(&conflict));
+        let counted =
+            Error::new(ErrorKind::Invalid, "count").with_source(cancelled(&["ConditionalCheckFailed", "None"]));
+        assert!(!is_transaction_conflict(&counted));
+    }
+
+    #[test]
+    fn cancellations_are_retried_only_for_contention() {
+        for reasons in [
+            &["None", "TransactionConflict"][..],
+            &["ThrottlingError", "None"],
+            &["ProvisionedThroughputExceeded", "TransactionConflict"],
+        ] {
+            assert!(is_retryable_cancellation(reasons), "{reasons:?}");
+        }
+        for reasons in [
+            &[][..],
+            &["None", "None"],
+            &["ConditionalCheckFailed", "TransactionConflict"],
+            &["ValidationError", "None"],
+            &["ItemCollectionSizeLimitExceeded", "ThrottlingError"],
+        ] {
+            assert!(!is_retryable_cancellation(reasons), "{reasons:?}");
+        }
+        assert_eq!(cancellation_reasons(&cancelled(&["None", "TransactionConflict"])), ["None", "TransactionConflict"]);
     }
 
     #[test]
