@@ -81,6 +81,9 @@ pub mod vars {
     pub const REPLICATE_DELETES: &str = "XCR_REPLICATE_DELETES";
     pub const BATCH_CONCURRENCY: &str = "XCR_BATCH_CONCURRENCY";
     pub const MIGRATE_FUNCTION: &str = "XCR_MIGRATE_FUNCTION";
+    /// Read whole by the API's settings; here only to declare the source buckets to the
+    /// routing collision check.
+    pub const ALLOWED_SOURCE_BUCKETS: &str = crate::api::settings::ALLOWED_SOURCE_BUCKETS;
     pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
     pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -111,6 +114,7 @@ impl Config {
             problems.push(format!("{}={b:?}: {why}", vars::DEST_BUCKET));
         }
         let rules = get(vars::RULES);
+        check_routes(dest_bucket.as_deref(), rules.as_deref(), get(vars::ALLOWED_SOURCE_BUCKETS), &mut problems);
         if needs.destination && dest_bucket.is_none() && rules.is_none() {
             problems.push(format!(
                 "no destination: set {} (copy every key into that GCS bucket) or {} (routing rules)",
@@ -264,6 +268,28 @@ impl Config {
             batch_concurrency,
             migrate_function: get(vars::MIGRATE_FUNCTION),
         })
+    }
+}
+
+/// Checks the routing configuration once, at load: its rules, and that no two source buckets
+/// can reach the same destination object name (see [`crate::routing`]). Why here and not only
+/// when the router is built: a collision is a deployment mistake that no retry fixes, and it
+/// belongs in the one message that lists every problem, before any event is touched.
+fn check_routes(dest: Option<&str>, rules: Option<&str>, allowed: Option<String>, problems: &mut Vec<String>) {
+    if dest.is_none() && rules.is_none() {
+        return;
+    }
+    let allow = match crate::api::settings::Allowlist::parse(allowed.as_deref().unwrap_or("")) {
+        Ok(list) => list,
+        Err(why) => {
+            problems.push(why);
+            return;
+        }
+    };
+    // An invalid XCR_DEST_BUCKET is already listed; the rules are still checked without it.
+    let dest = dest.filter(|b| validate_gcs_bucket(b).is_ok());
+    if let Err(e) = crate::routing::Router::new(dest, rules).and_then(|r| r.check_collisions(allow.sources())) {
+        problems.push(e.to_string());
     }
 }
 
@@ -422,6 +448,49 @@ mod tests {
         )
         .expect_err("invalid json");
         assert!(!bad.to_string().contains("SECRET"), "{bad}");
+    }
+
+    #[test]
+    fn routes_where_two_source_buckets_meet_are_refused_at_load() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut vars = env(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:9023")]);
+            vars.extend(env(pairs));
+            Config::from_vars(vars, Needs::ROUTED).map(|_| ()).map_err(|e| e.to_string())
+        };
+        // The default bucket, for one declared source bucket or none declared: accepted.
+        assert_eq!(load(&[("XCR_DEST_BUCKET", "dest"), ("XCR_ALLOWED_SOURCE_BUCKETS", "only-one")]), Ok(()));
+        assert_eq!(load(&[("XCR_DEST_BUCKET", "dest")]), Ok(()));
+        // For several, a prefix or any: refused, naming both sources, the destination and the fix.
+        let e = load(&[("XCR_DEST_BUCKET", "dest"), ("XCR_ALLOWED_SOURCE_BUCKETS", "src-a,src-b")]).unwrap_err();
+        for want in ["XCR_DEST_BUCKET", "src-a and src-b", "gs://dest/", "own key_prefix"] {
+            assert!(e.contains(want), "missing {want:?} in {e}");
+        }
+        assert!(load(&[("XCR_DEST_BUCKET", "dest"), ("XCR_ALLOWED_SOURCE_BUCKETS", "logs-*")]).is_err());
+        let star = r#"[{"source_bucket": "*", "destinations": [{"bucket": "all"}]}]"#;
+        let e = load(&[("XCR_RULES", star), ("XCR_ALLOWED_SOURCE_BUCKETS", "*")]).unwrap_err();
+        assert!(e.contains("rules[0].destinations[0] (any source bucket -> gs://all/*)"), "{e}");
+
+        // One rule per bucket, each under its own key_prefix: accepted, even with many buckets.
+        let own = r#"[{"source_bucket": "src-a", "destinations": [{"bucket": "ddd", "key_prefix": "a/"}]},
+                      {"source_bucket": "src-b", "destinations": [{"bucket": "ddd", "key_prefix": "b/"}]}]"#;
+        assert_eq!(load(&[("XCR_RULES", own), ("XCR_ALLOWED_SOURCE_BUCKETS", "src-a,src-b")]), Ok(()));
+        // Overlapping names of two buckets in one GCS bucket: refused whatever is declared.
+        let shared = r#"[{"source_bucket": "src-a", "prefix": "logs/", "destinations": [{"bucket": "ddd"}]},
+                         {"source_bucket": "src-b", "destinations": [{"bucket": "ddd", "key_prefix": "logs/x"}]}]"#;
+        let e = load(&[("XCR_RULES", shared)]).unwrap_err();
+        assert!(e.contains("s3://src-a and s3://src-b"), "{e}");
+        // Suffixes that exclude each other keep the names apart.
+        let split = r#"[{"source_bucket": "src-a", "suffix": ".gz", "destinations": [{"bucket": "ddd"}]},
+                        {"source_bucket": "src-b", "suffix": ".csv", "destinations": [{"bucket": "ddd"}]}]"#;
+        assert_eq!(load(&[("XCR_RULES", split)]), Ok(()));
+        // A rule of another bucket writing into the default bucket of the declared one.
+        let into_default = r#"[{"source_bucket": "other", "destinations": [{"bucket": "dest", "key_prefix": "o/"}]}]"#;
+        let e =
+            load(&[("XCR_DEST_BUCKET", "dest"), ("XCR_RULES", into_default), ("XCR_ALLOWED_SOURCE_BUCKETS", "src")])
+                .unwrap_err();
+        assert!(e.contains("s3://src and s3://other"), "{e}");
+        // Bad rules are reported at load too, with everything else.
+        assert!(load(&[("XCR_RULES", "[")]).is_err_and(|e| e.contains("routing configuration")));
     }
 
     #[test]

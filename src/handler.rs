@@ -2,20 +2,26 @@
 //! the very same code locally: decode the invocation, apply every task, and answer the way the
 //! trigger expects.
 //!
-//! The rule for failures:
-//! * **SQS batch:** a record is reported in `batchItemFailures` (and so delivered again, and
-//!   moved to the dead-letter queue after `maxReceiveCount`) when any of its tasks failed with
-//!   a retryable error or failed permanently in a way a person can fix (access denied,
-//!   configuration, an unreadable body): those must reach the DLQ, not vanish. A record whose
-//!   source is gone (`not_found`) or that no rule routes is acknowledged: there is nothing to
-//!   copy, and retrying cannot change that. Both are logged and counted.
+//! The rule for failures is the same for every trigger: a task-destination pair fails its
+//! invocation or record when it ended `busy` or with an error of any kind except `not_found`.
+//! Only two outcomes are fine without a copy: the source is gone (`not_found`: there is nothing
+//! to copy, and a later event brings a newer object if one appears) and `skipped` (no rule
+//! routes the object, deletes are off, the job was cancelled). Why permanent errors fail too:
+//! access denied, a configuration a person must fix (a wrong table name, an expired Workload
+//! Identity config), an invalid request or a checksum mismatch will not fix themselves, and an
+//! acknowledged event is lost for good; failed, it reaches the dead-letter queue (or the
+//! on-failure destination) from which it is redriven once the cause is fixed. Every result is
+//! logged and counted either way.
+//! * **SQS batch:** a failed record is reported in `batchItemFailures` (and so delivered again,
+//!   and moved to the dead-letter queue after `maxReceiveCount`), as is an unreadable body.
 //! * A record that is only `busy` (another worker holds the key's lease) is sent back to the
 //!   queue with a delay and acknowledged, so waiting never spends one of its receives: a newer
 //!   version's event must not end in the DLQ because an older copy was slow. If that send
 //!   fails, the record is reported as failed instead.
-//! * **Direct invocation (S3 notification, EventBridge, command):** the invocation fails only
-//!   when something retryable failed, so Lambda's asynchronous retries and its on-failure
-//!   destination take over; permanent failures are logged, counted and returned.
+//! * **Direct invocation (S3 notification, EventBridge, command):** the invocation returns an
+//!   error when any task failed, so Lambda's asynchronous retries and then its on-failure
+//!   destination (or the caller of a synchronous invoke) see it; otherwise it returns every
+//!   result and the counts.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Incoming, Task, decode_invocation};
@@ -63,12 +69,40 @@ fn verdict(result: &Result<Replication>) -> &'static str {
     }
 }
 
-/// Whether an SQS record with this result must be delivered again (see the module rule).
-fn redeliver(result: &Result<Replication>) -> bool {
+/// Whether this result fails its invocation or SQS record (see the module rule): `busy`, or an
+/// error of any kind but `not_found`. Kinds are not listed one by one on purpose: a kind added
+/// later fails by default, which loses nothing.
+fn is_failure(result: &Result<Replication>) -> bool {
     match result {
         Ok(r) => r.outcome.needs_retry(),
         Err(e) => e.kind() != ErrorKind::NotFound,
     }
+}
+
+/// The error a direct invocation returns for its failed results: retryable when any of them
+/// is (or is `busy`), else the kind of the first, so that logs and the on-failure destination
+/// say what a person has to fix. `None` when nothing failed.
+fn direct_failure(results: &[Result<Replication>]) -> Option<Error> {
+    let failed: Vec<&Result<Replication>> = results.iter().filter(|r| is_failure(r)).collect();
+    let first = failed.first()?;
+    let retryable = failed.iter().any(|r| r.as_ref().map_or_else(Error::is_retryable, |_| true));
+    let kind =
+        if retryable { ErrorKind::Transient } else { first.as_ref().err().map_or(ErrorKind::Transient, Error::kind) };
+    let why: Vec<String> = failed
+        .iter()
+        .map(|r| match r {
+            Ok(rep) => format!(
+                "s3://{}/{} -> gs://{}/{}: {}",
+                rep.source.bucket,
+                rep.source.key,
+                rep.destination.bucket,
+                rep.destination.name,
+                rep.outcome.as_str()
+            ),
+            Err(e) => format!("{} ({})", e, e.kind()),
+        })
+        .collect();
+    Some(Error::new(kind, format!("{} of {} task(s) failed: {}", failed.len(), results.len(), why.join("; "))))
 }
 
 impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handler<S, K, L, Q, J> {
@@ -198,21 +232,13 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         match incoming {
             Incoming::Direct(tasks) => {
                 let results = self.run_tasks(&tasks, deadline_ms, false).await;
-                let mut retry = Vec::new();
                 for r in &results {
                     *counts.entry(verdict(r)).or_default() += 1;
-                    match r {
-                        Ok(rep) if rep.outcome.needs_retry() => retry.push(format!("{}: busy", rep.source.key)),
-                        Err(e) if e.is_retryable() => retry.push(e.to_string()),
-                        _ => {}
-                    }
                 }
                 tracing::info!(tasks = tasks.len(), counts = ?counts, "invocation done");
-                if !retry.is_empty() {
-                    return Err(Error::new(
-                        ErrorKind::Transient,
-                        format!("{} task(s) will be retried: {}", retry.len(), retry.join("; ")),
-                    ));
+                if let Some(e) = direct_failure(&results) {
+                    tracing::error!(kind = %e.kind(), error = %e, "invocation failed");
+                    return Err(e);
                 }
                 let results: Vec<Value> = results.iter().map(result_json).collect();
                 Ok(json!({ "results": results, "counts": counts }))
@@ -240,7 +266,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                     for r in results {
                         *counts.entry(verdict(r)).or_default() += 1;
                     }
-                    let failed = unreadable.is_some() || results.iter().any(|r| redeliver(r) && !is_busy(r));
+                    let failed = unreadable.is_some() || results.iter().any(|r| is_failure(r) && !is_busy(r));
                     let busy = results.iter().filter_map(|r| r.as_ref().ok()).filter(|r| r.outcome == Outcome::Busy);
                     let wait = busy.map(|r| r.retry_after_secs.unwrap_or(1)).max();
                     let requeued = match wait {
@@ -322,5 +348,179 @@ fn result_json(r: &Result<Replication>) -> Value {
     match r {
         Ok(rep) => serde_json::to_value(rep).unwrap_or(Value::Null),
         Err(e) => json!({ "outcome": "failed", "error": { "kind": e.kind(), "message": e.to_string() } }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The failure rule of the module doc, as a table, over in-process fakes: the handler sees
+    //! only outcomes and error kinds, so where a kind comes from does not matter here.
+    use super::*;
+    use crate::aws::jobs::DynamoJobStore;
+    use crate::aws::sqs::Queue;
+    use crate::model::{ObjectRef, StoredObject};
+    use crate::ports::{Claim, ClaimRequest, DoneRecord, LedgerItem, SourceRead, UploadCheckpoint, UploadProgress};
+    use crate::ports::{ReadPin, UploadSpec};
+    use crate::replicate::{ReplicateSettings, now_ms};
+    use crate::retry::RetryPolicy;
+    use crate::routing::Router;
+    use crate::transfer::{Transfer, TransferConfig};
+    use bytes::Bytes;
+
+    /// A source bucket in which nothing exists: every read is `not_found`.
+    struct Empty;
+
+    impl ObjectSource for Empty {
+        async fn read(&self, obj: &ObjectRef, _: &ReadPin, _: u64) -> Result<SourceRead> {
+            Err(Error::new(ErrorKind::NotFound, format!("{obj}: no such key")))
+        }
+        async fn exists(&self, _: &ObjectRef) -> Result<bool> {
+            Ok(false)
+        }
+    }
+
+    /// Never reached: nothing is ever read.
+    struct Unused;
+
+    fn unused<T>() -> Result<T> {
+        Err(Error::new(ErrorKind::Config, "the sink is not used in these tests"))
+    }
+
+    impl ObjectSink for Unused {
+        async fn upload_single(&self, _: &UploadSpec, _: Bytes) -> Result<StoredObject> {
+            unused()
+        }
+        async fn start_session(&self, _: &UploadSpec) -> Result<String> {
+            unused()
+        }
+        async fn upload_chunk(&self, _: &str, _: u64, _: Bytes, _: u64, _: Option<&str>) -> Result<UploadProgress> {
+            unused()
+        }
+        async fn session_status(&self, _: &str, _: u64) -> Result<UploadProgress> {
+            unused()
+        }
+        async fn delete(&self, _: &str, _: &str, _: Option<&str>, _: Option<u64>) -> Result<()> {
+            unused()
+        }
+        async fn stat(&self, _: &str, _: &str) -> Result<Option<StoredObject>> {
+            unused()
+        }
+    }
+
+    /// Every error kind a task can end with (besides `busy`, an outcome).
+    const KINDS: [ErrorKind; 8] = [
+        ErrorKind::NotFound,
+        ErrorKind::SourceChanged,
+        ErrorKind::AccessDenied,
+        ErrorKind::Invalid,
+        ErrorKind::Integrity,
+        ErrorKind::Transient,
+        ErrorKind::Config,
+        ErrorKind::Conflict,
+    ];
+
+    /// Decides each claim by the destination's name: `busy` is leased by another worker,
+    /// `fail-KIND` fails with that kind, anything else is free.
+    struct ByName;
+
+    impl Ledger for ByName {
+        async fn claim(&self, req: &ClaimRequest) -> Result<Claim> {
+            if req.key.ends_with("/busy") {
+                let current = LedgerItem {
+                    lease_owner: Some("another worker".into()),
+                    lease_expires_ms: Some(now_ms() + 60_000),
+                    ..Default::default()
+                };
+                return Ok(Claim::Rejected { current });
+            }
+            match KINDS.iter().find(|k| req.key.ends_with(&format!("/fail-{k}"))) {
+                Some(kind) => Err(Error::new(*kind, format!("claim {}: injected {kind}", req.key))),
+                None => Ok(Claim::Acquired { previous: LedgerItem::default() }),
+            }
+        }
+        async fn complete(&self, _: &str, _: &str, _: &DoneRecord) -> Result<bool> {
+            Ok(true)
+        }
+        async fn release(&self, _: &str, _: &str, _: Option<&str>) -> Result<()> {
+            Ok(())
+        }
+        async fn checkpoint(&self, _: &str, _: &str, _: Option<&UploadCheckpoint>, _: i64) -> Result<bool> {
+            Ok(true)
+        }
+    }
+
+    fn handler() -> Handler<Empty, Unused, ByName, Queue, DynamoJobStore> {
+        let once = RetryPolicy { max_attempts: 1, ..RetryPolicy::default() };
+        let rules = r#"[{"source_bucket": "src", "destinations": [{"bucket": "dest"}]}]"#;
+        let router = Router::new(None, Some(rules)).unwrap_or_else(|e| panic!("{e}"));
+        let transfer = Transfer::new(Empty, Unused, TransferConfig::default(), once);
+        let replicator = Replicator::new(transfer, ByName, router, ReplicateSettings::default());
+        Handler::new(replicator, 2, None, None)
+    }
+
+    /// An S3 notification for (bucket, key) pairs.
+    fn notification(objects: &[(&str, &str)]) -> Value {
+        let records: Vec<Value> = objects
+            .iter()
+            .map(|(bucket, key)| {
+                json!({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                       "s3": {"bucket": {"name": bucket}, "object": {"key": key}}})
+            })
+            .collect();
+        json!({ "Records": records })
+    }
+
+    fn sqs(body: &Value) -> Value {
+        json!({"Records": [{"messageId": "m-1", "receiptHandle": "r", "body": body.to_string(),
+                            "eventSource": "aws:sqs", "attributes": {}}]})
+    }
+
+    /// Whether a direct invocation of `objects` succeeds, and whether SQS acknowledges them.
+    async fn verdicts(objects: &[(&str, &str)]) -> (Result<Value>, bool) {
+        let h = handler();
+        let event = notification(objects);
+        let direct = h.handle(&event, now_ms() + 60_000).await;
+        let batch = h.handle(&sqs(&event), now_ms() + 60_000).await.unwrap_or_else(|e| panic!("{e}"));
+        let acknowledged = batch["batchItemFailures"].as_array().is_some_and(Vec::is_empty);
+        (direct, acknowledged)
+    }
+
+    #[tokio::test]
+    async fn every_outcome_and_kind_fails_or_passes_as_the_rule_says() {
+        let mut table: Vec<(String, (&str, String), bool)> = vec![
+            ("source gone (not_found)".into(), ("src", "gone".into()), true),
+            ("no route (skipped)".into(), ("unrouted", "anything".into()), true),
+            ("busy".into(), ("src", "busy".into()), false),
+        ];
+        for kind in KINDS.iter().filter(|k| **k != ErrorKind::NotFound) {
+            table.push((kind.to_string(), ("src", format!("fail-{kind}")), false));
+        }
+        for (row, (bucket, key), fine) in &table {
+            let (direct, acknowledged) = verdicts(&[(bucket, key)]).await;
+            assert_eq!(direct.is_ok(), *fine, "{row}: direct invocation answered {direct:?}");
+            assert_eq!(acknowledged, *fine, "{row}: SQS record acknowledged = {acknowledged}");
+            if let Err(e) = direct {
+                assert!(e.to_string().contains(key.as_str()), "{row}: the error names the object: {e}");
+                let retryable = *row == "busy" || e.kind().is_retryable();
+                assert_eq!(e.is_retryable(), retryable, "{row}: {e}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn one_failure_fails_the_invocation_with_the_kind_a_person_has_to_fix() {
+        let (direct, _) = verdicts(&[("src", "gone"), ("unrouted", "k"), ("src", "fail-config")]).await;
+        let e = direct.err().unwrap_or_else(|| panic!("a config failure must fail the invocation"));
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.to_string().starts_with("1 of 3 task(s) failed"), "{e}");
+
+        let (direct, _) = verdicts(&[("src", "fail-access_denied"), ("src", "fail-transient")]).await;
+        let e = direct.err().unwrap_or_else(|| panic!("failures must fail the invocation"));
+        assert_eq!(e.kind(), ErrorKind::Transient, "any retryable failure makes it worth retrying: {e}");
+
+        let (direct, acknowledged) = verdicts(&[("src", "gone"), ("unrouted", "k")]).await;
+        let out = direct.unwrap_or_else(|e| panic!("{e}"));
+        assert!(acknowledged);
+        assert_eq!(out["counts"], json!({"not_found": 1, "skipped": 1}), "{out}");
     }
 }

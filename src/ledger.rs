@@ -1,7 +1,14 @@
 //! Ledger choices for entry points: DynamoDB when a table is configured, or none at all for
 //! one-off copies from the command line (every claim succeeds, nothing is recorded).
+//!
+//! A DynamoDB write that a running transaction refused (`TransactionConflictException`) is
+//! retried here, with [`TRANSACTION_RETRY`]: nothing was written, the SDK does not retry it, and
+//! the use case would otherwise fail the whole task for a collision that clears in milliseconds.
+//! xcr's own transactions touch only the jobs table, but a ledger shared with other writers, or
+//! a table holding both, can meet one; every ledger write is conditional, so a retry is safe.
 
 use crate::aws::dynamodb::DynamoLedger;
+use crate::aws::{TRANSACTION_RETRY, is_transaction_conflict};
 use crate::error::Result;
 use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, UploadCheckpoint};
 
@@ -15,21 +22,25 @@ pub enum AnyLedger {
 impl Ledger for AnyLedger {
     async fn claim(&self, req: &ClaimRequest) -> Result<Claim> {
         match self {
-            Self::Dynamo(l) => l.claim(req).await,
+            Self::Dynamo(l) => TRANSACTION_RETRY.run_if("claim", is_transaction_conflict, |_| l.claim(req)).await,
             Self::Disabled => Ok(Claim::Acquired { previous: LedgerItem::default() }),
         }
     }
 
     async fn complete(&self, key: &str, owner: &str, done: &DoneRecord) -> Result<bool> {
         match self {
-            Self::Dynamo(l) => l.complete(key, owner, done).await,
+            Self::Dynamo(l) => {
+                TRANSACTION_RETRY.run_if("record", is_transaction_conflict, |_| l.complete(key, owner, done)).await
+            }
             Self::Disabled => Ok(true),
         }
     }
 
     async fn release(&self, key: &str, owner: &str, raise: Option<&str>) -> Result<()> {
         match self {
-            Self::Dynamo(l) => l.release(key, owner, raise).await,
+            Self::Dynamo(l) => {
+                TRANSACTION_RETRY.run_if("release", is_transaction_conflict, |_| l.release(key, owner, raise)).await
+            }
             Self::Disabled => Ok(()),
         }
     }
@@ -42,7 +53,11 @@ impl Ledger for AnyLedger {
         lease_until_ms: i64,
     ) -> Result<bool> {
         match self {
-            Self::Dynamo(l) => l.checkpoint(key, owner, upload, lease_until_ms).await,
+            Self::Dynamo(l) => {
+                TRANSACTION_RETRY
+                    .run_if("checkpoint", is_transaction_conflict, |_| l.checkpoint(key, owner, upload, lease_until_ms))
+                    .await
+            }
             // Nothing is remembered: a rerun starts over.
             Self::Disabled => Ok(true),
         }

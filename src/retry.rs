@@ -34,10 +34,23 @@ impl RetryPolicy {
 
     /// Runs `op` until it succeeds, fails with a non-retryable error, or attempts run out.
     /// `what` names the operation in the log line written before each retry.
-    pub async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    pub async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
+    {
+        self.run_if(what, Error::is_retryable, op).await
+    }
+
+    /// Like [`Self::run`], but retries only the retryable errors that `when` selects. Why: a
+    /// call the AWS SDK already retries must not be retried again for the failures the SDK
+    /// covers (attempts would multiply under throttling), only for those it leaves alone, such
+    /// as a DynamoDB write refused because of a running transaction.
+    pub async fn run_if<T, F, Fut, W>(&self, what: &str, when: W, mut op: F) -> Result<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+        W: Fn(&Error) -> bool,
     {
         let mut attempt = 0;
         loop {
@@ -48,6 +61,7 @@ impl RetryPolicy {
                 Err(e)
                     if e.is_retryable()
                         && e.kind() != ErrorKind::Conflict
+                        && when(&e)
                         && attempt + 1 < self.max_attempts.max(1) =>
                 {
                     let wait = self.delay(attempt);
@@ -113,6 +127,23 @@ mod tests {
             .await;
         assert_eq!(out.map_err(|e| e.kind()).err(), Some(ErrorKind::NotFound));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn run_if_retries_only_what_it_selects() {
+        let calls = AtomicU32::new(0);
+        let out: Result<()> = fast()
+            .run_if(
+                "op",
+                |e| e.message() == "conflict",
+                |_| async {
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    Err(Error::new(ErrorKind::Transient, if n < 2 { "conflict" } else { "503" }))
+                },
+            )
+            .await;
+        assert_eq!(out.map_err(|e| e.message().to_string()).err().as_deref(), Some("gave up after 3 attempts: 503"));
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "two conflicts retried, the 503 not");
     }
 
     #[tokio::test]

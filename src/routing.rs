@@ -46,6 +46,30 @@
 //! still apply) rather than failing later in the upload. When nothing matches, and no default
 //! bucket is set, [`Router::route`] returns no destination: the object is skipped, which is not an
 //! error.
+//!
+//! # Two source buckets never share a destination name
+//!
+//! The ledger orders the writes to one destination object by the S3 sequencer (or version) of
+//! its source; sequencers of two different buckets cannot be compared, and two buckets writing
+//! one name would overwrite each other. So a configuration in which objects of two different
+//! source buckets can reach the same GCS object name is refused when it is loaded
+//! ([`Router::check_collisions`], run by [`crate::config::Config::from_vars`]), with a message
+//! naming both sources and the destination. What is decided, conservatively:
+//!
+//! * A route for any bucket (`XCR_DEST_BUCKET`, or a rule with `"source_bucket": "*"`) keeps
+//!   keys' names whatever their bucket. It is accepted only when the source buckets are known
+//!   to be one: `XCR_ALLOWED_SOURCE_BUCKETS` names a single bucket (it is then that bucket's
+//!   route). With two or more buckets allowed, a `prefix*` entry or `*`, it is refused: give each
+//!   source bucket its own rule with its own `key_prefix` or destination bucket.
+//! * Two routes from different source buckets into the same GCS bucket are refused when their
+//!   destination names can overlap: one's name prefix (`key_prefix`, or the rule's `prefix`
+//!   when the key is kept) starts with the other's, and their suffixes do not exclude each
+//!   other. `XCR_DEST_BUCKET` can produce any name of its bucket. `exclude_prefixes` are not
+//!   taken into account (the check stays simple and errs on the side of refusing).
+//! * Without `XCR_ALLOWED_SOURCE_BUCKETS` the source buckets are not declared, and a route for
+//!   any bucket is taken as the route of the deployment's one source bucket: the API then reads
+//!   no bucket at all (default deny) and the deployed functions' role reads only the source
+//!   bucket. Set the variable wherever more than one bucket can feed xcr.
 
 use crate::config::validate_gcs_bucket;
 use crate::error::{Error, ErrorKind, Result};
@@ -176,6 +200,127 @@ impl Router {
     /// True when nothing can ever be routed: no default bucket and no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty() && self.default_bucket.is_none()
+    }
+}
+
+/// The S3 buckets objects can come from, as configuration declares them
+/// (`XCR_ALLOWED_SOURCE_BUCKETS`, see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sources<'a> {
+    /// Not declared: a route for any bucket is the route of the deployment's one bucket.
+    Undeclared,
+    /// Exactly these buckets.
+    Named(&'a [String]),
+    /// A bucket-name prefix or `*`: any number of buckets.
+    Unbounded,
+}
+
+/// One way objects reach a GCS bucket: from `source` (`None`: any bucket), under names that
+/// start with `prefix` (and end with `suffix`, when set).
+struct Producer<'a> {
+    source: Option<&'a str>,
+    bucket: &'a str,
+    prefix: &'a str,
+    suffix: Option<&'a str>,
+    what: String,
+}
+
+impl Producer<'_> {
+    fn describe(&self) -> String {
+        let from = self.source.map_or_else(|| "any source bucket".to_string(), |b| format!("s3://{b}"));
+        format!("{} ({from} -> gs://{}/{}*)", self.what, self.bucket, self.prefix)
+    }
+
+    /// Whether two producers can write the same object name.
+    fn overlaps(&self, other: &Producer<'_>) -> bool {
+        let suffixes_agree = match (self.suffix, other.suffix) {
+            (Some(a), Some(b)) => a.ends_with(b) || b.ends_with(a),
+            _ => true,
+        };
+        self.bucket == other.bucket
+            && (self.prefix.starts_with(other.prefix) || other.prefix.starts_with(self.prefix))
+            && suffixes_agree
+    }
+}
+
+impl Router {
+    /// Refuses a configuration in which objects of two different source buckets can reach the
+    /// same GCS object name (the rules are in the module doc), with one line per collision
+    /// naming both routes, their sources and the destination, and how to fix it.
+    pub fn check_collisions(&self, sources: Sources<'_>) -> Result<()> {
+        let mut producers: Vec<Producer<'_>> = Vec::new();
+        if let Some(b) = &self.default_bucket {
+            producers.push(Producer {
+                source: None,
+                bucket: b,
+                prefix: "",
+                suffix: None,
+                what: "XCR_DEST_BUCKET".into(),
+            });
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            for (j, d) in rule.destinations.iter().enumerate() {
+                producers.push(Producer {
+                    source: rule.source_bucket.as_deref(),
+                    bucket: &d.bucket,
+                    prefix: d.key_prefix.as_deref().unwrap_or(&rule.prefix),
+                    suffix: rule.suffix.as_deref(),
+                    what: format!("rules[{i}].destinations[{j}]"),
+                });
+            }
+        }
+        let mut problems = Vec::new();
+        let fix = "give each source bucket its own rule with its own key_prefix or destination bucket";
+        let any: Vec<&Producer<'_>> = producers.iter().filter(|p| p.source.is_none()).collect();
+        match sources {
+            Sources::Named([one]) => {
+                for p in producers.iter_mut().filter(|p| p.source.is_none()) {
+                    p.source = Some(one.as_str());
+                }
+            }
+            Sources::Named(many) if many.len() > 1 => {
+                for p in any {
+                    problems.push(format!(
+                        "{} keeps the same names for every source bucket, and XCR_ALLOWED_SOURCE_BUCKETS allows \
+                         {} and {}: their objects would overwrite each other ({fix})",
+                        p.describe(),
+                        many[0],
+                        many[1]
+                    ));
+                }
+            }
+            Sources::Unbounded => {
+                for p in any {
+                    problems.push(format!(
+                        "{} keeps the same names for every source bucket, and XCR_ALLOWED_SOURCE_BUCKETS allows any \
+                         number of buckets (a prefix* or *): two of them would overwrite each other ({fix})",
+                        p.describe()
+                    ));
+                }
+            }
+            Sources::Named(_) | Sources::Undeclared => {}
+        }
+        for (i, a) in producers.iter().enumerate() {
+            for b in &producers[i + 1..] {
+                if let (Some(sa), Some(sb)) = (a.source, b.source)
+                    && sa != sb
+                    && a.overlaps(b)
+                {
+                    problems.push(format!(
+                        "{} and {} can write the same object names of gs://{}: objects of s3://{sa} and s3://{sb} \
+                         would overwrite each other ({fix})",
+                        a.describe(),
+                        b.describe(),
+                        a.bucket
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::Config, format!("routing configuration: {}", problems.join("; "))))
+        }
     }
 }
 

@@ -140,7 +140,17 @@ async fn schemathesis_finds_no_failure() {
         .expect("create the GCS bucket");
     assert!(created.status().is_success(), "{}", created.status());
     // Any bucket: generated names must reach S3 (and answer 404), not stop at the allowlist.
-    let server = Server::start(&stack, &[("XCR_ALLOWED_SOURCE_BUCKETS", "*")]);
+    // With any bucket allowed, a route for every bucket (XCR_DEST_BUCKET) is refused at load
+    // (two buckets would share names): each bucket that exists gets a rule of its own.
+    let rules = json!([
+        {"source_bucket": stack.source_bucket(), "destinations": [{"bucket": stack.dest_bucket()}]},
+        {"source_bucket": "raw-data", "destinations": [{"bucket": "analytics-raw"}]}
+    ])
+    .to_string();
+    let server = Server::start(
+        &stack,
+        &[("XCR_ALLOWED_SOURCE_BUCKETS", "*"), ("XCR_DEST_BUCKET", ""), ("XCR_RULES", rules.as_str())],
+    );
     let st = root().join(".venv/bin/schemathesis");
     assert!(st.exists(), "{} missing: run `make venv`", st.display());
     let seed = std::env::var("XCR_SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".into());

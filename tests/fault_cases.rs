@@ -8,9 +8,15 @@ mod fault_proxy;
 
 use common::*;
 use fault_proxy::{Fault, FaultProxy, Plan, Service};
+use serde_json::{Value, json};
 use std::time::Duration;
+use xcr::ErrorKind;
 use xcr::aws::dynamodb::DynamoLedger;
+use xcr::aws::jobs::DynamoJobStore;
+use xcr::aws::sqs::Queue;
+use xcr::jobs::{Job, JobSpec, JobStatus, now_rfc3339};
 use xcr::model::ObjectRef;
+use xcr::ports::JobStore;
 use xcr::replicate::{Outcome, Replication, now_ms};
 
 const TIMEOUT_SECS: u64 = 2;
@@ -26,10 +32,18 @@ struct Scripts {
     s3: Vec<Option<Fault>>,
     dynamodb: Vec<Option<Fault>>,
     gcs: Vec<Option<Fault>>,
+    /// Configuration overrides on top of the stack's.
+    env: Vec<(&'static str, String)>,
 }
 
 fn none() -> Scripts {
-    Scripts { stall: Duration::from_millis(TIMEOUT_SECS * 1000 + 1500), s3: vec![], dynamodb: vec![], gcs: vec![] }
+    Scripts {
+        stall: Duration::from_millis(TIMEOUT_SECS * 1000 + 1500),
+        s3: vec![],
+        dynamodb: vec![],
+        gcs: vec![],
+        env: vec![],
+    }
 }
 
 /// Puts `size` bytes at `key`, replicates it once through proxies scripted with `scripts`, and
@@ -50,7 +64,10 @@ async fn run_case(stack: &Stack, key: &str, size: usize, scripts: Scripts) -> xc
         ("XCR_CHUNK_SIZE", CHUNK.to_string()),
         ("XCR_RESUMABLE_THRESHOLD", CHUNK.to_string()),
         ("XCR_REQUEST_TIMEOUT_SECS", TIMEOUT_SECS.to_string()),
-    ] {
+    ]
+    .into_iter()
+    .chain(scripts.env)
+    {
         vars.insert(k.to_string(), v);
     }
     let cfg = xcr::config::Config::from_vars(vars, xcr::config::Needs::FUNCTION).expect("config");
@@ -182,4 +199,135 @@ async fn each_fault_at_its_worst_spot() {
     .expect("replicated");
     let report = r.transfer.as_ref().expect("a transfer report");
     assert!(report.resumed_chunks >= 1, "the first chunk was resumed: {report:?}");
+}
+
+/// An SQS event of one record per body, as Lambda delivers it.
+fn sqs_event(bodies: &[(&str, Value)]) -> Value {
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|(id, body)| {
+            json!({"messageId": id, "receiptHandle": "r", "body": body.to_string(), "eventSource": "aws:sqs",
+                   "attributes": {"ApproximateReceiveCount": "1"}})
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+fn failed_ids(resp: &Value) -> Vec<String> {
+    resp["batchItemFailures"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// The replicate handler with its DynamoDB calls (ledger and jobs) through `ddbp`, and its
+/// DynamoDB-backed jobs store (also through the proxy), as the function builds them.
+async fn handler_via(stack: &Stack, ddbp: &FaultProxy) -> (xcr::wiring::S3ToGcsHandler, DynamoJobStore) {
+    let mut vars = stack.env.clone();
+    vars.insert("XCR_REQUEST_TIMEOUT_SECS".into(), TIMEOUT_SECS.to_string());
+    let cfg = xcr::config::Config::from_vars(vars, xcr::config::Needs::FUNCTION).expect("config");
+    let ddb = fault_proxy::sdk_via(&ddbp.url(), stack.var("AWS_REGION")).await;
+    let r = xcr::wiring::replicator_split(&stack.sdk().await, &ddb, &cfg).expect("replicator");
+    let jobs = DynamoJobStore::new(&ddb, stack.var("XCR_JOBS_TABLE"));
+    (xcr::handler::Handler::new(r, 1, None::<Queue>, Some(jobs.clone())), jobs)
+}
+
+/// DynamoDB's own refusals, at the call where each one hurts: a missing table is a
+/// configuration error that fails the task (never "source gone", which would acknowledge it),
+/// and a write refused by a running transaction is retried until it goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_refusals_are_classified_where_they_happen() {
+    let stack = Stack::up();
+    let ledger_table = format!("\"{}\"", stack.var("XCR_LEDGER_TABLE"));
+    let jobs_table = format!("\"{}\"", stack.var("XCR_JOBS_TABLE"));
+
+    // The ledger claim answers ResourceNotFoundException: a configuration error, not retried.
+    let e = run_case(
+        &stack,
+        "cases/ledger-table-missing",
+        1000,
+        Scripts { dynamodb: vec![Some(Fault::ResourceNotFound)], ..none() },
+    )
+    .await
+    .expect_err("a missing ledger table fails the task");
+    assert_eq!(e.kind(), ErrorKind::Config, "{}", e.chain());
+    assert!(e.to_string().contains("does not exist (wrong name or region?)"), "{e}");
+
+    // The same from the emulator itself: a ledger table name that does not exist.
+    let e = run_case(
+        &stack,
+        "cases/ledger-table-misnamed",
+        1000,
+        Scripts { env: vec![("XCR_LEDGER_TABLE", "xcr-no-such-table".into())], ..none() },
+    )
+    .await
+    .expect_err("a misnamed ledger table fails the task");
+    assert_eq!(e.kind(), ErrorKind::Config, "{}", e.chain());
+
+    // SQS's answer for a queue that does not exist (a busy record's requeue) is configuration too.
+    let url = stack.var("XCR_QUEUE_URL");
+    let missing = format!("{}/xcr-no-such-queue", url.rsplit_once('/').map_or(url, |(base, _)| base));
+    let e = xcr::ports::TaskQueue::send_delayed(&Queue::new(&stack.sdk().await, missing), "{}", 1)
+        .await
+        .expect_err("no such queue");
+    assert_eq!(e.kind(), ErrorKind::Config, "{}", e.chain());
+
+    // A claim refused by a running transaction is retried, and the copy goes through.
+    let r = run_case(
+        &stack,
+        "cases/claim-conflict",
+        1000,
+        Scripts { dynamodb: vec![Some(Fault::TransactionConflict), Some(Fault::TransactionConflict)], ..none() },
+    )
+    .await
+    .expect("a transaction conflict on the claim is retried");
+    assert_eq!(r.outcome, Outcome::Replicated);
+
+    // Through the handler: an SQS record whose claim meets a missing table is reported in
+    // batchItemFailures (it goes to the DLQ, not away); a direct invocation fails with `config`.
+    let ddbp =
+        FaultProxy::start(Service::DynamoDb, stack.var("AWS_ENDPOINT_URL"), Plan::script(Duration::ZERO, vec![])).await;
+    let (handler, jobs) = handler_via(&stack, &ddbp).await;
+    let bucket = stack.source_bucket();
+    let s3 = stack.s3().await;
+    put(&s3, bucket, "cases/sqs-table-missing", b"x".to_vec()).await;
+    let command = json!({"bucket": bucket, "key": "cases/sqs-table-missing"});
+    ddbp.fault_next("UpdateItem", &ledger_table, Fault::ResourceNotFound, 1);
+    let resp = handler.handle(&sqs_event(&[("m-missing-table", command.clone())]), now_ms() + 30_000).await;
+    let resp = resp.unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(failed_ids(&resp), ["m-missing-table"], "{resp}");
+    assert_eq!(resp["batchItemFailures"].as_array().map(Vec::len), Some(1));
+    ddbp.fault_next("UpdateItem", &ledger_table, Fault::ResourceNotFound, 1);
+    let e = handler.handle(&command, now_ms() + 30_000).await.expect_err("a direct invocation fails");
+    assert_eq!(e.kind(), ErrorKind::Config, "{}", e.chain());
+    assert_eq!(ddbp.armed(), 0, "both faults were used");
+
+    // A migration job whose writes collide with transactions: the start and the page commit
+    // (plain writes), the task's claim, its count (TransactWriteItems cancelled for
+    // TransactionConflict, twice) and the job's end all go through, and the job is exact.
+    let job = Job::new(JobSpec { source_bucket: bucket.into(), ..Default::default() }, &now_rfc3339());
+    jobs.create(&job).await.expect("create job");
+    ddbp.fault_next("UpdateItem", &jobs_table, Fault::TransactionConflict, 1);
+    assert!(jobs.start(&job.id).await.expect("start despite a conflict"));
+    ddbp.fault_next("UpdateItem", &jobs_table, Fault::TransactionConflict, 1);
+    assert!(jobs.commit_page(&job.id, None, None, true, 1, 1).await.expect("commit despite a conflict"));
+    assert_eq!(ddbp.armed(), 0);
+
+    put(&s3, bucket, "cases/job-task-conflicts", b"counted once".to_vec()).await;
+    let task = json!({"bucket": bucket, "key": "cases/job-task-conflicts", "job_id": job.id});
+    ddbp.fault_next("UpdateItem", &ledger_table, Fault::TransactionConflict, 1);
+    ddbp.fault_next("TransactWriteItems", "", Fault::TransactionCanceledByConflict, 2);
+    ddbp.fault_next("UpdateItem", &jobs_table, Fault::TransactionConflict, 1);
+    let mark = ddbp.mark();
+    let resp = handler.handle(&sqs_event(&[("m-job-task", task)]), now_ms() + 30_000).await;
+    let resp = resp.unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(failed_ids(&resp), Vec::<String>::new(), "{resp}");
+    assert_eq!(ddbp.armed(), 0, "every armed conflict was met: {:?}", ddbp.counts_since(mark));
+    assert_eq!(ddbp.counts_since(mark).faulted, 4);
+    let done = jobs.get(&job.id).await.expect("read job").expect("the job exists");
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert_eq!((done.counters.replicated, done.counters.pending, done.counters.failed), (1, 0, 0), "{done:?}");
+    let (bytes, _) =
+        gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), "cases/job-task-conflicts").await.expect("copied");
+    assert_eq!(bytes, b"counted once");
 }

@@ -57,6 +57,19 @@ impl Allowlist {
         self.any
     }
 
+    /// The source buckets this list declares, for the routing collision check
+    /// ([`crate::routing::Router::check_collisions`]): an empty list declares none.
+    pub fn sources(&self) -> crate::routing::Sources<'_> {
+        use crate::routing::Sources;
+        if self.any || !self.prefixes.is_empty() {
+            Sources::Unbounded
+        } else if self.exact.is_empty() {
+            Sources::Undeclared
+        } else {
+            Sources::Named(&self.exact)
+        }
+    }
+
     /// The buckets named exactly (the health check reads the first).
     pub fn exact(&self) -> &[String] {
         &self.exact

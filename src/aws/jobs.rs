@@ -5,15 +5,12 @@
 //! counter update are one transaction.
 
 use super::attrs::{Item, get_n, get_s, n, s};
-use super::classify;
+use super::{TRANSACTION_RETRY, cancellation_reasons, classify, is_retryable_cancellation, is_transaction_conflict};
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{Counters, Job, JobSpec, JobStatus, TaskTally, now_rfc3339};
 use crate::ports::JobStore;
-use crate::retry::RetryPolicy;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use std::time::Duration;
 
 /// The partition holding every job item (jobs are few; their tasks' markers are not here).
 const JOBS_PK: &str = "jobs";
@@ -64,19 +61,34 @@ impl DynamoJobStore {
         self.client.update_item().table_name(&self.table).key("pk", s(JOBS_PK)).key("sk", job_sk(id))
     }
 
-    /// Runs a conditional update; Ok(false) when its condition did not hold.
+    /// Runs a conditional update; Ok(false) when its condition did not hold. An update that a
+    /// running transaction refused (a task being counted in this very job item) is retried
+    /// with [`TRANSACTION_RETRY`]: callers such as the job driver's page commit and the job's
+    /// end do not retry by themselves.
     async fn conditional(
         &self,
         req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
         what: &str,
     ) -> Result<bool> {
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
-                Ok(false)
-            }
-            Err(e) => Err(classify(e, what)),
-        }
+        TRANSACTION_RETRY
+            .run_if(what, is_transaction_conflict, |_| {
+                let req = req.clone();
+                async move {
+                    match req.send().await {
+                        Ok(_) => Ok(true),
+                        Err(e)
+                            if matches!(
+                                e.as_service_error(),
+                                Some(UpdateItemError::ConditionalCheckFailedException(_))
+                            ) =>
+                        {
+                            Ok(false)
+                        }
+                        Err(e) => Err(classify(e, what)),
+                    }
+                }
+            })
+            .await
     }
 }
 
@@ -239,56 +251,39 @@ impl JobStore for DynamoJobStore {
             .build()
             .map_err(|e| Error::new(ErrorKind::Invalid, "bad counter update").with_source(e))?;
         // Tasks of one job finish concurrently and all update the job item: DynamoDB cancels
-        // transactions that collide on it (TransactionConflict). Those are retried here, with
-        // jitter, rather than sending the task back to the queue for a whole visibility timeout.
-        let retry = RetryPolicy {
-            max_attempts: 12,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(1000),
-        };
-        let mut attempt = 0;
-        loop {
-            let out = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(marker.clone()).build())
-                .transact_items(TransactWriteItem::builder().update(counters.clone()).build())
-                .send()
-                .await;
-            let e = match out {
-                Ok(_) => return Ok(true),
-                Err(e) => e,
-            };
-            let reasons = e
-                .as_service_error()
-                .and_then(|se| match se {
-                    TransactWriteItemsError::TransactionCanceledException(c) => Some(
-                        c.cancellation_reasons()
-                            .iter()
-                            .filter_map(|r| r.code().map(str::to_string))
-                            .collect::<Vec<_>>(),
-                    ),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            if reasons.iter().any(|c| c == "ConditionalCheckFailed") {
-                return Ok(false);
-            }
-            let conflict = reasons.iter().any(|c| c == "TransactionConflict")
-                || e.as_service_error()
-                    .is_some_and(|se| matches!(se, TransactWriteItemsError::TransactionInProgressException(_)));
-            if conflict && attempt + 1 < retry.max_attempts {
-                tokio::time::sleep(retry.delay(attempt)).await;
-                attempt += 1;
-                continue;
-            }
-            let mut err = classify(e, "count job task");
-            if conflict {
-                err =
-                    Error::new(ErrorKind::Transient, format!("count job task: transaction conflicts {attempt} times"));
-            }
-            return Err(err);
-        }
+        // transactions that collide on it (reason TransactionConflict) or that it throttles.
+        // Those are retried here, with jitter, rather than sending the task back to the queue for
+        // a whole visibility timeout; when retries run out the error is still retryable, so the
+        // task is delivered again and counted then.
+        TRANSACTION_RETRY
+            .run_if("count job task", is_transaction_conflict, |_| {
+                let req = self
+                    .client
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().put(marker.clone()).build())
+                    .transact_items(TransactWriteItem::builder().update(counters.clone()).build());
+                async move {
+                    let e = match req.send().await {
+                        Ok(_) => return Ok(true),
+                        Err(e) => e,
+                    };
+                    let reasons = cancellation_reasons(&e);
+                    // The marker (the first item) exists: this task was counted before.
+                    if reasons.first() == Some(&"ConditionalCheckFailed") {
+                        return Ok(false);
+                    }
+                    let kind = if is_retryable_cancellation(&reasons) {
+                        ErrorKind::Transient
+                    } else if reasons.is_empty() {
+                        return Err(classify(e, "count job task"));
+                    } else {
+                        ErrorKind::Invalid
+                    };
+                    let why = format!("count job task: transaction cancelled ({})", reasons.join(", "));
+                    Err(Error::new(kind, why).with_source(e))
+                }
+            })
+            .await
     }
 
     async fn try_finish(&self, id: &str) -> Result<Option<JobStatus>> {

@@ -15,7 +15,17 @@
 //!   forwarded and applied anyway, as a slow server applies a request its client gave up on;
 //! * `BodyBreak` / `BodyStall` (only where the answer has a body worth splitting, i.e. S3 reads):
 //!   the request is forwarded, the status, headers and first half of the body are sent, then the
-//!   connection is reset, or held silent longer than the client's timeout.
+//!   connection is reset, or held silent longer than the client's timeout;
+//! * DynamoDB's own refusals (scripted or targeted only), answered without forwarding:
+//!   `ResourceNotFound` (`400 ResourceNotFoundException`: the table does not exist),
+//!   `TransactionConflict` (`400 TransactionConflictException`: a plain write met an item inside
+//!   a running transaction) and `TransactionCanceledByConflict` (`400
+//!   TransactionCanceledException` whose reasons are `None` then `TransactionConflict`, as
+//!   `TransactWriteItems` of two items answers when the second is in another transaction).
+//!
+//! Besides the script and the rate, [`FaultProxy::fault_next`] faults the next requests of one
+//! operation (by `X-Amz-Target`, optionally only those whose body names a table): a fault at one
+//! exact call, whatever else the code under test sends before it.
 //!
 //! Which request is faulted, and how, is a pure function of the seed and the request's arrival
 //! number, so a run is reproducible up to the order in which concurrent requests arrive.
@@ -55,6 +65,20 @@ pub enum Fault {
     BodyBreak,
     BodyStall,
     LateDelivery,
+    ResourceNotFound,
+    TransactionConflict,
+    TransactionCanceledByConflict,
+}
+
+/// Faults armed by [`FaultProxy::fault_next`].
+#[derive(Debug, Clone)]
+struct Targeted {
+    /// The operation, as the end of `X-Amz-Target` names it (`UpdateItem`, `TransactWriteItems`).
+    operation: String,
+    /// Only requests whose body contains this (e.g. a table name); empty: any.
+    body_contains: String,
+    fault: Fault,
+    left: u32,
 }
 
 impl Service {
@@ -124,6 +148,7 @@ struct State {
     next: AtomicU64,
     http: reqwest::Client,
     seen: Mutex<Vec<Seen>>,
+    targeted: Mutex<Vec<Targeted>>,
 }
 
 /// A running proxy; it stops when dropped.
@@ -166,6 +191,7 @@ impl FaultProxy {
             next: AtomicU64::new(0),
             http,
             seen: Mutex::new(Vec::new()),
+            targeted: Mutex::new(Vec::new()),
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -187,6 +213,24 @@ impl FaultProxy {
     /// Turns injection on or off (requests are still forwarded and recorded).
     pub fn set_enabled(&self, on: bool) {
         self.state.enabled.store(on, Ordering::SeqCst);
+    }
+
+    /// Faults the next `times` requests for `operation` (the end of their `X-Amz-Target` header,
+    /// e.g. `UpdateItem`) whose body contains `body_contains` (empty: any body) with `fault`,
+    /// before the script and the rate are consulted. Armed faults of one operation apply in
+    /// the order they were armed.
+    pub fn fault_next(&self, operation: &str, body_contains: &str, fault: Fault, times: u32) {
+        self.state.targeted.lock().expect("lock").push(Targeted {
+            operation: operation.to_string(),
+            body_contains: body_contains.to_string(),
+            fault,
+            left: times,
+        });
+    }
+
+    /// How many armed faults ([`FaultProxy::fault_next`]) have not been used yet.
+    pub fn armed(&self) -> u32 {
+        self.state.targeted.lock().expect("lock").iter().map(|t| t.left).sum()
     }
 
     /// How many requests have been seen so far: a mark for [`FaultProxy::counts_since`].
@@ -251,6 +295,20 @@ fn mix(mut z: u64) -> u64 {
 }
 
 impl State {
+    /// Uses up one armed fault matching this request, if any.
+    fn targeted(&self, target: Option<&str>, body: &[u8]) -> Option<Fault> {
+        let operation = target?.rsplit('.').next()?;
+        let mut armed = self.targeted.lock().expect("lock");
+        let t = armed.iter_mut().find(|t| {
+            t.left > 0
+                && t.operation == operation
+                && (t.body_contains.is_empty()
+                    || body.windows(t.body_contains.len()).any(|w| w == t.body_contains.as_bytes()))
+        })?;
+        t.left -= 1;
+        Some(t.fault)
+    }
+
     /// The fault for request number `n` (and a second random number for its details), if any.
     fn decide(&self, n: u64) -> (Option<Fault>, u64) {
         let r = mix(self.plan.seed ^ mix(n));
@@ -328,6 +386,21 @@ fn synthetic(service: Service, fault: Fault, detail: u64) -> Response<Body> {
                 format!("{{\"__type\":\"com.amazonaws.dynamodb.v20120810#{code}\",\"message\":\"injected {code}\"}}"),
             )
         }
+        (Service::DynamoDb, Fault::ResourceNotFound) => dynamodb_error(
+            "ResourceNotFoundException",
+            "Requested resource not found",
+            "",
+        ),
+        (Service::DynamoDb, Fault::TransactionConflict) => dynamodb_error(
+            "TransactionConflictException",
+            "Transaction is ongoing for the item",
+            "",
+        ),
+        (Service::DynamoDb, Fault::TransactionCanceledByConflict) => dynamodb_error(
+            "TransactionCanceledException",
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict]",
+            ",\"CancellationReasons\":[{\"Code\":\"None\"},{\"Code\":\"TransactionConflict\",\"Message\":\"Transaction is ongoing for the item\"}]",
+        ),
         (Service::DynamoDb, _) => {
             if alt {
                 full(
@@ -353,6 +426,16 @@ fn synthetic(service: Service, fault: Fault, detail: u64) -> Response<Body> {
             )
         }
     }
+}
+
+/// A DynamoDB error answer (400, JSON 1.0) with `code`, `message` and `extra` members (which,
+/// when not empty, start with a comma).
+fn dynamodb_error(code: &str, message: &str, extra: &str) -> Response<Body> {
+    full(
+        400,
+        "application/x-amz-json-1.0",
+        format!("{{\"__type\":\"com.amazonaws.dynamodb.v20120810#{code}\",\"message\":\"{message}\"{extra}}}"),
+    )
 }
 
 /// Hop-by-hop headers, which a proxy must not forward.
@@ -394,10 +477,12 @@ async fn handle(
     ctl: Arc<TcpStream>,
 ) -> Result<Response<Body>, BoxError> {
     let n = st.next.fetch_add(1, Ordering::SeqCst);
-    let (fault, detail) = st.decide(n);
+    let (decided, detail) = st.decide(n);
     let (parts, body) = req.into_parts();
     // The whole request arrives before any decision takes effect, as a server would read it.
     let body = body.collect().await?.to_bytes();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let fault = st.targeted(target, &body).or(decided);
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     st.seen.lock().expect("lock").push(Seen {
         method: parts.method.to_string(),
@@ -410,7 +495,13 @@ async fn handle(
             tokio::time::sleep(st.plan.stall).await;
             return Err(reset(&ctl));
         }
-        Some(f @ (Fault::ServerError | Fault::Throttle)) => return Ok(synthetic(st.service, f, detail)),
+        Some(
+            f @ (Fault::ServerError
+            | Fault::Throttle
+            | Fault::ResourceNotFound
+            | Fault::TransactionConflict
+            | Fault::TransactionCanceledByConflict),
+        ) => return Ok(synthetic(st.service, f, detail)),
         Some(Fault::LateDelivery) => {
             // Detached, so the late request is applied even though its client is long gone.
             let (late, stall) = (st.clone(), st.plan.stall);
