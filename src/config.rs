@@ -56,6 +56,8 @@ pub struct Config {
     pub transfer: TransferConfig,
     /// Retry policy for GCS calls and S3 stream re-opens.
     pub retry: RetryPolicy,
+    /// When a failed SQS record comes back (`XCR_RETRY_BASE_SECS`, `XCR_RETRY_MAX_SECS`).
+    pub retry_clock: crate::redelivery::RetryClock,
     /// Apply `ObjectRemoved` events to GCS (`XCR_REPLICATE_DELETES`, default false).
     pub replicate_deletes: bool,
     /// Records of one SQS batch processed at once (`XCR_BATCH_CONCURRENCY`, default 4).
@@ -80,6 +82,8 @@ pub mod vars {
     pub const GCP_CREDENTIALS: &str = "XCR_GCP_CREDENTIALS";
     pub const REPLICATE_DELETES: &str = "XCR_REPLICATE_DELETES";
     pub const BATCH_CONCURRENCY: &str = "XCR_BATCH_CONCURRENCY";
+    pub const RETRY_BASE_SECS: &str = "XCR_RETRY_BASE_SECS";
+    pub const RETRY_MAX_SECS: &str = "XCR_RETRY_MAX_SECS";
     pub const MIGRATE_FUNCTION: &str = "XCR_MIGRATE_FUNCTION";
     /// Read whole by the API's settings; here only to declare the source buckets to the
     /// routing collision check.
@@ -179,6 +183,23 @@ impl Config {
             }
         }
 
+        let mut retry_clock = crate::redelivery::RetryClock::default();
+        for (var, slot, range) in [
+            (vars::RETRY_BASE_SECS, &mut retry_clock.base, 1..=900u64),
+            (vars::RETRY_MAX_SECS, &mut retry_clock.max, 1..=43_200u64),
+        ] {
+            if let Some(v) = get(var) {
+                match v.parse::<u64>() {
+                    Ok(n) if range.contains(&n) => *slot = std::time::Duration::from_secs(n),
+                    _ => problems.push(format!(
+                        "{var}={v:?}: expected whole seconds from {} to {}",
+                        range.start(),
+                        range.end()
+                    )),
+                }
+            }
+        }
+
         let gcs_emulator = get(vars::STORAGE_EMULATOR_HOST).map(|h| {
             let h = h.trim_end_matches('/');
             if h.contains("://") { h.to_string() } else { format!("http://{h}") }
@@ -264,6 +285,7 @@ impl Config {
             gcs_credentials,
             transfer: TransferConfig { chunk_size, resumable_threshold, request_timeout },
             retry,
+            retry_clock,
             replicate_deletes,
             batch_concurrency,
             migrate_function: get(vars::MIGRATE_FUNCTION),

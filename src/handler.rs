@@ -14,6 +14,9 @@
 //! logged and counted either way.
 //! * **SQS batch:** a failed record is reported in `batchItemFailures` (and so delivered again,
 //!   and moved to the dead-letter queue after `maxReceiveCount`), as is an unreadable body.
+//!   Before answering, the handler sets when it comes back (`ChangeMessageVisibility`): seconds
+//!   after its first failure, growing with each receive ([`crate::redelivery`]), not after the
+//!   queue's whole visibility timeout.
 //! * A record that is only `busy` (another worker holds the key's lease) is sent back to the
 //!   queue with a delay and acknowledged, so waiting never spends one of its receives: a newer
 //!   version's event must not end in the DLQ because an older copy was slow. If that send
@@ -48,6 +51,8 @@ pub struct Handler<S, K, L, Q, J> {
     /// The queue's `maxReceiveCount`: a job task failing on that delivery goes to the DLQ next,
     /// so it is counted as failed now, or its job would wait for it forever.
     max_receives: Option<u32>,
+    /// When a failed record comes back ([`crate::redelivery`]).
+    retry_clock: crate::redelivery::RetryClock,
 }
 
 /// How long a job's status is trusted before it is read again (a cancel takes effect within it).
@@ -115,10 +120,17 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             job_status: tokio::sync::Mutex::new(HashMap::new()),
             job_writes: tokio::sync::Mutex::new(()),
             max_receives: None,
+            retry_clock: crate::redelivery::RetryClock::default(),
         }
     }
 
     /// Tells the handler the queue's `maxReceiveCount` (see [`Self::handle`]).
+    /// Sets the backoff for failed SQS records ([`crate::redelivery`]).
+    pub fn with_retry_clock(mut self, clock: crate::redelivery::RetryClock) -> Self {
+        self.retry_clock = clock;
+        self
+    }
+
     pub fn with_max_receives(mut self, max: Option<u32>) -> Self {
         self.max_receives = max.filter(|m| *m > 0);
         self
@@ -275,6 +287,9 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                     };
                     if failed || (wait.is_some() && !requeued) {
                         failures.push(json!({ "itemIdentifier": message_id }));
+                        if self.back_off(payload, message_id).await {
+                            *counts.entry("backed_off").or_default() += 1;
+                        }
                     } else if requeued {
                         *counts.entry("requeued").or_default() += 1;
                     }
@@ -323,6 +338,41 @@ fn is_busy(r: &Result<Replication>) -> bool {
 }
 
 impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handler<S, K, L, Q, J> {
+    /// Sets when a failed record comes back: its visibility, from the retry clock and its receive
+    /// count ([`crate::redelivery`]), instead of the queue's whole visibility timeout. On its
+    /// last delivery it comes back at once, to be moved to the dead-letter queue. False when it
+    /// could not (no queue, no receipt handle, or SQS refused): the record then comes back when
+    /// the visibility timeout runs out, as before.
+    async fn back_off(&self, payload: &Value, message_id: &str) -> bool {
+        let Some(queue) = &self.requeue else { return false };
+        let Some(record) = payload["Records"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["messageId"].as_str() == Some(message_id)))
+        else {
+            return false;
+        };
+        let Some(receipt) = record["receiptHandle"].as_str() else { return false };
+        let receives = record["attributes"]["ApproximateReceiveCount"].as_str().and_then(|c| c.parse::<u32>().ok());
+        let last = matches!((receives, self.max_receives), (Some(n), Some(max)) if n >= max);
+        let secs = if last { 1 } else { self.retry_clock.delay_secs(receives.unwrap_or(1)) };
+        match queue.retry_after(receipt, secs).await {
+            Ok(()) => {
+                tracing::info!(
+                    message_id,
+                    receives,
+                    retry_in_secs = secs,
+                    last_delivery = last,
+                    "failed: comes back later"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(message_id, error = %e.chain(), "could not set when the failed record comes back; the queue's visibility timeout applies");
+                false
+            }
+        }
+    }
+
     /// Puts the record's body back on the queue with a delay. False when it could not.
     async fn requeue(&self, payload: &Value, message_id: &str, delay_secs: u64) -> bool {
         let Some(queue) = &self.requeue else { return false };

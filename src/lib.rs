@@ -7,6 +7,8 @@
 //! * [`transfer`]: the streaming engine: chunking, pipelining, checksums, resumption.
 //! * [`events`]: notification payloads decoded into tasks (pure).
 //! * [`replicate`]: the use case every entry point shares.
+//! * [`handler`]: the replicate function's answers to its triggers; [`redelivery`]: when a failed
+//!   SQS record comes back.
 //! * [`aws`], [`gcs`]: adapters for S3 and the GCS upload APIs.
 //! * [`config`]: the environment, read and validated once; [`wiring`] builds the adapters from it.
 //! * [`telemetry`]: JSON logs.
@@ -24,6 +26,7 @@ pub mod migrate;
 pub mod model;
 pub mod ports;
 pub mod pump;
+pub mod redelivery;
 pub mod replicate;
 pub mod retry;
 pub mod routing;

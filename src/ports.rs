@@ -298,6 +298,9 @@ pub trait TaskQueue: Send + Sync {
     fn send_delayed(&self, body: &str, delay_secs: u32) -> impl Future<Output = Result<()>> + Send;
     /// Sends every body (in batches); fails unless all were accepted.
     fn send_all(&self, bodies: &[String]) -> impl Future<Output = Result<()>> + Send;
+    /// Makes a received message visible again in `secs` seconds (its visibility timeout, from
+    /// now): a failed record's retry clock ([`crate::redelivery`]).
+    fn retry_after(&self, receipt_handle: &str, secs: u32) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Durable migration jobs (DynamoDB). Every state change is one conditional write.

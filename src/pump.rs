@@ -3,7 +3,8 @@
 //!
 //! It long-polls the replicate queue, hands each batch to the replicate handler as an SQS
 //! event, deletes the records that succeeded and leaves the ones reported in
-//! `batchItemFailures` to come back after the visibility timeout; the queue's redrive policy
+//! `batchItemFailures` to come back when the handler's retry clock says
+//! ([`crate::redelivery`]; the visibility timeout if it could not set one); the queue's redrive policy
 //! moves a message that keeps failing to the dead-letter queue after `maxReceiveCount`.
 //! Given a job [`Driver`], it also runs the listing steps of open migration jobs, which the
 //! `migrate` function runs in the cloud, so a job created locally runs to completion with

@@ -24,7 +24,8 @@ pub fn handler_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<S3ToGcs
     let sdk = &crate::aws::with_timeouts(sdk, cfg.transfer.request_timeout);
     let requeue = cfg.queue_url.as_ref().map(|u| crate::aws::sqs::Queue::new(sdk, u.clone()));
     let jobs = cfg.jobs_table.as_ref().map(|t| crate::aws::jobs::DynamoJobStore::new(sdk, t.clone()));
-    Ok(crate::handler::Handler::new(replicator_with(sdk, cfg)?, cfg.batch_concurrency, requeue, jobs))
+    Ok(crate::handler::Handler::new(replicator_with(sdk, cfg)?, cfg.batch_concurrency, requeue, jobs)
+        .with_retry_clock(cfg.retry_clock))
 }
 
 /// Builds the GCS client (auth included) from configuration.

@@ -268,7 +268,11 @@ async fn poison_message_reaches_the_dlq_and_redrive_brings_it_back() {
         4,
         Some(Queue::new(&stack.sdk().await, stack.var("XCR_QUEUE_URL"))),
         None::<DynamoJobStore>,
-    );
+    )
+    .with_retry_clock(xcr::redelivery::RetryClock {
+        base: std::time::Duration::from_secs(1),
+        max: std::time::Duration::from_secs(1),
+    });
     let opts = PumpOptions {
         wait_secs: 1,
         visibility_secs: Some(1),

@@ -199,8 +199,8 @@ pub struct BatchQueuedResponse {
     responses(
         (status = 200, description = "Done: `replicated`, `already_replicated` or `stale`", body = ReplicateResponse),
         (status = 202, description = "Too large for a request: queued (`outcome: queued`, `message_id`)", body = ReplicateResponse),
-        (status = 400, description = "Invalid input, or no route for the object", body = super::error::ErrorBody),
-        (status = 403, description = "Bucket not in XCR_ALLOWED_SOURCE_BUCKETS, or access denied", body = super::error::ErrorBody),
+        (status = 400, description = "Invalid input", body = super::error::ErrorBody),
+        (status = 403, description = "Bucket not in XCR_ALLOWED_SOURCE_BUCKETS, no routing rule for the object (`no_route`: name a destination), or access denied", body = super::error::ErrorBody),
         (status = 404, description = "The source object (or version) does not exist", body = super::error::ErrorBody),
         (status = 409, description = "Busy: another worker is copying it (Retry-After), or the source changed mid-copy", body = super::error::ErrorBody),
         (status = 413, description = "Body too large", body = super::error::ErrorBody),
@@ -420,9 +420,12 @@ impl Api {
     ) -> Result<Processed, ApiError> {
         let task = Task { destination: dest, ..Task::new(Action::Copy, obj) };
         let destinations = self.replicator.destinations(&task);
+        // 403 like the allowlist: the request is well formed, and this deployment's configuration
+        // does not replicate that bucket (with every bucket allowed, routes cannot cover every
+        // bucket, since two buckets must not share destination names: see crate::routing).
         if destinations.is_empty() {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
+                StatusCode::FORBIDDEN,
                 "no_route",
                 format!("no routing rule matches {}; name a destination", task.object),
             ));

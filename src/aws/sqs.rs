@@ -66,6 +66,24 @@ impl Queue {
         }))
     }
 
+    /// The queue's visibility timeout in seconds: how long a received message stays hidden
+    /// unless the handler sets otherwise ([`crate::redelivery`]).
+    pub async fn visibility_timeout(&self) -> Result<u64> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::VisibilityTimeout)
+            .send()
+            .await
+            .map_err(|e| classify(e, "read queue attributes"))?;
+        out.attributes()
+            .and_then(|a| a.get(&A::VisibilityTimeout))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::new(ErrorKind::Transient, "the queue did not report its visibility timeout"))
+    }
+
     /// What is left to do: messages visible now, and those in flight or delayed.
     pub async fn depth(&self) -> Result<(u64, u64)> {
         use aws_sdk_sqs::types::QueueAttributeName as A;
@@ -188,6 +206,18 @@ impl TaskQueue for Queue {
             .send()
             .await
             .map_err(|e| classify(e, "requeue a busy task"))?;
+        Ok(())
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, secs: u32) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(i32::try_from(secs).unwrap_or(i32::MAX).min(43_200))
+            .send()
+            .await
+            .map_err(|e| classify(e, "set when a failed record comes back"))?;
         Ok(())
     }
 
