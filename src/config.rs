@@ -262,7 +262,7 @@ impl Config {
             aws_endpoint: get(vars::AWS_ENDPOINT_URL),
             gcs_emulator,
             gcs_credentials,
-            transfer: TransferConfig { chunk_size, resumable_threshold, request_timeout },
+            transfer: TransferConfig { chunk_size, resumable_threshold, request_timeout, ..TransferConfig::default() },
             retry,
             replicate_deletes,
             batch_concurrency,
