@@ -88,12 +88,12 @@ impl Budget {
             );
             return Self::UNLIMITED;
         }
-        Self { deadline: Some(Instant::now() + left) }
+        Self::lasting(left)
     }
 
-    /// A budget ending `left` from now (tests, and callers that count in durations).
+    /// A budget ending `left` from now; one too far to represent is no budget.
     pub fn lasting(left: Duration) -> Self {
-        Self { deadline: Some(Instant::now() + left) }
+        Self { deadline: Instant::now().checked_add(left) }
     }
 
     /// The time left, `None` without a budget.
@@ -178,5 +178,8 @@ mod tests {
         let left = b.left().expect("limited");
         assert!(left <= s(60) && left > s(59), "{left:?}");
         assert_eq!(Budget::UNLIMITED.left(), None);
+        // A deadline far beyond any clock (the function's `unwrap_or(i64::MAX)`) is no budget,
+        // and never a panic.
+        assert!(Budget::for_invocation(i64::MAX, 0, &r).left().is_none_or(|l| l > s(3600)));
     }
 }
