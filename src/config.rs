@@ -283,7 +283,7 @@ impl Config {
             aws_endpoint: get(vars::AWS_ENDPOINT_URL),
             gcs_emulator,
             gcs_credentials,
-            transfer: TransferConfig { chunk_size, resumable_threshold, request_timeout },
+            transfer: TransferConfig { chunk_size, resumable_threshold, request_timeout, ..TransferConfig::default() },
             retry,
             retry_clock,
             replicate_deletes,

@@ -21,11 +21,24 @@
 //!   queue with a delay and acknowledged, so waiting never spends one of its receives: a newer
 //!   version's event must not end in the DLQ because an older copy was slow. If that send
 //!   fails, the record is reported as failed instead.
+//! * **Continuations.** Every record runs under the invocation's time budget
+//!   ([`crate::budget`], from the deadline `handle` is given). A record whose copy stopped at
+//!   its budget, checkpointed (`continued`), or that the budget left no time to start, is sent
+//!   again at once as a new message (no delay) and acknowledged: it made progress or did
+//!   nothing, and must not spend one of its `maxReceiveCount` receives. Were it reported as
+//!   failed, it would come back only after its visibility timeout, and an object needing more
+//!   invocations than `maxReceiveCount` would land in the dead-letter queue. A record with a
+//!   real failure besides is reported as failed (its continuation resumes from the checkpoint
+//!   all the same), and one whose send fails too. A continued job task is not counted in its
+//!   job yet.
 //! * **Direct invocation (S3 notification, EventBridge, command):** the invocation returns an
 //!   error when any task failed, so Lambda's asynchronous retries and then its on-failure
 //!   destination (or the caller of a synchronous invoke) see it; otherwise it returns every
-//!   result and the counts.
+//!   result and the counts. A direct invocation cannot queue its own continuation, so a
+//!   `continued` task fails it too (retryable): Lambda's retry resumes the checkpointed upload,
+//!   and a copy that needs more invocations than Lambda's two retries must go through SQS.
 
+use crate::budget::Budget;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Incoming, Task, decode_invocation};
 use crate::jobs::{JobStatus, TaskTally};
@@ -149,14 +162,21 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
     }
 
     /// `last_delivery`: a retryable failure now sends the record to the dead-letter queue.
-    async fn run_tasks(&self, tasks: &[Task], deadline_ms: i64, last_delivery: bool) -> Vec<Result<Replication>> {
+    /// `budget`: the invocation's time budget (see the module doc).
+    async fn run_tasks(
+        &self,
+        tasks: &[Task],
+        deadline_ms: i64,
+        budget: &Budget,
+        last_delivery: bool,
+    ) -> Vec<Result<Replication>> {
         let mut out = Vec::new();
         for task in tasks {
             match (&task.job_id, &self.jobs) {
                 (Some(job_id), Some(jobs)) => {
-                    out.extend(self.run_job_task(jobs, job_id, task, deadline_ms, last_delivery).await)
+                    out.extend(self.run_job_task(jobs, job_id, task, deadline_ms, budget, last_delivery).await)
                 }
-                _ => out.extend(self.replicator.apply(task, deadline_ms).await),
+                _ => out.extend(self.replicator.apply_within(task, deadline_ms, budget).await),
             }
         }
         out
@@ -166,13 +186,15 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
     /// counted once in the job (a redelivered task is not counted again), and the job ended
     /// when it was the last one. A task still failing on its last delivery is counted as
     /// failed (it is on its way to the DLQ): the job then ends FAILED instead of waiting
-    /// forever; a redrive still copies the object, without counting it again.
+    /// forever; a redrive still copies the object, without counting it again. A `continued`
+    /// task is neither: it is counted when its continuation finishes.
     async fn run_job_task(
         &self,
         jobs: &J,
         job_id: &str,
         task: &Task,
         deadline_ms: i64,
+        budget: &Budget,
         last_delivery: bool,
     ) -> Vec<Result<Replication>> {
         match self.job_status(jobs, job_id).await {
@@ -186,10 +208,10 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             Ok(None) => return vec![Ok(crate::replicate::skipped_task(task, &format!("job {job_id} does not exist")))],
             Err(e) => return vec![Err(e.context(format_args!("job {job_id}")))],
         }
-        let mut results = self.replicator.apply(task, deadline_ms).await;
+        let mut results = self.replicator.apply_within(task, deadline_ms, budget).await;
         let tally = match tally(&results) {
             Some(t) => t,
-            None if last_delivery && !results.iter().any(is_busy) => {
+            None if last_delivery && !results.iter().any(|r| is_busy(r) || is_continued(r)) => {
                 let why = results.iter().find_map(|r| r.as_ref().err()).map(|e| e.chain()).unwrap_or_default();
                 tracing::warn!(job_id, object = %task.object, error = %why, "last delivery failed: counted as failed, on its way to the DLQ");
                 let _ = jobs
@@ -241,9 +263,10 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         let incoming =
             decode_invocation(payload).inspect_err(|e| tracing::error!(error = %e.chain(), "rejected invocation"))?;
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let budget = &self.budget(deadline_ms);
         match incoming {
             Incoming::Direct(tasks) => {
-                let results = self.run_tasks(&tasks, deadline_ms, false).await;
+                let results = self.run_tasks(&tasks, deadline_ms, budget, false).await;
                 for r in &results {
                     *counts.entry(verdict(r)).or_default() += 1;
                 }
@@ -260,7 +283,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                     .map(|item| async move {
                         let last = matches!((item.receive_count, self.max_receives), (Some(n), Some(max)) if n >= max);
                         match item.tasks {
-                            Ok(tasks) => (item.message_id, self.run_tasks(&tasks, deadline_ms, last).await, None),
+                            Ok(tasks) => (item.message_id, self.run_tasks(&tasks, deadline_ms, budget, last).await, None),
                             Err(e) => {
                                 tracing::error!(message_id = %item.message_id, error = %e.chain(), "unreadable message");
                                 (item.message_id, Vec::new(), Some(e))
@@ -277,6 +300,12 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                     }
                     for r in results {
                         *counts.entry(verdict(r)).or_default() += 1;
+                    }
+                    // Continuations (module doc, `crate::budget`): sent again at once and
+                    // acknowledged. If the send fails, the record is reported as failed below.
+                    if unreadable.is_none() && is_continuation(results) && self.hand_on(payload, message_id).await {
+                        *counts.entry("handed_on").or_default() += 1;
+                        continue;
                     }
                     let failed = unreadable.is_some() || results.iter().any(|r| is_failure(r) && !is_busy(r));
                     let busy = results.iter().filter_map(|r| r.as_ref().ok()).filter(|r| r.outcome == Outcome::Busy);
@@ -308,7 +337,8 @@ fn tally(results: &[Result<Replication>]) -> Option<TaskTally> {
     let mut failed = false;
     for r in results {
         match r {
-            Ok(rep) if rep.outcome == Outcome::Busy => return None,
+            // Not finished: counted when a later delivery or the continuation finishes it.
+            Ok(rep) if rep.outcome == Outcome::Busy || rep.outcome == Outcome::Continued => return None,
             Ok(rep) if rep.outcome == Outcome::Replicated => {
                 replicated = true;
                 bytes += rep.bytes.unwrap_or(0);
@@ -335,6 +365,47 @@ fn tally(results: &[Result<Replication>]) -> Option<TaskTally> {
 
 fn is_busy(r: &Result<Replication>) -> bool {
     matches!(r, Ok(rep) if rep.outcome == Outcome::Busy)
+}
+
+fn is_continued(r: &Result<Replication>) -> bool {
+    matches!(r, Ok(rep) if rep.outcome == Outcome::Continued)
+}
+
+/// Whether a record's results make it a continuation: some task `continued`, and nothing
+/// failed for real (`busy` waits as well in a continuation as in a delayed requeue).
+fn is_continuation(results: &[Result<Replication>]) -> bool {
+    results.iter().any(is_continued) && results.iter().all(|r| !is_failure(r) || is_busy(r) || is_continued(r))
+}
+
+impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handler<S, K, L, Q, J> {
+    /// The time budget of an invocation ending at `deadline_ms` ([`crate::budget`]).
+    fn budget(&self, deadline_ms: i64) -> Budget {
+        let reserve = self.replicator.transfer().config().reserve;
+        Budget::for_invocation(deadline_ms, crate::replicate::now_ms(), &reserve)
+    }
+
+    /// Sends a continued record's body again as a new message with no delay: its receive
+    /// count starts over (it made progress, it did not fail) and it is delivered at once; the
+    /// caller acknowledges the original. False when it could not (no queue, no body, SQS
+    /// refused): the record is then reported as failed and comes back by the retry clock.
+    async fn hand_on(&self, payload: &Value, message_id: &str) -> bool {
+        let Some(queue) = &self.requeue else { return false };
+        let body = payload["Records"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["messageId"].as_str() == Some(message_id)))
+            .and_then(|r| r["body"].as_str());
+        let Some(body) = body else { return false };
+        match queue.send_delayed(body, 0).await {
+            Ok(()) => {
+                tracing::info!(message_id, "continued: handed on to the next invocation");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(message_id, error = %e.chain(), "continued, but could not hand it on; reporting it as failed");
+                false
+            }
+        }
+    }
 }
 
 impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handler<S, K, L, Q, J> {
@@ -555,6 +626,45 @@ mod tests {
                 assert_eq!(e.is_retryable(), retryable, "{row}: {e}");
             }
         }
+    }
+
+    /// A result of `outcome` for one object.
+    fn with_outcome(outcome: Outcome) -> Result<Replication> {
+        let task = Task {
+            action: crate::events::Action::Copy,
+            object: ObjectRef::new("src", "big.bin"),
+            sequencer: None,
+            event_time: None,
+            job_id: None,
+            destination: None,
+            overwrite: None,
+            event: None,
+        };
+        let mut r = crate::replicate::skipped_task(&task, "test");
+        r.outcome = outcome;
+        Ok(r)
+    }
+
+    #[test]
+    fn a_continued_task_is_handed_on_never_counted_and_fails_only_a_direct_invocation() {
+        let continued = || with_outcome(Outcome::Continued);
+        let transient = || Err(Error::new(ErrorKind::Transient, "injected"));
+        let gone = || Err(Error::new(ErrorKind::NotFound, "gone"));
+        // Handed on: continued alone, or beside results that need no retry, or beside `busy`.
+        assert!(is_continuation(&[continued()]));
+        assert!(is_continuation(&[with_outcome(Outcome::Replicated), continued()]));
+        assert!(is_continuation(&[continued(), with_outcome(Outcome::Busy), gone()]));
+        // A real failure beside it: reported as failed (the checkpoint still serves the retry).
+        assert!(!is_continuation(&[continued(), transient()]));
+        assert!(!is_continuation(&[with_outcome(Outcome::Busy)]));
+        assert!(!is_continuation(&[]));
+        // A job does not count it yet, whatever else the task did.
+        assert!(tally(&[continued()]).is_none());
+        assert!(tally(&[with_outcome(Outcome::Replicated), continued()]).is_none());
+        // A direct invocation cannot hand it on: it fails, retryable, so Lambda retries it.
+        let e = direct_failure(&[continued()]).unwrap_or_else(|| panic!("a continuation fails a direct invocation"));
+        assert!(e.is_retryable(), "{e}");
+        assert!(e.to_string().contains("continued"), "{e}");
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! * [`model`]: plain data (object references, destinations, metadata).
 //! * [`error`]: one error type, classified once into retryable or not and an HTTP status.
 //! * [`ports`]: the traits the use cases talk through ([`ports::ObjectSource`], [`ports::ObjectSink`]).
-//! * [`transfer`]: the streaming engine: chunking, pipelining, checksums, resumption.
+//! * [`transfer`]: the streaming engine: chunking, pipelining, checksums, resumption; [`budget`]:
+//!   when a copy stops for a continuation.
 //! * [`events`]: notification payloads decoded into tasks (pure).
 //! * [`replicate`]: the use case every entry point shares.
 //! * [`handler`]: the replicate function's answers to its triggers; [`redelivery`]: when a failed
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod events;

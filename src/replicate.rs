@@ -44,7 +44,17 @@
 //! session (and, every few seconds, a confirmed offset) through a [`LeaseJournal`], and the
 //! next claim gets it back with the previous item, so a delivery after a crash continues the
 //! session from the offset GCS confirms ([`crate::transfer`]). Completion removes it.
+//!
+//! **Continuations.** [`Replicator::apply_within`] runs under the invocation's time budget
+//! ([`crate::budget`]). A resumable copy with no time left for its next chunk stops at a chunk
+//! boundary: the journal writes the last confirmed offset at once (not only every few
+//! seconds), the lease is released at once, and the result is [`Outcome::Continued`] with the
+//! offset in `detail`, so that the continuation can claim the key as soon as it is delivered
+//! and resume without re-sending a byte. A destination the budget leaves no time to start is
+//! `continued` too, with nothing done. The caller hands the task on (the SQS handler sends it
+//! again at once, [`crate::handler`]); without a budget ([`Replicator::apply`]) no copy stops.
 
+use crate::budget::{Budget, may_start_task};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Action, Task, sequencer_order};
 use crate::jobs::Overwrite;
@@ -53,7 +63,7 @@ use crate::ports::{
     Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, ObjectSink, ObjectSource, UploadCheckpoint, UploadJournal,
 };
 use crate::routing::Router;
-use crate::transfer::{Copy, Transfer, TransferReport};
+use crate::transfer::{Copy, Paused, Transfer, TransferReport};
 use serde::Serialize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -75,6 +85,9 @@ pub enum Outcome {
     Deleted,
     /// Nothing to do by configuration (no route, deletes not replicated, test event).
     Skipped,
+    /// The time budget ran out: the copy stopped at a chunk boundary with its checkpoint in the
+    /// ledger (or did not start) and goes on in a continuation ([`crate::budget`]).
+    Continued,
 }
 
 impl Outcome {
@@ -86,12 +99,15 @@ impl Outcome {
             Self::Busy => "busy",
             Self::Deleted => "deleted",
             Self::Skipped => "skipped",
+            Self::Continued => "continued",
         }
     }
 
-    /// Whether the task must be delivered again (SQS partial failure, Lambda retry).
+    /// Whether the task must be delivered again (SQS partial failure, Lambda retry). A
+    /// `continued` task must be too: the SQS handler does it at once as a new message, which
+    /// spends no receive; any other caller can only fail and be retried.
     pub fn needs_retry(self) -> bool {
-        self == Self::Busy
+        matches!(self, Self::Busy | Self::Continued)
     }
 }
 
@@ -110,6 +126,9 @@ pub struct Replication {
     pub detail: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<TransferReport>,
+    /// For `continued`: where the copy stopped and what this attempt sent.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub continued: Option<Paused>,
     pub duration_ms: u64,
     /// For `busy`: when the lease that blocked this task runs out, in seconds.
     #[serde(skip)]
@@ -210,8 +229,16 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
 
     /// Applies `task` to every destination. `deadline_ms` is when the caller's time runs out
     /// (the Lambda deadline); leases last until then plus a margin. An empty route gives one
-    /// `skipped` result, not an error.
+    /// `skipped` result, not an error. No copy stops early: see [`Self::apply_within`].
     pub async fn apply(&self, task: &Task, deadline_ms: i64) -> Vec<Result<Replication>> {
+        self.apply_within(task, deadline_ms, &Budget::UNLIMITED).await
+    }
+
+    /// Like [`Self::apply`], under a time budget: a resumable copy that cannot finish within
+    /// it stops at a chunk boundary, and a destination there is no time left to start is not
+    /// started; both answer [`Outcome::Continued`] (see the module doc). For callers that can
+    /// hand the task on at once (the SQS handler).
+    pub async fn apply_within(&self, task: &Task, deadline_ms: i64, budget: &Budget) -> Vec<Result<Replication>> {
         let dests = self.destinations(task);
         if dests.is_empty() {
             tracing::info!(object = %task.object, "no route for this object; skipped");
@@ -220,7 +247,12 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         let mut out = Vec::with_capacity(dests.len());
         for dest in dests {
             let span = tracing::info_span!("task", object = %task.object, destination = %dest, action = ?task.action, job_id = task.job_id.as_deref());
-            let result = self.apply_one(task, &dest, deadline_ms).instrument(span.clone()).await;
+            if !may_start_task(budget.left(), &self.transfer.config().reserve) {
+                span.in_scope(|| tracing::info!("time budget spent: not started, handed on"));
+                out.push(Ok(not_started(task, &dest)));
+                continue;
+            }
+            let result = self.apply_one(task, &dest, deadline_ms, budget).instrument(span.clone()).await;
             span.in_scope(|| match &result {
                 Ok(r) => tracing::info!(
                     outcome = r.outcome.as_str(),
@@ -257,7 +289,13 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         }
     }
 
-    async fn apply_one(&self, task: &Task, dest: &Destination, deadline_ms: i64) -> Result<Replication> {
+    async fn apply_one(
+        &self,
+        task: &Task,
+        dest: &Destination,
+        deadline_ms: i64,
+        budget: &Budget,
+    ) -> Result<Replication> {
         validate_key(&task.object.key)?;
         if task.action == Action::Delete && !self.settings.replicate_deletes {
             return Ok(skipped(task, Some(dest), "deletes are not replicated (XCR_REPLICATE_DELETES is off)"));
@@ -304,7 +342,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             Claim::Acquired { previous } => previous,
         };
         let journal = LeaseJournal::new(&self.ledger, &key, &owner, lease_until, self.settings.lease_ttl);
-        let held = Held { journal: &journal, sequencer: sequencer.clone(), previous: &previous, started };
+        let held = Held { journal: &journal, sequencer: sequencer.clone(), previous: &previous, started, budget };
         let applied = match task.action {
             Action::Copy => {
                 let (read, authoritative, require) = self.what_to_read(task);
@@ -319,7 +357,8 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             Ok(r) if r.outcome == Outcome::AlreadyReplicated || r.outcome == Outcome::Stale => {
                 self.release(&key, &owner, sequencer.as_deref()).await;
             }
-            // Skipped or failed: give the lease back so a redelivery need not wait for it.
+            // Skipped, continued or failed: give the lease back so a redelivery need not wait for
+            // it; a continuation claims it the moment it is delivered. The upload checkpoint stays.
             _ => {
                 self.release(&key, &owner, None).await;
             }
@@ -431,7 +470,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         let mut round = 0;
         let copied = loop {
             round += 1;
-            match self.transfer.copy_journaled(read, dest, judge, upload, journal, fence).await {
+            match self.transfer.copy_journaled(read, dest, judge, upload, journal, fence, held.budget).await {
                 Err(e) if e.kind() == ErrorKind::Conflict && round < FENCE_ROUNDS => {
                     fence = Some(self.refence(dest, held, &e).await?);
                     // A session whose precondition failed cannot be finalized.
@@ -458,6 +497,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
                 }
                 return Ok(r);
             }
+            Copy::Paused(paused) => return self.continued(task, dest, held, paused).await,
             Copy::Done(report) => report,
         };
         let done = DoneRecord {
@@ -490,6 +530,38 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         r.bytes = Some(report.source.size);
         r.crc32c = Some(report.crc32c.clone());
         r.transfer = Some(report);
+        Ok(r)
+    }
+
+    /// A copy stopped by its time budget: the last confirmed offset is written to the ledger
+    /// now (the journal writes progress only every few seconds, and what it did not write
+    /// would be read again from S3 by the continuation), then the result says where it stopped.
+    /// A failed write is not fatal: the continuation asks GCS how far the session got, and only
+    /// re-reads from the older checkpoint. A lost lease is: another worker may own the key.
+    async fn continued(
+        &self,
+        task: &Task,
+        dest: &Destination,
+        held: &Held<'_, L>,
+        paused: Paused,
+    ) -> Result<Replication> {
+        match held.journal.flush().await {
+            Ok(true) => {}
+            Ok(false) => return Err(held.journal.lease_lost()),
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "could not record the offset reached; the continuation re-reads from the last checkpoint")
+            }
+        }
+        let why = format!(
+            "the time budget ran out at byte {} of {}: the upload session is checkpointed and a continuation resumes it",
+            paused.offset, paused.source.size
+        );
+        let mut r = result(task, dest, Outcome::Continued, Some(why), held.started);
+        r.source.version_id = paused.source.version_id.clone();
+        r.source.etag = Some(paused.source.etag.clone());
+        r.source.size = Some(paused.source.size);
+        r.source.last_modified = paused.source.last_modified.clone();
+        r.continued = Some(paused);
         Ok(r)
     }
 
@@ -555,6 +627,8 @@ struct Held<'a, L> {
     /// The ledger item as the claim found it.
     previous: &'a LedgerItem,
     started: std::time::Instant,
+    /// The time the copy may take before it stops for a continuation.
+    budget: &'a Budget,
 }
 
 /// The generation GCS must hold for a write or delete to land: the one the ledger recorded for
@@ -628,6 +702,17 @@ impl<'a, L: Ledger> LeaseJournal<'a, L> {
     async fn still_held(&self) -> Result<bool> {
         self.state().upload = None;
         self.write(None).await
+    }
+
+    /// Writes the upload as last reported (its latest confirmed offset) now, whatever the
+    /// interval: before a copy stops for a continuation. `Ok(false)`: the lease is lost.
+    /// Nothing recorded yet (no session opened): nothing to write.
+    async fn flush(&self) -> Result<bool> {
+        let upload = self.state().upload.clone();
+        match upload {
+            Some(cp) => self.write(Some(&cp)).await,
+            None => Ok(true),
+        }
     }
 
     /// Forgets the recorded upload, ours or an earlier attempt's (best effort).
@@ -736,6 +821,12 @@ fn judge_read(
     }
 }
 
+/// A `continued` result for a destination the time budget left no time to start.
+fn not_started(task: &Task, dest: &Destination) -> Replication {
+    let why = "not started: the time budget ran out; a continuation applies it";
+    result(task, dest, Outcome::Continued, Some(why.to_string()), std::time::Instant::now())
+}
+
 /// A `skipped` result for a task that was not applied at all.
 pub fn skipped_task(task: &Task, why: &str) -> Replication {
     skipped(task, task.destination.as_ref(), why)
@@ -768,6 +859,7 @@ fn result(
         crc32c: None,
         detail,
         transfer: None,
+        continued: None,
         duration_ms: started.elapsed().as_millis() as u64,
         copied_by_own_job: None,
         retry_after_secs: None,

@@ -555,7 +555,9 @@ fn map_outcome(o: Outcome) -> ApiOutcome {
         Outcome::Replicated => ApiOutcome::Replicated,
         Outcome::AlreadyReplicated => ApiOutcome::AlreadyReplicated,
         Outcome::Stale => ApiOutcome::Stale,
-        Outcome::Busy => ApiOutcome::Busy,
+        // The API copies without a time budget, so nothing continues; if something did, the
+        // caller's retry would continue it, as after `busy`.
+        Outcome::Busy | Outcome::Continued => ApiOutcome::Busy,
         Outcome::Deleted | Outcome::Skipped => ApiOutcome::Skipped,
     }
 }

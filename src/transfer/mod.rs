@@ -15,6 +15,10 @@
 //!   much the session holds; the bytes up to there are read again from S3 (to carry the CRC32C
 //!   forward from the checkpoint), not sent again, and the upload continues from that offset.
 //!   A gone or unusable session, or another source version, starts over.
+//! * Under a time budget ([`crate::budget`]), a resumable upload stops before a chunk it has no
+//!   time left for, at a chunk boundary GCS confirmed, and answers [`Copy::Paused`] with the
+//!   offset reached; the caller records it (the journal already holds it) and a later call
+//!   continues from there like any other resumption.
 //! * After the upload, GCS's CRC32C must equal the one computed in flight (and the source's own
 //!   checksum where S3 has one). Otherwise the new generation is deleted and the copy fails.
 
@@ -22,6 +26,7 @@ pub mod checksum;
 pub mod metadata;
 pub mod reader;
 
+use crate::budget::{Budget, Reserve, may_start_chunk};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Destination, ObjectRef, SourceMeta, StoredObject};
 use crate::ports::{NoJournal, ObjectSink, ObjectSource, ReadPin, UploadCheckpoint, UploadJournal, UploadProgress};
@@ -43,6 +48,8 @@ pub struct TransferConfig {
     pub resumable_threshold: u64,
     /// Limit for one HTTP request to GCS (one chunk, one status query).
     pub request_timeout: Duration,
+    /// What a time budget keeps back before starting another chunk ([`Reserve`]).
+    pub reserve: Reserve,
 }
 
 impl Default for TransferConfig {
@@ -51,7 +58,12 @@ impl Default for TransferConfig {
     /// holds no more than one chunk in memory; measured on the emulators (README, `make bench`),
     /// a single request at this size costs one round trip instead of two or more.
     fn default() -> Self {
-        Self { chunk_size: 8 << 20, resumable_threshold: 8 << 20, request_timeout: Duration::from_secs(120) }
+        Self {
+            chunk_size: 8 << 20,
+            resumable_threshold: 8 << 20,
+            request_timeout: Duration::from_secs(120),
+            reserve: Reserve::default(),
+        }
     }
 }
 
@@ -96,6 +108,39 @@ pub enum Copy<T> {
     Done(TransferReport),
     /// Not copied, for the caller's reason; the source's metadata as read.
     Skipped(T, SourceMeta),
+    /// Stopped at a chunk boundary because the time budget ran out; the journal was told of
+    /// every confirmed chunk, so the next call continues the session from [`Paused::offset`].
+    Paused(Paused),
+}
+
+/// A resumable upload stopped for its time budget ([`crate::budget`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Paused {
+    /// Bytes GCS confirmed: where the continuation resumes the session.
+    #[serde(rename = "continued_at")]
+    pub offset: u64,
+    /// CRC32C of the first `offset` bytes.
+    #[serde(skip)]
+    pub crc32c: u32,
+    #[serde(skip)]
+    pub source: SourceMeta,
+    /// Bytes sent to GCS by this call, counting re-sends after failures.
+    pub bytes_sent: u64,
+    pub chunks: u32,
+    pub resumed_chunks: u32,
+    /// When this call continued an earlier one: the offset it started from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// How a resumable upload ended.
+// One value per copy, returned and consumed at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Upload {
+    Finished(TransferReport),
+    Paused(Paused),
 }
 
 /// Copies objects from an [`ObjectSource`] into an [`ObjectSink`].
@@ -124,12 +169,18 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         self.retry
     }
 
+    pub fn config(&self) -> &TransferConfig {
+        &self.cfg
+    }
+
     /// Copies `obj` to `dest`. On success GCS holds a byte-exact copy whose CRC32C was checked;
     /// on failure no object that failed verification is left behind.
     pub async fn copy(&self, obj: &ObjectRef, dest: &Destination) -> Result<TransferReport> {
         match self.copy_unless(obj, dest, |_| None::<()>).await? {
             Copy::Done(report) => Ok(report),
             Copy::Skipped(..) => Err(Error::new(ErrorKind::Invalid, "copy skipped without a reason")),
+            // No budget, no pause; a pause that happened anyway is only a retryable failure.
+            Copy::Paused(p) => Err(Error::new(ErrorKind::Transient, format!("copy paused at byte {}", p.offset))),
         }
     }
 
@@ -142,7 +193,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         dest: &Destination,
         skip: impl FnOnce(&SourceMeta) -> Option<T>,
     ) -> Result<Copy<T>> {
-        self.copy_journaled(obj, dest, skip, None, &NoJournal, None).await
+        self.copy_journaled(obj, dest, skip, None, &NoJournal, None, &Budget::UNLIMITED).await
     }
 
     /// Like [`Transfer::copy_unless`], and a resumable upload is made durable: `journal` learns
@@ -152,6 +203,10 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
     /// ([`crate::ports::UploadSpec::if_generation_match`]); a mismatch is
     /// [`ErrorKind::Conflict`], except when a retried single request finds its own earlier
     /// attempt's object (same size and CRC32C), which is then the result: one generation.
+    /// `budget`: a resumable upload that has no time left for its next chunk stops before it
+    /// ([`Copy::Paused`]); a single request is never cut short.
+    // Each argument is one independent decision of the caller; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn copy_journaled<T>(
         &self,
         obj: &ObjectRef,
@@ -160,6 +215,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         previous: Option<&UploadCheckpoint>,
         journal: &impl UploadJournal,
         fence: Option<u64>,
+        budget: &Budget,
     ) -> Result<Copy<T>> {
         let started = Instant::now();
         let pin = ReadPin { version_id: obj.version_id.clone(), etag: None };
@@ -172,7 +228,10 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             None => None,
         };
         if let Some(resume) = resume {
-            let report = self.resume(obj, dest, first, resume, journal).await?;
+            let report = match self.resume(obj, dest, first, resume, journal, budget).await? {
+                Upload::Finished(report) => report,
+                Upload::Paused(p) => return Ok(Copy::Paused(Paused { elapsed: started.elapsed(), ..p })),
+            };
             self.verify(obj, &report).await?;
             return Ok(Copy::Done(TransferReport { elapsed: started.elapsed(), ..report }));
         }
@@ -215,7 +274,10 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             }
         } else {
             let session = self.retry.run("start resumable session", |_| self.sink.start_session(&spec)).await?;
-            self.resumable(obj, &meta, session, &mut reader, journal).await?
+            match self.resumable(obj, &meta, session, &mut reader, journal, budget).await? {
+                Upload::Finished(report) => report,
+                Upload::Paused(p) => return Ok(Copy::Paused(Paused { elapsed: started.elapsed(), ..p })),
+            }
         };
         report.source_reopens = reader.reopens();
         self.verify(obj, &report).await?;
@@ -276,7 +338,8 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         first: crate::ports::SourceRead,
         resume: Resume,
         journal: &impl UploadJournal,
-    ) -> Result<TransferReport> {
+        budget: &Budget,
+    ) -> Result<Upload> {
         let meta = first.meta.clone();
         let (from, crc) = (resume.checkpoint.offset, resume.checkpoint.crc32c);
         let read = if from == 0 {
@@ -322,9 +385,13 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                 }
             }
             UploadProgress::Persisted(p) => {
-                let mut report = self.resumable(obj, &meta, session, &mut reader, journal).await?;
-                report.resumed_from = Some(p);
-                report
+                match self.resumable(obj, &meta, session, &mut reader, journal, budget).await? {
+                    Upload::Finished(mut report) => {
+                        report.resumed_from = Some(p);
+                        report
+                    }
+                    Upload::Paused(paused) => return Ok(Upload::Paused(Paused { resumed_from: Some(p), ..paused })),
+                }
             }
         };
         if report.stored.bucket != dest.bucket || report.stored.name != dest.name {
@@ -337,11 +404,13 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             ));
         }
         report.source_reopens = reader.reopens();
-        Ok(report)
+        Ok(Upload::Finished(report))
     }
 
     /// Uploads from the reader's position to the end through `session`, reporting the session
-    /// and each confirmed chunk to `journal`.
+    /// and each confirmed chunk to `journal`. Before each chunk but the first, `budget` decides
+    /// whether there is time for it ([`may_start_chunk`], with the slowest step measured so
+    /// far); if not, the upload stops there, every sent chunk confirmed and journaled.
     async fn resumable(
         &self,
         obj: &ObjectRef,
@@ -349,7 +418,8 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         session: String,
         reader: &mut ChunkReader<'_, S>,
         journal: &impl UploadJournal,
-    ) -> Result<TransferReport> {
+        budget: &Budget,
+    ) -> Result<Upload> {
         let total = meta.size;
         let mut offset = reader.position();
         let cp = UploadCheckpoint {
@@ -363,11 +433,35 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         };
         // Durable before any byte goes up, so a crash from here on can be continued.
         journal.opened(&cp).await?;
+        // CRC32C of the first `offset` bytes (what a pause reports).
+        let mut offset_crc = cp.crc32c;
         let mut stats = ChunkStats::default();
         let mut current = reader.next_chunk(self.cfg.chunk_size).await?;
         // CRC32C of every byte before the end of `current` (the reader runs one chunk ahead).
         let mut current_crc = reader.crc32c();
+        // The slowest step so far: one chunk sent while the next is read, and its journal write.
+        let mut slowest: Option<Duration> = None;
         loop {
+            if !may_start_chunk(budget.left(), slowest, stats.chunks > 0, &self.cfg.reserve) {
+                tracing::info!(
+                    object = %obj,
+                    offset,
+                    size = total,
+                    slowest_chunk_ms = slowest.map(|d| d.as_millis() as u64),
+                    "time budget spent: stopping at a chunk boundary for a continuation"
+                );
+                return Ok(Upload::Paused(Paused {
+                    offset,
+                    crc32c: offset_crc,
+                    source: meta.clone(),
+                    bytes_sent: stats.bytes_sent,
+                    chunks: stats.chunks,
+                    resumed_chunks: stats.resumed,
+                    resumed_from: None,
+                    elapsed: Duration::ZERO,
+                }));
+            }
+            let step = Instant::now();
             let end = offset + current.len() as u64;
             if end == total {
                 // Last chunk: everything has been read, so the object's CRC32C is known before
@@ -382,7 +476,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                         format!("{obj}: GCS did not finalize the upload after the last chunk"),
                     )
                 })?;
-                return Ok(TransferReport {
+                return Ok(Upload::Finished(TransferReport {
                     source: meta.clone(),
                     stored,
                     method: UploadMethod::Resumable,
@@ -393,7 +487,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                     source_reopens: 0,
                     resumed_from: None,
                     elapsed: Duration::ZERO,
-                });
+                }));
             }
             // Upload this chunk while the next one is read: at most two chunks in memory.
             let chunk_size = self.cfg.chunk_size;
@@ -403,7 +497,9 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             )?;
             tracing::debug!(object = %obj, confirmed = end, size = total, "chunk confirmed");
             journal.confirmed(end, current_crc).await?;
+            slowest = slowest.max(Some(step.elapsed()));
             offset = end;
+            offset_crc = current_crc;
             current = next;
             current_crc = reader.crc32c();
         }

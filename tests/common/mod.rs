@@ -124,7 +124,12 @@ pub fn fast_retry() -> RetryPolicy {
 
 /// Small chunks so that every path of the resumable protocol runs on small objects.
 pub fn small_chunks() -> TransferConfig {
-    TransferConfig { chunk_size: 256 * 1024, resumable_threshold: 512 * 1024, request_timeout: Duration::from_secs(60) }
+    TransferConfig {
+        chunk_size: 256 * 1024,
+        resumable_threshold: 512 * 1024,
+        request_timeout: Duration::from_secs(60),
+        ..TransferConfig::default()
+    }
 }
 
 /// The replicator as the functions build it, from this stack's local.env (no process env).
