@@ -7,10 +7,11 @@
 //! `ifGenerationMatch` on JSON multipart uploads, the protocol xcr uses for objects up to the
 //! resumable threshold; gcp-storage-emulator (the stack's default) ignores every precondition
 //! (../shared/EMULATORS.md). S3 and the ledger come from the usual private stack (moto). The
-//! resumable initiation and the delete carry the same precondition (checked at the trait
-//! boundary below and in the GCS adapter's unit tests): no installable emulator enforces those.
+//! resumable initiation and the delete carry the same precondition: no installable emulator
+//! enforces those, so a test through the fault proxy reads them off the wire.
 
 mod common;
+mod fault_proxy;
 
 use common::*;
 use std::process::{Child, Command, Stdio};
@@ -315,4 +316,55 @@ async fn a_holder_that_lost_its_lease_never_overwrites() {
     assert_eq!(err.kind(), xcr::ErrorKind::Transient, "{}", err.chain());
     assert!(err.chain().contains("lease"), "{}", err.chain());
     assert_eq!(gcs.read(k).await.map(|o| o.0), Some(b"newer".to_vec()), "the new holder's copy stays");
+}
+
+/// On the wire, through the fault proxy in front of the stack's GCS emulator (which ignores
+/// preconditions, so only what is sent can be checked): the resumable session's initiation of
+/// a new object carries `ifGenerationMatch=0`, the next version's initiation the generation the
+/// ledger recorded, and the delete the generation of that second copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn preconditions_travel_on_every_write_and_delete() {
+    let stack = Stack::up();
+    let proxy = fault_proxy::FaultProxy::start(
+        fault_proxy::Service::Gcs,
+        stack.gcs_endpoint(),
+        fault_proxy::Plan::script(Duration::from_secs(1), vec![]),
+    )
+    .await;
+    let s3 = stack.s3().await;
+    let sdk = stack.sdk().await;
+    let gcs = GcsClient::new(Some(&proxy.url()), Auth::Anonymous, Duration::from_secs(60)).expect("client");
+    // Small chunks: a 1 MiB object goes through a resumable session.
+    let transfer = Transfer::new(S3Source::new(&sdk), gcs, small_chunks(), fast_retry());
+    let settings = ReplicateSettings { replicate_deletes: true, ..Default::default() };
+    let router = Router::new(Some(stack.dest_bucket()), None).expect("router");
+    let r = Replicator::new(transfer, ledger(&sdk, &stack), router, settings);
+    let (b, k) = (stack.source_bucket().to_string(), "wire/object.bin");
+    let fenced = |mark: usize, method: &'static str, path_part: &'static str| {
+        let seen = proxy.seen_since(mark);
+        seen.into_iter()
+            .filter(|s| s.method == method && s.path.contains(path_part))
+            .filter_map(|s| s.query.split('&').find_map(|kv| kv.strip_prefix("ifGenerationMatch=").map(str::to_string)))
+            .collect::<Vec<String>>()
+    };
+
+    put(&s3, &b, k, bytes_of(1 << 20, 1)).await;
+    let mark = proxy.mark();
+    let one = r.apply(&event(Action::Copy, &b, k, 1), now_ms() + 60_000).await.remove(0).expect("copy one");
+    assert_eq!(one.outcome, Outcome::Replicated);
+    assert_eq!(fenced(mark, "POST", "/upload/"), vec!["0".to_string()], "a new object: only if none exists");
+    let g1 = one.destination.generation.expect("generation");
+
+    put(&s3, &b, k, bytes_of(1 << 20, 2)).await;
+    let mark = proxy.mark();
+    let two = r.apply(&event(Action::Copy, &b, k, 2), now_ms() + 60_000).await.remove(0).expect("copy two");
+    assert_eq!(two.outcome, Outcome::Replicated);
+    assert_eq!(fenced(mark, "POST", "/upload/"), vec![g1], "the next version: only over the recorded one");
+    let g2 = two.destination.generation.expect("generation");
+
+    s3.delete_object().bucket(&b).key(k).send().await.expect("delete");
+    let mark = proxy.mark();
+    let gone = r.apply(&event(Action::Delete, &b, k, 3), now_ms() + 60_000).await.remove(0).expect("delete");
+    assert_eq!(gone.outcome, Outcome::Deleted);
+    assert_eq!(fenced(mark, "DELETE", "/o/"), vec![g2], "the delete: only the recorded generation");
 }

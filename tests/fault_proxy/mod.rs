@@ -137,6 +137,8 @@ impl Plan {
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The query string, without `?` (empty when none): where GCS preconditions travel.
+    pub query: String,
     pub fault: Option<Fault>,
 }
 
@@ -487,6 +489,7 @@ async fn handle(
     st.seen.lock().expect("lock").push(Seen {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
         fault,
     });
     match fault {
