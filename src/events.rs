@@ -48,6 +48,9 @@ pub struct Task {
     pub event_time: Option<String>,
     /// Set by migration jobs: the job this task belongs to.
     pub job_id: Option<String>,
+    /// Set by migration jobs reading a manifest: the task's position in it, part of its task id
+    /// ([`crate::jobs::task_id`]), so that a key listed twice is two tasks, each counted once.
+    pub job_task: Option<String>,
     /// An explicit GCS destination (from a replicate command), overriding routing rules.
     pub destination: Option<Destination>,
     /// Set by migration jobs: what to do when the destination already holds the object.
@@ -70,6 +73,7 @@ impl Task {
             sequencer: None,
             event_time: None,
             job_id: None,
+            job_task: None,
             destination: None,
             overwrite: None,
             event: None,
@@ -438,6 +442,8 @@ struct Command {
     key: String,
     version_id: Option<String>,
     job_id: Option<String>,
+    /// Migration jobs reading a manifest: the task's position in it (see [`Task::job_task`]).
+    task: Option<String>,
     /// `gs://bucket/name`; `gs://bucket` or `gs://bucket/` keeps the source key as the name.
     destination: Option<String>,
     /// `copy` (default) or `delete`.
@@ -474,6 +480,7 @@ fn decode_command(value: &Value) -> Result<Task> {
     let destination = c.destination.as_deref().map(|d| parse_gs_url(d, &c.key)).transpose()?;
     let mut task = Task::new(action, ObjectRef::new(c.bucket, c.key).with_version(c.version_id));
     task.job_id = non_empty(c.job_id);
+    task.job_task = non_empty(c.task);
     task.destination = destination;
     task.overwrite = match c.overwrite.as_deref() {
         None => None,
@@ -604,6 +611,7 @@ mod tests {
                 sequencer: Some("0055AED6DCD90281E5".into()),
                 event_time: Some("2024-05-01T12:00:00.000Z".into()),
                 job_id: None,
+                job_task: None,
                 destination: None,
                 overwrite: None,
                 event: Some("ObjectCreated:Put".into()),

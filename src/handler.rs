@@ -221,7 +221,12 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             }
             None => return results,
         };
-        let task_id = crate::jobs::task_id(&task.object.bucket, &task.object.key, task.object.version_id.as_deref());
+        let task_id = crate::jobs::task_id_at(
+            &task.object.bucket,
+            &task.object.key,
+            task.object.version_id.as_deref(),
+            task.job_task.as_deref(),
+        );
         let _one_writer = self.job_writes.lock().await;
         let counted = match jobs.record_task(job_id, &task_id, tally).await {
             Ok(counted) => counted,
@@ -636,6 +641,7 @@ mod tests {
             sequencer: None,
             event_time: None,
             job_id: None,
+            job_task: None,
             destination: None,
             overwrite: None,
             event: None,

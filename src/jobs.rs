@@ -323,6 +323,15 @@ pub fn task_id(bucket: &str, key: &str, version_id: Option<&str>) -> String {
     }
 }
 
+/// The id of a task that carries its position in a manifest ([`crate::events::Task::job_task`]):
+/// `%POSITION#` before [`task_id`] (no bucket name starts with `%` or `@`, so ids never collide).
+pub fn task_id_at(bucket: &str, key: &str, version_id: Option<&str>, position: Option<&str>) -> String {
+    match position {
+        Some(p) => format!("%{p}#{}", task_id(bucket, key, version_id)),
+        None => task_id(bucket, key, version_id),
+    }
+}
+
 /// RFC 3339 "now", for job timestamps.
 pub fn now_rfc3339() -> String {
     aws_smithy_types::DateTime::from(std::time::SystemTime::now())

@@ -9,6 +9,15 @@
 //! ([`crate::ports::JobStore::record_task`]), so counters stay exact and nothing is lost.
 //! Steps repeat until the invocation's deadline is near; the caller continues the job in a new
 //! invocation (the function re-invokes itself; locally `xcr pump` drives open jobs).
+//!
+//! A manifest is read one window per step ([`MANIFEST_WINDOW`], a ranged GET from the byte
+//! offset the checkpoint records, `@OFFSET`), never whole: memory stays bounded by the window
+//! for a manifest of any length, and a step costs one small read however far into the manifest
+//! the job is (reading it whole at every step was quadratic). Each task of a
+//! manifest page carries its position (`task`: the page's offset and its index in the page), so
+//! that a key listed twice, in two pages, is two tasks, each counted once, and the job's
+//! `pending` reaches zero. A checkpoint written by an older version (a plain entry index) is
+//! still read the old way.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{Job, JobStatus, parse_manifest, parse_s3_url};
@@ -16,8 +25,38 @@ use crate::ports::{JobStore, ObjectLister, TaskQueue};
 use crate::replicate::now_ms;
 use serde_json::json;
 
-/// Largest manifest read (it is read whole at each step).
+/// Largest manifest read whole: only for jobs checkpointed by an older version (an entry index).
 const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Bytes of a manifest read per step, and the bound on the driver's memory for a manifest of
+/// any length. A page takes the whole lines that fit, at most a page size of them: 1,000 lines
+/// of ordinary keys (about 100 bytes each) fit, a page of the longest ones (a 1,024-byte key
+/// percent-encoded is about 3 KiB) is shorter. Only a single line longer than this (no valid
+/// line is) stops the job.
+pub const MANIFEST_WINDOW: u64 = 128 << 10;
+
+/// One object of a page: bucket, key, version, and for manifests the task's position.
+type PageItem = (String, String, Option<String>, Option<String>);
+
+/// How many bytes of `window` hold at most `max_lines` non-blank lines, whole: up to and
+/// including the last newline taken, or to the end when `eof` (the last line needs none).
+/// `None` when not even one line fits (a line longer than the window).
+pub fn whole_lines(window: &[u8], eof: bool, max_lines: usize) -> Option<usize> {
+    let mut pos = 0;
+    let mut lines = 0;
+    while lines < max_lines && pos < window.len() {
+        let end = match window[pos..].iter().position(|b| *b == b'\n') {
+            Some(i) => pos + i + 1,
+            None if eof => window.len(),
+            None => break,
+        };
+        if window[pos..end].iter().any(|b| !b.is_ascii_whitespace()) {
+            lines += 1;
+        }
+        pos = end;
+    }
+    (pos > 0 || window.is_empty()).then_some(pos)
+}
 
 /// What a step left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,11 +164,14 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
         } else {
             let bodies: Vec<String> = keys
                 .iter()
-                .map(|(bucket, key, version)| {
+                .map(|(bucket, key, version, task)| {
                     let mut cmd =
                         json!({"bucket": bucket, "key": key, "job_id": id, "overwrite": job.spec.overwrite.as_str()});
                     if let Some(v) = version {
                         cmd["version_id"] = json!(v);
+                    }
+                    if let Some(t) = task {
+                        cmd["task"] = json!(t);
                     }
                     if let Some(d) = job.spec.destination_for(key) {
                         cmd["destination"] = json!(d);
@@ -164,11 +206,14 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
 
     /// The next page of (bucket, key, version) after the job's checkpoint, the checkpoint after
     /// it, and whether the listing is complete.
-    #[allow(clippy::type_complexity)]
-    async fn page(&self, job: &Job) -> Result<(Vec<(String, String, Option<String>)>, Option<String>, bool)> {
+    async fn page(&self, job: &Job) -> Result<(Vec<PageItem>, Option<String>, bool)> {
         let spec = &job.spec;
         if let Some(manifest) = &spec.manifest {
             let (bucket, key) = parse_s3_url(manifest).map_err(|why| Error::new(ErrorKind::Invalid, why))?;
+            let legacy = job.checkpoint.as_deref().is_some_and(|c| c.parse::<usize>().is_ok());
+            if !legacy {
+                return self.manifest_window(job, &bucket, &key).await;
+            }
             let text = self.lister.fetch_text(&bucket, &key, MAX_MANIFEST_BYTES).await?;
             let entries = parse_manifest(&text, key.ends_with(".csv"), &spec.source_bucket)?;
             let start = job.checkpoint.as_deref().and_then(|c| c.parse::<usize>().ok()).unwrap_or(0).min(entries.len());
@@ -176,7 +221,7 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
             let keys = entries[start..end]
                 .iter()
                 .filter(|e| spec.matches(&e.key))
-                .map(|e| (e.bucket.clone(), e.key.clone(), e.version_id.clone()))
+                .map(|e| (e.bucket.clone(), e.key.clone(), e.version_id.clone(), None))
                 .collect();
             return Ok((keys, Some(end.to_string()), end >= entries.len()));
         }
@@ -186,9 +231,63 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
         let keys = items
             .into_iter()
             .filter(|o| spec.matches(&o.key))
-            .map(|o| (spec.source_bucket.clone(), o.key, None))
+            .map(|o| (spec.source_bucket.clone(), o.key, None, None))
             .collect();
         let done = next.is_none();
         Ok((keys, next.or_else(|| job.checkpoint.clone()), done))
+    }
+
+    /// The next page of a manifest: one ranged read from the checkpoint's byte offset, the
+    /// whole lines in it (at most a page), and the offset after them (see the module doc).
+    async fn manifest_window(
+        &self,
+        job: &Job,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(Vec<PageItem>, Option<String>, bool)> {
+        let spec = &job.spec;
+        let offset = match job.checkpoint.as_deref() {
+            None => 0,
+            Some(c) => c.strip_prefix('@').and_then(|o| o.parse::<u64>().ok()).ok_or_else(|| {
+                Error::new(ErrorKind::Invalid, format!("manifest checkpoint {c:?} is not a byte offset"))
+            })?,
+        };
+        let (window, total) = self.lister.fetch_range(bucket, key, offset, MANIFEST_WINDOW).await?;
+        let eof = offset + window.len() as u64 >= total;
+        let at = |why: String| {
+            Error::new(ErrorKind::Invalid, format!("manifest s3://{bucket}/{key} at byte {offset}: {why}"))
+        };
+        let used = whole_lines(&window, eof, self.page_size)
+            .ok_or_else(|| at(format!("a line is longer than {MANIFEST_WINDOW} bytes")))?;
+        let text = std::str::from_utf8(&window[..used]).map_err(|_| at("not UTF-8 text".into()))?;
+        let entries = parse_manifest(text, key.ends_with(".csv"), &spec.source_bucket)
+            .map_err(|e| at(e.message().to_string()))?;
+        let keys = entries
+            .into_iter()
+            .enumerate()
+            .filter(|(_, e)| spec.matches(&e.key))
+            .map(|(i, e)| (e.bucket, e.key, e.version_id, Some(format!("{offset}.{i}"))))
+            .collect();
+        let next = offset + used as u64;
+        Ok((keys, Some(format!("@{next}")), next >= total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_lines;
+
+    #[test]
+    fn a_page_takes_whole_lines_only() {
+        // Two lines, then the start of a third: only the first two are taken.
+        assert_eq!(whole_lines(b"a\nbb\nccc", false, 10), Some(5));
+        // At the end of the object the last line needs no newline.
+        assert_eq!(whole_lines(b"a\nbb\nccc", true, 10), Some(8));
+        // At most a page of non-blank lines; blank lines cost nothing.
+        assert_eq!(whole_lines(b"a\n\n\r\nb\nc\n", false, 2), Some(7));
+        // A line longer than the window: nothing fits.
+        assert_eq!(whole_lines(b"no newline in sight", false, 10), None);
+        // Nothing left at all.
+        assert_eq!(whole_lines(b"", true, 10), Some(0));
     }
 }

@@ -128,8 +128,18 @@ pub trait ObjectLister: Send + Sync {
         token: Option<&str>,
         max_keys: i32,
     ) -> impl Future<Output = Result<(Vec<Listed>, Option<String>)>> + Send;
-    /// A whole (small) object as text: manifests.
+    /// A whole (small) object as text.
     fn fetch_text(&self, bucket: &str, key: &str, max_bytes: u64) -> impl Future<Output = Result<String>> + Send;
+    /// At most `len` bytes of an object from byte `offset`, and the object's whole size: a
+    /// manifest is read one window per job step, never whole. An offset at or past the end
+    /// gives no bytes.
+    fn fetch_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<(Bytes, u64)>> + Send;
 }
 
 /// What the ledger remembers about the last completed action on one destination object.

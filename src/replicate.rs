@@ -278,6 +278,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             sequencer: None,
             event_time: None,
             job_id: None,
+            job_task: None,
             destination: dest,
             overwrite: None,
             event: None,

@@ -151,6 +151,36 @@ impl ObjectLister for S3Source {
         Ok((items, next))
     }
 
+    async fn fetch_range(&self, bucket: &str, key: &str, offset: u64, len: u64) -> Result<(bytes::Bytes, u64)> {
+        let what = format!("read s3://{bucket}/{key} from byte {offset}");
+        let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
+        let out = match self.client.get_object().bucket(bucket).key(key).range(range).send().await {
+            Ok(out) => out,
+            // Past the end (or an empty object): S3 answers 416 InvalidRange.
+            Err(e)
+                if e.as_service_error().and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
+                    == Some("InvalidRange") =>
+            {
+                return Ok((bytes::Bytes::new(), offset));
+            }
+            Err(e) => return Err(classify(e, &what)),
+        };
+        // `Content-Range: bytes FIRST-LAST/TOTAL`; without one the whole object came back.
+        let total = out
+            .content_range()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|t| t.parse::<u64>().ok())
+            .or_else(|| out.content_length().and_then(|l| u64::try_from(l).ok()))
+            .unwrap_or(0);
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Transient, format!("{what}: body broke")).with_source(e))?
+            .into_bytes();
+        Ok((body, total))
+    }
+
     async fn fetch_text(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<String> {
         let what = format!("read s3://{bucket}/{key}");
         let out = self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| classify(e, &what))?;
