@@ -1110,6 +1110,10 @@ def env_values(
         # The API (`xcr serve`) reads only allowed buckets: locally, the stack's source bucket.
         "XCR_ALLOWED_SOURCE_BUCKETS": outputs[OUTPUT_ENV["XCR_SOURCE_BUCKET"]],
         "XCR_STACK_DIR": str(stack_dir),
+        # A failed record comes back in seconds locally (1 s, growing to at most 30 s), never
+        # after the queue's 90-minute visibility timeout (see src/redelivery.rs).
+        "XCR_RETRY_BASE_SECS": "1",
+        "XCR_RETRY_MAX_SECS": "30",
     }
 
 

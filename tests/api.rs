@@ -408,7 +408,8 @@ async fn jobs_endpoints_create_list_show_cancel_and_run() {
 
     // The job runs (locally `xcr pump` drives it, as the migrate function does in the cloud).
     let jobs = DynamoJobStore::new(&sdk, stack.var("XCR_JOBS_TABLE"));
-    let handler = xcr::handler::Handler::new(replicator(&stack, &[]).await, 8, Some(queue.clone()), Some(jobs.clone()));
+    let handler = xcr::handler::Handler::new(replicator(&stack, &[]).await, 8, Some(queue.clone()), Some(jobs.clone()))
+        .with_retry_clock(fast_clock());
     let driver = xcr::migrate::Driver::new(xcr::aws::s3::S3Source::new(&sdk), queue.clone(), jobs.clone());
     let opts = PumpOptions {
         wait_secs: 1,

@@ -119,7 +119,9 @@ async fn a_large_object_replicates_through_continuations_with_short_invocations(
     let replicator = Replicator::new(transfer, ledger(&sdk, &stack), router, ReplicateSettings::default());
     let queue = Queue::new(&sdk, stack.var("XCR_QUEUE_URL"));
     let dlq = Queue::new(&sdk, stack.var("XCR_DLQ_URL"));
-    let handler = Handler::new(replicator, 4, Some(queue.clone()), None::<DynamoJobStore>).with_max_receives(Some(2));
+    let handler = Handler::new(replicator, 4, Some(queue.clone()), None::<DynamoJobStore>)
+        .with_max_receives(Some(2))
+        .with_retry_clock(fast_clock());
     let opts = PumpOptions {
         wait_secs: 1,
         // A record reported as failed comes back in seconds, so a failure shows in the DLQ

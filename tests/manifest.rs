@@ -56,7 +56,8 @@ async fn a_manifest_in_small_pages_ends_with_every_line_counted() {
     let job = create(&jobs, spec).await;
     let mut driver = Driver::new(S3Source::new(&sdk), queue.clone(), jobs.clone());
     driver.page_size = 7;
-    let handler = xcr::handler::Handler::new(replicator(&stack, &[]).await, 8, Some(queue.clone()), Some(jobs.clone()));
+    let handler = xcr::handler::Handler::new(replicator(&stack, &[]).await, 8, Some(queue.clone()), Some(jobs.clone()))
+        .with_retry_clock(fast_clock());
     let opts = PumpOptions {
         wait_secs: 1,
         visibility_secs: Some(5),

@@ -82,7 +82,8 @@ impl Env {
             8,
             Some(self.queue.clone()),
             Some(self.jobs.clone()),
-        );
+        )
+        .with_retry_clock(fast_clock());
         let driver = self.driver();
         pump(&handler, &self.queue, "us-east-1", Some(&driver), &until_idle(5)).await.expect("pump");
     }
@@ -267,7 +268,8 @@ async fn a_copy_whose_count_was_lost_still_counts_as_replicated() {
     let job = e.create(JobSpec { prefix: "lost/".into(), ..spec(e.stack.source_bucket()) }).await;
     let flaky =
         CrashingJobs { inner: e.jobs.clone(), commits: AtomicU32::new(0), crash_at: 0, lost_counts: AtomicU32::new(3) };
-    let handler = xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(flaky));
+    let handler = xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(flaky))
+        .with_retry_clock(fast_clock());
     pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &until_idle(2)).await.expect("pump");
     let done = e.job(&job.id).await;
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
@@ -396,8 +398,9 @@ async fn a_task_that_ends_in_the_dlq_fails_its_job_instead_of_stalling_it() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let gcs = format!("http://127.0.0.1:{dead}");
     let broken = replicator(&e.stack, &[("STORAGE_EMULATOR_HOST", gcs.as_str()), ("XCR_MAX_ATTEMPTS", "1")]).await;
-    let handler =
-        xcr::handler::Handler::new(broken, 8, Some(e.queue.clone()), Some(e.jobs.clone())).with_max_receives(Some(max));
+    let handler = xcr::handler::Handler::new(broken, 8, Some(e.queue.clone()), Some(e.jobs.clone()))
+        .with_max_receives(Some(max))
+        .with_retry_clock(fast_clock());
     pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &until_idle(1)).await.expect("pump");
 
     let failed = e.job(&job.id).await;

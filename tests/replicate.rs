@@ -207,7 +207,8 @@ async fn partial_batch_failure_is_reported_exactly() {
     // Empty the queue of what the uploads notified, to count the requeued record alone.
     sdk_purge(&sdk, stack.var("XCR_QUEUE_URL")).await;
     let without_requeue = Handler::new(replicator(&stack, &[]).await, 4, None::<Queue>, None::<DynamoJobStore>);
-    let with_requeue = Handler::new(replicator(&stack, &[]).await, 4, Some(queue.clone()), None::<DynamoJobStore>);
+    let with_requeue = Handler::new(replicator(&stack, &[]).await, 4, Some(queue.clone()), None::<DynamoJobStore>)
+        .with_retry_clock(fast_clock());
     // Someone else holds the busy key.
     let hold = ClaimRequest {
         key: format!("gs://{}/batch/busy.txt", stack.dest_bucket()),
