@@ -567,7 +567,7 @@ mod tests {
         async fn complete(&self, _: &str, _: &str, _: &DoneRecord) -> Result<bool> {
             Ok(true)
         }
-        async fn release(&self, _: &str, _: &str, _: Option<&str>) -> Result<()> {
+        async fn release(&self, _: &str, _: &str, _: Option<(&str, &str)>) -> Result<()> {
             Ok(())
         }
         async fn checkpoint(&self, _: &str, _: &str, _: Option<&UploadCheckpoint>, _: i64) -> Result<bool> {

@@ -36,7 +36,7 @@ impl Ledger for AnyLedger {
         }
     }
 
-    async fn release(&self, key: &str, owner: &str, raise: Option<&str>) -> Result<()> {
+    async fn release(&self, key: &str, owner: &str, raise: Option<(&str, &str)>) -> Result<()> {
         match self {
             Self::Dynamo(l) => {
                 TRANSACTION_RETRY.run_if("release", is_transaction_conflict, |_| l.release(key, owner, raise)).await

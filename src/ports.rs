@@ -181,6 +181,9 @@ pub struct LedgerItem {
     /// separate from `done.sequencer`: a copy made without a sequencer (a job, the API, the
     /// CLI) replaces the done record, and must not erase what the events already ordered.
     pub high_water: Option<String>,
+    /// The source bucket whose event set the mark. Sequencers only order events of one key in
+    /// one bucket: an event from another bucket routed to the same name is not ordered by it.
+    pub high_water_source: Option<String>,
     pub lease_owner: Option<String>,
     pub lease_expires_ms: Option<i64>,
     /// A resumable upload an earlier attempt left unfinished (it crashed or failed), if any.
@@ -264,6 +267,9 @@ pub struct ClaimRequest {
     /// Normalized sequencer of the task, when its event had one: the claim then fails if the
     /// ledger already applied this or a later event for the key.
     pub sequencer: Option<String>,
+    /// The task's source bucket: the mark is compared only with events of the bucket that set
+    /// it ([`LedgerItem::high_water_source`]).
+    pub source_bucket: String,
 }
 
 /// The answer to a claim.
@@ -287,7 +293,8 @@ pub trait Ledger: Send + Sync {
     /// it to expire. Does nothing if `owner` no longer holds it. `raise`: the sequencer of an
     /// event decided under this lease without a write (a duplicate, a stale read) becomes the
     /// ordering mark ([`LedgerItem::high_water`]); the claim made sure it is above the mark.
-    fn release(&self, key: &str, owner: &str, raise: Option<&str>) -> impl Future<Output = Result<()>> + Send;
+    /// `raise` is (sequencer, source bucket).
+    fn release(&self, key: &str, owner: &str, raise: Option<(&str, &str)>) -> impl Future<Output = Result<()>> + Send;
     /// Records (`Some`) or forgets (`None`) the item's unfinished upload and sets the lease's
     /// expiry to `lease_until_ms`, only if `owner` still holds the lease. `Ok(false)` when it
     /// does not. [`Ledger::complete`] forgets the upload too.

@@ -316,6 +316,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             now_ms: now,
             lease_until_ms: lease_until,
             sequencer: sequencer.clone(),
+            source_bucket: task.object.bucket.clone(),
         };
         let claimed = match self.ledger.claim(&claim).await {
             Ok(c) => c,
@@ -332,7 +333,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         };
         let previous = match claimed {
             Claim::Rejected { current } => {
-                let (outcome, why) = rejection(&current, sequencer.as_deref(), now);
+                let (outcome, why) = rejection(&current, sequencer.as_deref(), &task.object.bucket, now);
                 let mut r = result(task, dest, outcome, Some(why), started);
                 if outcome == Outcome::Busy {
                     let left = current.lease_expires_ms.map_or(0, |t| (t - now).max(0) / 1000);
@@ -356,7 +357,8 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             // Decided under the lease after reading the source: the event is settled, so its
             // sequencer becomes the ordering mark even though nothing was written.
             Ok(r) if r.outcome == Outcome::AlreadyReplicated || r.outcome == Outcome::Stale => {
-                self.release(&key, &owner, sequencer.as_deref()).await;
+                let mark = sequencer.as_deref().map(|s| (s, task.object.bucket.as_str()));
+                self.release(&key, &owner, mark).await;
             }
             // Skipped, continued or failed: give the lease back so a redelivery need not wait for
             // it; a continuation claims it the moment it is delivered. The upload checkpoint stays.
@@ -389,7 +391,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
     /// a lease left behind makes every later event for this key `busy` until it expires, at the
     /// invocation's deadline plus a margin (up to a quarter of an hour on Lambda); the SDK's own
     /// three attempts were seen to run out under the fault tests' 25% failure rate.
-    async fn release(&self, key: &str, owner: &str, raise: Option<&str>) {
+    async fn release(&self, key: &str, owner: &str, raise: Option<(&str, &str)>) {
         let policy = self.transfer.retry_policy();
         if let Err(e) = policy.run("release lease", |_| self.ledger.release(key, owner, raise)).await {
             tracing::warn!(error = %e.chain(), "could not release the lease; it will expire");
@@ -756,8 +758,9 @@ impl<L: Ledger> UploadJournal for LeaseJournal<'_, L> {
 }
 
 /// Why a claim was refused, from the item the ledger returned.
-fn rejection(current: &LedgerItem, sequencer: Option<&str>, now: i64) -> (Outcome, String) {
-    if let (Some(ours), Some(mark)) = (sequencer, current.high_water.as_deref()) {
+fn rejection(current: &LedgerItem, sequencer: Option<&str>, source_bucket: &str, now: i64) -> (Outcome, String) {
+    let same_source = current.high_water_source.as_deref().is_none_or(|s| s == source_bucket);
+    if let (Some(ours), Some(mark), true) = (sequencer, current.high_water.as_deref(), same_source) {
         if mark == ours {
             return (Outcome::AlreadyReplicated, "this event was already applied".into());
         }
@@ -923,7 +926,7 @@ mod tests {
         async fn complete(&self, _: &str, _: &str, _: &DoneRecord) -> Result<bool> {
             Ok(true)
         }
-        async fn release(&self, _: &str, _: &str, _: Option<&str>) -> Result<()> {
+        async fn release(&self, _: &str, _: &str, _: Option<(&str, &str)>) -> Result<()> {
             Ok(())
         }
         async fn checkpoint(&self, _: &str, _: &str, up: Option<&UploadCheckpoint>, until: i64) -> Result<bool> {
@@ -981,12 +984,15 @@ mod tests {
         let item = LedgerItem {
             done: Some(done(None, None, "e", None)),
             high_water: Some(sequencer_order("00AA")),
+            high_water_source: Some("src".into()),
             ..Default::default()
         };
-        assert_eq!(rejection(&item, Some(&sequencer_order("00AA")), 0).0, Outcome::AlreadyReplicated);
-        assert_eq!(rejection(&item, Some(&sequencer_order("0099")), 0).0, Outcome::Stale);
+        assert_eq!(rejection(&item, Some(&sequencer_order("00AA")), "src", 0).0, Outcome::AlreadyReplicated);
+        assert_eq!(rejection(&item, Some(&sequencer_order("0099")), "src", 0).0, Outcome::Stale);
+        // Another bucket's sequencers order nothing here: its event is never called stale by them.
+        assert_eq!(rejection(&item, Some(&sequencer_order("0099")), "other", 0).0, Outcome::Busy);
         let leased = LedgerItem { lease_owner: Some("x".into()), lease_expires_ms: Some(65_000), ..Default::default() };
-        let (outcome, why) = rejection(&leased, None, 5_000);
+        let (outcome, why) = rejection(&leased, None, "src", 5_000);
         assert_eq!(outcome, Outcome::Busy);
         assert!(why.contains("60 more seconds"), "{why}");
     }

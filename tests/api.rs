@@ -254,6 +254,7 @@ async fn replicate_answers_every_documented_status() {
         now_ms: now,
         lease_until_ms: now + 120_000,
         sequencer: None,
+        source_bucket: String::new(),
     };
     assert!(matches!(ledger.claim(&claim).await.expect("claim"), Claim::Acquired { .. }));
     let a = call(&app, Method::POST, "/v1/replicate", Some(json!({"bucket": bucket, "key": "api/busy.bin"}))).await;

@@ -477,3 +477,28 @@ async fn random_histories_converge_to_the_source() {
     let possible = pairs_versioned.len() + pairs_plain.len();
     println!("operation pairs performed: {} of {possible}", covered.len());
 }
+
+/// Sequencers only order events of one key in one bucket. Where two buckets reach one
+/// destination name anyway (a configuration the load-time check could not see: no allowlist
+/// declares the sources), an event of one bucket is never refused as stale because of the
+/// other's larger sequencer: its copy lands, decided by its own read.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_buckets_sequencers_never_make_an_event_stale() {
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    let r = replicator(&stack, true).await;
+    let a = stack.source_bucket().to_string();
+    let b = plain_bucket(&s3).await;
+    let k = "shared/name.txt";
+    put_meta(&s3, &a, k, b"from a".to_vec(), "text/plain", "a").await;
+    assert_eq!(
+        outcome(&r, &event(Action::Copy, &a, k, None, Some(900), "ObjectCreated:Put")).await,
+        Outcome::Replicated
+    );
+    put_meta(&s3, &b, k, b"from b".to_vec(), "text/plain", "b").await;
+    // A smaller sequencer, but of another bucket: not stale.
+    assert_eq!(outcome(&r, &event(Action::Copy, &b, k, None, Some(5), "ObjectCreated:Put")).await, Outcome::Replicated);
+    assert_eq!(gcs_current(&stack, k).await.map(|o| o.0), Some(b"from b".to_vec()));
+    // Within one bucket the mark still orders: b's older event is stale now.
+    assert_eq!(outcome(&r, &event(Action::Copy, &b, k, None, Some(4), "ObjectCreated:Put")).await, Outcome::Stale);
+}

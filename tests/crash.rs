@@ -219,6 +219,7 @@ async fn a_session_gcs_no_longer_knows_is_started_over() {
         now_ms: past,
         lease_until_ms: past,
         sequencer: None,
+        source_bucket: String::new(),
     };
     ledger.claim(&claim).await.expect("claim");
     let gone = UploadCheckpoint {

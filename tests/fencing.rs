@@ -292,6 +292,7 @@ async fn a_holder_that_lost_its_lease_never_overwrites() {
                         now_ms: now,
                         lease_until_ms: now + 60_000,
                         sequencer: None,
+                        source_bucket: String::new(),
                     };
                     if matches!(thief.claim(&req).await.expect("claim"), xcr::ports::Claim::Acquired { .. }) {
                         break;

@@ -184,6 +184,7 @@ async fn crashed_claim_expires_and_the_next_delivery_succeeds() {
         now_ms: now_ms(),
         lease_until_ms: now_ms() + 2000,
         sequencer: None,
+        source_bucket: String::new(),
     };
     assert!(matches!(r.ledger().claim(&crashed).await.expect("claim"), Claim::Acquired { .. }));
     let task = copy_task(stack.source_bucket(), "crash/obj.bin", None, None);
@@ -216,6 +217,7 @@ async fn partial_batch_failure_is_reported_exactly() {
         now_ms: now_ms(),
         lease_until_ms: now_ms() + 600_000,
         sequencer: None,
+        source_bucket: String::new(),
     };
     without_requeue.replicator().ledger().claim(&hold).await.expect("hold");
     let s3_event = |key: &str| {

@@ -83,10 +83,14 @@ fn parse_item(item: &Item) -> LedgerItem {
         crc32c: get_n(item, "upload_crc").unwrap_or_default(),
     });
     // Items written before the mark existed carry only `done_seq`, which was raised the same way.
-    let high_water = get_s(item, "hw_seq").or_else(|| get_s(item, "done_seq"));
+    let (high_water, high_water_source) = match get_s(item, "hw_seq") {
+        Some(seq) => (Some(seq), get_s(item, "hw_src")),
+        None => (get_s(item, "done_seq"), get_s(item, "source_bucket")),
+    };
     LedgerItem {
         done,
         high_water,
+        high_water_source,
         lease_owner: get_s(item, "lease_owner"),
         lease_expires_ms: get_n(item, "lease_expires"),
         upload,
@@ -139,12 +143,16 @@ impl Ledger for DynamoLedger {
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(seq) = &req.sequencer {
-            // `done_seq` too, for items written before `hw_seq` existed.
+            // Only a mark set by an event of the same source bucket orders this one (`<>` is
+            // false when the attribute is missing); `done_seq` too, for items written before
+            // `hw_seq` existed.
             condition.push_str(
-                " AND (attribute_not_exists(hw_seq) OR hw_seq < :seq) \
-                 AND (attribute_not_exists(done_seq) OR done_seq < :seq)",
+                " AND (attribute_not_exists(hw_seq) OR hw_src <> :src OR hw_seq < :seq) \
+                 AND (attribute_not_exists(done_seq) OR source_bucket <> :src OR done_seq < :seq)",
             );
-            update = update.expression_attribute_values(":seq", s(seq));
+            update = update
+                .expression_attribute_values(":seq", s(seq))
+                .expression_attribute_values(":src", s(&req.source_bucket));
         }
         match update.condition_expression(condition).send().await {
             Ok(out) => Ok(Claim::Acquired { previous: out.attributes().map(parse_item).unwrap_or_default() }),
@@ -217,7 +225,8 @@ impl Ledger for DynamoLedger {
         if done.sequencer.is_some() {
             // The mark rises with the record; never removed when the record has no sequencer.
             sets.push("hw_seq = :seq");
-            condition.push_str(" AND (attribute_not_exists(hw_seq) OR hw_seq <= :seq)");
+            sets.push("hw_src = :sb");
+            condition.push_str(" AND (attribute_not_exists(hw_seq) OR hw_src <> :sb OR hw_seq <= :seq)");
         }
         let expr = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
         let req = req.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -236,7 +245,7 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn release(&self, key: &str, owner: &str, raise: Option<&str>) -> Result<()> {
+    async fn release(&self, key: &str, owner: &str, raise: Option<(&str, &str)>) -> Result<()> {
         let mut req = self
             .client
             .update_item()
@@ -247,9 +256,9 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":owner", s(owner));
         // The claim checked that `raise` is above the mark, and only the holder writes it.
         let expr = match raise {
-            Some(seq) => {
-                req = req.expression_attribute_values(":seq", s(seq));
-                "SET last_owner = :owner, hw_seq = :seq REMOVE lease_owner, lease_expires"
+            Some((seq, source)) => {
+                req = req.expression_attribute_values(":seq", s(seq)).expression_attribute_values(":src", s(source));
+                "SET last_owner = :owner, hw_seq = :seq, hw_src = :src REMOVE lease_owner, lease_expires"
             }
             None => "SET last_owner = :owner REMOVE lease_owner, lease_expires",
         };
