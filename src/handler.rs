@@ -187,7 +187,8 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
     /// when it was the last one. A task still failing on its last delivery is counted as
     /// failed (it is on its way to the DLQ): the job then ends FAILED instead of waiting
     /// forever; a redrive still copies the object, without counting it again. A `continued`
-    /// task is neither: it is counted when its continuation finishes.
+    /// task is neither: it is counted when its continuation finishes. Whoever finds the job
+    /// complete ends it, whether this delivery counted the task or found it counted already.
     async fn run_job_task(
         &self,
         jobs: &J,
@@ -231,9 +232,15 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                 return results;
             }
         };
+        if !counted {
+            tracing::info!(job_id, object = %task.object, "already counted in its job");
+        }
         // Only the last task ends the job: one read tells, instead of two failing writes per task.
-        let last =
-            counted && matches!(jobs.get(job_id).await, Ok(Some(j)) if j.listing_done && j.counters.pending <= 0);
+        // Checked also when this delivery found the task already counted: the delivery that
+        // counted it may have lost its answer, or died between counting and this check, and
+        // then no later task would come to end the job (only the sweep, minutes later).
+        let last = matches!(jobs.get(job_id).await,
+            Ok(Some(j)) if j.status == JobStatus::Running && j.listing_done && j.counters.pending <= 0);
         if last {
             match jobs.try_finish(job_id).await {
                 Ok(Some(status)) => tracing::info!(job_id, status = status.as_str(), "job finished"),

@@ -171,13 +171,27 @@ async fn a_bucket_migrates_exactly_and_a_second_run_moves_nothing() {
 }
 
 /// The job store with one `commit_page` that fails after the page was enqueued (a driver
-/// crashing between its two writes), and the first `lost_counts` task counts failing (a
-/// DynamoDB error after the copy was done).
+/// crashing between its two writes), the first `lost_counts` task counts failing (a
+/// DynamoDB error after the copy was done), and the first `lost_answers` task counts landing
+/// but answering an error (the answer lost on the way back, or the process dying right after).
 struct CrashingJobs {
     inner: DynamoJobStore,
     commits: AtomicU32,
     crash_at: u32,
     lost_counts: AtomicU32,
+    lost_answers: AtomicU32,
+}
+
+impl CrashingJobs {
+    fn new(inner: DynamoJobStore) -> Self {
+        Self {
+            inner,
+            commits: AtomicU32::new(0),
+            crash_at: 0,
+            lost_counts: AtomicU32::new(0),
+            lost_answers: AtomicU32::new(0),
+        }
+    }
 }
 
 impl JobStore for CrashingJobs {
@@ -214,7 +228,11 @@ impl JobStore for CrashingJobs {
         if self.lost_counts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(xcr::Error::new(xcr::ErrorKind::Transient, "injected: counting the task failed"));
         }
-        self.inner.record_task(id, task_id, tally).await
+        let counted = self.inner.record_task(id, task_id, tally).await?;
+        if self.lost_answers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(xcr::Error::new(xcr::ErrorKind::Transient, "injected: the count landed, its answer was lost"));
+        }
+        Ok(counted)
     }
     async fn try_finish(&self, id: &str) -> xcr::Result<Option<JobStatus>> {
         self.inner.try_finish(id).await
@@ -238,8 +256,7 @@ async fn a_driver_killed_mid_listing_resumes_with_exact_counters() {
     let e = env().await;
     let objects = e.seed("crash/", 300).await;
     let job = e.create(spec(e.stack.source_bucket())).await;
-    let crashing =
-        CrashingJobs { inner: e.jobs.clone(), commits: AtomicU32::new(0), crash_at: 2, lost_counts: AtomicU32::new(0) };
+    let crashing = CrashingJobs { crash_at: 2, ..CrashingJobs::new(e.jobs.clone()) };
     let mut driver = Driver::new(S3Source::new(&e.sdk), e.queue.clone(), crashing);
     driver.page_size = 100;
     assert_eq!(driver.step(&job.id).await.expect("first page"), Step::Progress);
@@ -265,8 +282,7 @@ async fn a_copy_whose_count_was_lost_still_counts_as_replicated() {
     let objects = e.seed("lost/", 6).await;
     let total_bytes: u64 = objects.values().map(|v| v.len() as u64).sum();
     let job = e.create(JobSpec { prefix: "lost/".into(), ..spec(e.stack.source_bucket()) }).await;
-    let flaky =
-        CrashingJobs { inner: e.jobs.clone(), commits: AtomicU32::new(0), crash_at: 0, lost_counts: AtomicU32::new(3) };
+    let flaky = CrashingJobs { lost_counts: AtomicU32::new(3), ..CrashingJobs::new(e.jobs.clone()) };
     let handler = xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(flaky));
     pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &until_idle(2)).await.expect("pump");
     let done = e.job(&job.id).await;
@@ -415,4 +431,32 @@ async fn a_task_that_ends_in_the_dlq_fails_its_job_instead_of_stalling_it() {
     let after = e.job(&job.id).await;
     assert_eq!(after.status, JobStatus::Failed);
     assert_eq!((after.counters.failed, after.counters.replicated), (3, 0));
+}
+
+/// Failed records back within a second or two, so that redeliveries do not slow the tests.
+fn quick_clock() -> xcr::redelivery::RetryClock {
+    xcr::redelivery::RetryClock { base: Duration::from_secs(1), max: Duration::from_secs(2) }
+}
+
+/// Every task's count lands but its answer is lost, so each is delivered again and finds
+/// itself already counted. The job still ends, by the delivery that found its task counted
+/// (the sweep is off here, so nothing else could end it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_ends_when_the_last_count_landed_but_its_answer_was_lost() {
+    let e = env().await;
+    let objects = e.seed("answer/", 4).await;
+    let total_bytes: u64 = objects.values().map(|v| v.len() as u64).sum();
+    let job = e.create(JobSpec { prefix: "answer/".into(), ..spec(e.stack.source_bucket()) }).await;
+    let lossy = CrashingJobs { lost_answers: AtomicU32::new(4), ..CrashingJobs::new(e.jobs.clone()) };
+    let handler = xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(lossy))
+        .with_retry_clock(quick_clock());
+    let (driver, opts) = (e.driver(), until_idle(2));
+    let pumped = pump(&handler, &e.queue, "us-east-1", Some(&driver), &opts);
+    tokio::time::timeout(Duration::from_secs(40), pumped).await.expect("the pump goes idle").expect("pump");
+    assert_eq!(handler.jobs().map(|j| j.lost_answers.load(Ordering::SeqCst)), Some(0), "four answers were lost");
+    let done = e.job(&job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    let c = done.counters;
+    assert_eq!((c.listed, c.queued, c.replicated, c.skipped, c.failed, c.pending), (4, 4, 4, 0, 0, 0), "{c:?}");
+    assert_eq!(c.bytes, total_bytes);
 }
