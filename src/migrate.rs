@@ -8,7 +8,9 @@
 //! may be enqueued twice, but the replicate side counts each object once per job
 //! ([`crate::ports::JobStore::record_task`]), so counters stay exact and nothing is lost.
 //! Steps repeat until the invocation's deadline is near; the caller continues the job in a new
-//! invocation (the function re-invokes itself; locally `xcr pump` drives open jobs).
+//! invocation (the function re-invokes itself; locally `xcr pump` drives open jobs). A driver
+//! that finds the job's lease held by another driver stops ([`Step::Held`]) instead of
+//! re-invoking itself: the holder goes on.
 //!
 //! A manifest is read one window per step ([`MANIFEST_WINDOW`], a ranged GET from the byte
 //! offset the checkpoint records, `@OFFSET`), never whole: memory stays bounded by the window
@@ -18,12 +20,34 @@
 //! that a key listed twice, in two pages, is two tasks, each counted once, and the job's
 //! `pending` reaches zero. A checkpoint written by an older version (a plain entry index) is
 //! still read the old way.
+//!
+//! **Every job ends: the sweep.** The chain of drivers and the tasks' own counting end a job in
+//! the normal course, but each can die at a point where nothing else would carry on: a driver
+//! invocation whose retries ran out, a count whose answer was lost, a task killed (timeout,
+//! out of memory) on its last delivery, which then moves to the dead-letter queue uncounted.
+//! [`Driver::sweep`] repairs all three from durable state alone, and is idempotent, so running
+//! it often or twice at once is harmless: it counts as failed the job tasks found in the
+//! dead-letter queue (through the same per-task marker as every count, so a task counted before,
+//! or counted later by a redrive, is counted once), ends RUNNING jobs whose listing is done and
+//! whose tasks are all counted, and names the open jobs whose listing is not done and whose
+//! driver lease has lapsed, for the caller to continue. The migrate function runs it on a
+//! schedule (`{"sweep": true}`); `xcr pump` runs it every so often and before it stops idle.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{Job, JobStatus, parse_manifest, parse_s3_url};
-use crate::ports::{JobStore, ObjectLister, TaskQueue};
+use crate::ports::{DeadLetters, JobStore, ObjectLister, TaskQueue};
 use crate::replicate::now_ms;
+use serde::Serialize;
 use serde_json::json;
+use std::collections::{HashMap, HashSet};
+
+/// Dead letters one sweep reads at most: a sweep stays a few seconds long even when the
+/// dead-letter queue holds a whole outage's worth of messages.
+pub const SWEEP_MAX_DEAD_LETTERS: usize = 1000;
+
+/// How long the sweep holds a job's driver lease to learn that nobody else does; it releases
+/// it at once.
+const SWEEP_PROBE_MS: i64 = 30_000;
 
 /// Largest manifest read whole: only for jobs checkpointed by an older version (an entry index).
 const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
@@ -67,19 +91,45 @@ pub enum Step {
     ListingDone,
     /// The job has ended (now or before) or does not accept work.
     Ended(JobStatus),
+    /// Another driver holds the job's lease: this one did nothing and must not continue the
+    /// job. The holder continues it, or, if the holder died, the sweep
+    /// ([`Driver::sweep`]) once its lease has lapsed. Re-invoking at once would spin, one
+    /// invocation after another, for as long as the holder's lease (up to a whole invocation).
+    Held,
+}
+
+/// What one sweep found and did ([`Driver::sweep`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Swept {
+    /// Open jobs with listing left whose driver lease had lapsed (or was never taken): nobody
+    /// drives them. The caller continues each (the function invokes a driver, `xcr pump` steps
+    /// it).
+    pub resume: Vec<String>,
+    /// Jobs this sweep ended, with the status they ended in.
+    pub finished: Vec<(String, JobStatus)>,
+    /// Job tasks found in the dead-letter queue that no delivery had counted, now counted failed.
+    pub dead_letters_counted: u64,
 }
 
 pub struct Driver<Lst, Q, J> {
     lister: Lst,
     queue: Q,
     jobs: J,
+    /// The replicate queue's dead-letter queue, read by the sweep; `None`: the sweep skips it.
+    dead_letters: Option<Q>,
     /// Objects listed per step (at most 1,000, the S3 page size).
     pub page_size: usize,
 }
 
 impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
     pub fn new(lister: Lst, queue: Q, jobs: J) -> Self {
-        Self { lister, queue, jobs, page_size: 1000 }
+        Self { lister, queue, jobs, dead_letters: None, page_size: 1000 }
+    }
+
+    /// Gives the sweep the dead-letter queue to read ([`Self::sweep`]).
+    pub fn with_dead_letters(mut self, dlq: Q) -> Self {
+        self.dead_letters = Some(dlq);
+        self
     }
 
     pub fn jobs(&self) -> &J {
@@ -91,8 +141,8 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
     pub async fn run(&self, id: &str, deadline_ms: i64, margin_ms: i64) -> Result<Step> {
         let owner = format!("driver-{:016x}", fastrand::u64(..));
         if !self.jobs.claim_driver(id, &owner, now_ms(), deadline_ms + 30_000).await? {
-            tracing::info!(job_id = id, "another driver holds this job");
-            return Ok(Step::Progress);
+            tracing::info!(job_id = id, "another driver holds this job; leaving it to that driver");
+            return Ok(Step::Held);
         }
         let result: Result<Step> = async {
             loop {
@@ -270,6 +320,86 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
             .collect();
         let next = offset + used as u64;
         Ok((keys, Some(format!("@{next}")), next >= total))
+    }
+}
+
+impl<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore> Driver<Lst, Q, J> {
+    /// The reconciler (see the module doc): counts dead job tasks, ends complete jobs, and
+    /// returns the open jobs nobody drives. Idempotent; every change it makes is a conditional
+    /// write, so it races safely with drivers, tasks and other sweeps.
+    pub async fn sweep(&self) -> Result<Swept> {
+        let mut swept = Swept::default();
+        let jobs: HashMap<String, Job> = self
+            .jobs
+            .list(1000)
+            .await?
+            .into_iter()
+            .filter(|j| !j.status.is_terminal())
+            .map(|j| (j.id.clone(), j))
+            .collect();
+        if jobs.is_empty() {
+            return Ok(swept);
+        }
+        let touched = match &self.dead_letters {
+            Some(dlq) => self.count_dead_letters(dlq, &jobs, &mut swept).await?,
+            None => HashSet::new(),
+        };
+        for job in jobs.values() {
+            if job.listing_done {
+                if job.status == JobStatus::Running
+                    && (job.counters.pending <= 0 || touched.contains(&job.id))
+                    && let Some(status) = self.jobs.try_finish(&job.id).await?
+                {
+                    tracing::info!(job_id = %job.id, status = status.as_str(), "sweep: job finished");
+                    swept.finished.push((job.id.clone(), status));
+                }
+                continue;
+            }
+            // Taking the lease for a moment tells whether anyone holds it; let go at once, so
+            // the driver the caller starts can take it.
+            let probe = format!("sweep-{:016x}", fastrand::u64(..));
+            if self.jobs.claim_driver(&job.id, &probe, now_ms(), now_ms() + SWEEP_PROBE_MS).await? {
+                self.jobs.release_driver(&job.id, &probe).await?;
+                tracing::info!(job_id = %job.id, "sweep: nobody drives this job; resuming it");
+                swept.resume.push(job.id.clone());
+            }
+        }
+        swept.resume.sort();
+        swept.finished.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(swept)
+    }
+
+    /// Counts as failed each task of an open job found in the dead-letter queue. A task that
+    /// failed on its last delivery was counted then, and its marker makes this a no-op; one whose
+    /// last delivery died (timeout, out of memory) was not, and would hold its job RUNNING
+    /// forever. Messages that are not job tasks are left alone. Returns the jobs counted in.
+    async fn count_dead_letters(
+        &self,
+        dlq: &Q,
+        jobs: &HashMap<String, Job>,
+        swept: &mut Swept,
+    ) -> Result<HashSet<String>> {
+        let mut touched = HashSet::new();
+        for body in dlq.peek_dead_letters(SWEEP_MAX_DEAD_LETTERS).await? {
+            // Not every dead letter is a job task (S3 events, on-failure records): skip those.
+            let Ok(tasks) = crate::events::decode_body(&body) else { continue };
+            for task in tasks {
+                let Some(job) = task.job_id.as_deref().and_then(|id| jobs.get(id)) else { continue };
+                let o = &task.object;
+                let task_id =
+                    crate::jobs::task_id_at(&o.bucket, &o.key, o.version_id.as_deref(), task.job_task.as_deref());
+                if self.jobs.record_task(&job.id, &task_id, crate::jobs::TaskTally::Failed).await? {
+                    tracing::warn!(job_id = %job.id, object = %o, "sweep: a task reached the DLQ uncounted; counted as failed");
+                    let why = format!(
+                        "{o} reached the DLQ without being counted (its last delivery died: timeout or out of memory?)"
+                    );
+                    self.jobs.set_error(&job.id, &why).await?;
+                    swept.dead_letters_counted += 1;
+                    touched.insert(job.id.clone());
+                }
+            }
+        }
+        Ok(touched)
     }
 }
 

@@ -320,6 +320,15 @@ pub trait TaskQueue: Send + Sync {
     fn retry_after(&self, receipt_handle: &str, secs: u32) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// The dead-letter queue as the job sweep reads it ([`crate::migrate::Driver::sweep`]): it
+/// looks, it never takes. Dead letters wait there for a person to redrive them once the cause is
+/// fixed; the sweep only needs to know which job tasks arrived, to count them failed.
+pub trait DeadLetters: Send + Sync {
+    /// The bodies of up to `max` dead letters, left in the queue and visible again when this
+    /// returns (a redrive right after a sweep still finds them all).
+    fn peek_dead_letters(&self, max: usize) -> impl Future<Output = Result<Vec<String>>> + Send;
+}
+
 /// Durable migration jobs (DynamoDB). Every state change is one conditional write.
 pub trait JobStore: Send + Sync {
     fn create(&self, job: &crate::jobs::Job) -> impl Future<Output = Result<()>> + Send;

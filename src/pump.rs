@@ -8,14 +8,16 @@
 //! moves a message that keeps failing to the dead-letter queue after `maxReceiveCount`.
 //! Given a job [`Driver`], it also runs the listing steps of open migration jobs, which the
 //! `migrate` function runs in the cloud, so a job created locally runs to completion with
-//! nothing else started. [`redrive`] moves dead letters back, as an operator does once the
+//! nothing else started, and the job sweep ([`Driver::sweep`], the scheduled reconciler in the
+//! cloud): every [`PumpOptions::sweep_every`] while pumping and once more before stopping idle,
+//! so that a job whose last count was lost or whose task died into the DLQ still ends. [`redrive`] moves dead letters back, as an operator does once the
 //! cause is fixed.
 
 use crate::aws::sqs::{Message, Queue};
 use crate::error::Result;
 use crate::handler::Handler;
 use crate::migrate::Driver;
-use crate::ports::{JobStore, Ledger, ObjectLister, ObjectSink, ObjectSource, TaskQueue};
+use crate::ports::{DeadLetters, JobStore, Ledger, ObjectLister, ObjectSink, ObjectSource, TaskQueue};
 use crate::replicate::now_ms;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -45,6 +47,8 @@ pub struct PumpOptions {
     /// two or more, the next batch is received while the current one is copied, so the queue's
     /// receive latency is hidden instead of added to every batch.
     pub concurrent_batches: usize,
+    /// How often the job sweep runs while pumping (and once before stopping idle); `None`: never.
+    pub sweep_every: Option<Duration>,
 }
 
 impl Default for PumpOptions {
@@ -57,6 +61,7 @@ impl Default for PumpOptions {
             max_batches: None,
             batch_timeout: Duration::from_secs(900),
             concurrent_batches: 2,
+            sweep_every: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -113,7 +118,7 @@ where
     Q: TaskQueue,
     J: JobStore,
     Lst: ObjectLister,
-    Q2: TaskQueue,
+    Q2: TaskQueue + DeadLetters,
     J2: JobStore,
 {
     let arn = queue.arn().await?;
@@ -123,6 +128,7 @@ where
     let max_in_flight = opts.concurrent_batches.max(1);
     let mut received: u64 = 0;
     let mut next_job_look: Option<Instant> = None;
+    let mut next_sweep = opts.sweep_every.map(|every| Instant::now() + every);
     let account = |stats: &mut PumpStats, done: Result<BatchDone>| -> Result<()> {
         let done = done?;
         stats.deleted += done.deleted;
@@ -143,6 +149,12 @@ where
         // Jobs first: their listing steps feed the queue this loop then drains. While no job
         // has listing left, look for new ones at most once per JOB_POLL, not once per batch:
         // the look is a Query of the jobs table.
+        if let (Some(d), Some(at), Some(every)) = (driver, next_sweep, opts.sweep_every)
+            && Instant::now() >= at
+        {
+            sweep(d).await;
+            next_sweep = Some(Instant::now() + every);
+        }
         let look = next_job_look.is_none_or(|at| Instant::now() >= at);
         let open_jobs = match driver {
             Some(d) if look => d.step_open_jobs().await?,
@@ -181,7 +193,12 @@ where
                     // Failures wait out their visibility timeout: not idle yet.
                     idle_since = Instant::now();
                 } else if idle_since.elapsed() >= idle {
-                    // A job created since the last look still gets its first step.
+                    // The last chance for a stuck job to end before this pump stops.
+                    if let (Some(d), Some(_)) = (driver, opts.sweep_every) {
+                        sweep(d).await;
+                    }
+                    // A job created since the last look still gets its first step (and one the
+                    // sweep found undriven its next).
                     match driver {
                         Some(d) if d.step_open_jobs().await? > 0 => idle_since = Instant::now(),
                         _ => break,
@@ -218,6 +235,22 @@ where
         account(&mut stats, done)?;
     }
     Ok(stats)
+}
+
+/// Runs the job sweep. Its jobs to resume need nothing more here: the pump's own job steps
+/// ([`Driver::step_open_jobs`]) take every open job whose lease is free. A failed sweep is
+/// logged, not fatal: it is a safety net, and the next one tries again.
+async fn sweep<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore>(driver: &Driver<Lst, Q, J>) {
+    // Boxed: inline, the sweep's future would grow every pump future (and its callers' stacks).
+    match Box::pin(driver.sweep()).await {
+        Ok(swept) => tracing::info!(
+            resume = swept.resume.len(),
+            finished = swept.finished.len(),
+            dead_letters_counted = swept.dead_letters_counted,
+            "job sweep"
+        ),
+        Err(e) => tracing::warn!(error = %e.chain(), "job sweep failed; the next one tries again"),
+    }
 }
 
 /// Moves up to `max` messages from the dead-letter queue back to the queue. A message is

@@ -69,13 +69,19 @@ pub async fn replicator(cfg: &Config) -> Result<S3ToGcs> {
 /// The production job driver: lists S3, enqueues on `XCR_QUEUE_URL`, records in `XCR_JOBS_TABLE`.
 pub type S3JobDriver = crate::migrate::Driver<S3Source, crate::aws::sqs::Queue, crate::aws::jobs::DynamoJobStore>;
 
-/// The job driver, when a jobs table and a queue are configured.
+/// The job driver, when a jobs table and a queue are configured; its sweep reads the DLQ when
+/// one is configured.
 pub fn driver_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Option<S3JobDriver> {
     let (table, queue) = (cfg.jobs_table.as_ref()?, cfg.queue_url.as_ref()?);
     let sdk = &crate::aws::with_timeouts(sdk, cfg.transfer.request_timeout);
-    Some(crate::migrate::Driver::new(
+    let driver = crate::migrate::Driver::new(
         S3Source::new(sdk),
         crate::aws::sqs::Queue::new(sdk, queue.clone()),
         crate::aws::jobs::DynamoJobStore::new(sdk, table.clone()),
-    ))
+    );
+    // The sweep counts job tasks that died in the DLQ (`XCR_DLQ_URL`); without one it skips that.
+    Some(match &cfg.dlq_url {
+        Some(dlq) => driver.with_dead_letters(crate::aws::sqs::Queue::new(sdk, dlq.clone())),
+        None => driver,
+    })
 }

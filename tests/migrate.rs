@@ -16,6 +16,7 @@ use xcr::jobs::{Job, JobSpec, JobStatus, Overwrite, TaskTally, now_rfc3339};
 use xcr::migrate::{Driver, Step};
 use xcr::ports::JobStore;
 use xcr::pump::{PumpOptions, pump};
+use xcr::replicate::now_ms;
 
 struct Env {
     stack: Stack,
@@ -55,8 +56,13 @@ impl Env {
         aws_sdk_sqs::Client::new(&self.sdk).purge_queue().queue_url(self.queue.url()).send().await.expect("purge");
     }
 
+    /// The driver as `xcr pump` and the function wire it: its sweep reads the stack's DLQ.
     fn driver(&self) -> Driver<S3Source, Queue, DynamoJobStore> {
-        Driver::new(S3Source::new(&self.sdk), self.queue.clone(), self.jobs.clone())
+        Driver::new(S3Source::new(&self.sdk), self.queue.clone(), self.jobs.clone()).with_dead_letters(self.dlq())
+    }
+
+    fn dlq(&self) -> Queue {
+        Queue::new(&self.sdk, self.stack.var("XCR_DLQ_URL"))
     }
 
     async fn create(&self, spec: JobSpec) -> Job {
@@ -457,4 +463,138 @@ async fn a_job_ends_when_the_last_count_landed_but_its_answer_was_lost() {
     let c = done.counters;
     assert_eq!((c.listed, c.queued, c.replicated, c.skipped, c.failed, c.pending), (4, 4, 4, 0, 0, 0), "{c:?}");
     assert_eq!(c.bytes, total_bytes);
+}
+
+/// A driver that finds the job's lease held returns at once, having done nothing, and says
+/// so (`Held`): the function then does not re-invoke itself. The holder carries on and the job
+/// ends exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_driver_that_finds_the_job_held_stops_instead_of_spinning() {
+    let e = env().await;
+    e.seed("held/", 5).await;
+    let job = e.create(JobSpec { prefix: "held/".into(), ..spec(e.stack.source_bucket()) }).await;
+    assert!(e.jobs.claim_driver(&job.id, "the-holder", now_ms(), now_ms() + 600_000).await.expect("claim"));
+    let started = std::time::Instant::now();
+    let step = e.driver().run(&job.id, now_ms() + 600_000, 60_000).await.expect("run");
+    assert_eq!(step, Step::Held);
+    assert!(started.elapsed() < Duration::from_secs(5), "returned at once: {:?}", started.elapsed());
+    let untouched = e.job(&job.id).await;
+    assert_eq!((untouched.status, untouched.counters.listed), (JobStatus::Pending, 0), "{untouched:?}");
+
+    // The holder (here: a driver taking over the released lease) drives the job to its end.
+    e.jobs.release_driver(&job.id, "the-holder").await.expect("release");
+    assert_eq!(e.driver().run(&job.id, now_ms() + 600_000, 0).await.expect("run"), Step::ListingDone);
+    e.pump().await;
+    let done = e.job(&job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    let c = done.counters;
+    assert_eq!((c.listed, c.queued, c.replicated, c.skipped, c.failed, c.pending), (5, 5, 5, 0, 0, 0), "{c:?}");
+}
+
+/// A job whose driver chain died part-way (its lease lapses, nobody re-invokes it) is named by
+/// the sweep once, and only once, its lease has lapsed; the driver started for it, as the
+/// function starts one, completes the listing, and the job ends exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_resumes_a_job_whose_driver_died() {
+    let e = env().await;
+    e.seed("undriven/", 25).await;
+    let job = e.create(JobSpec { prefix: "undriven/".into(), ..spec(e.stack.source_bucket()) }).await;
+    let mut driver = e.driver();
+    driver.page_size = 10;
+    // The dead driver: it held the lease, listed one page, and was never heard of again.
+    assert!(e.jobs.claim_driver(&job.id, "dead-driver", now_ms(), now_ms() + 1500).await.expect("claim"));
+    assert_eq!(driver.step(&job.id).await.expect("one page"), Step::Progress);
+    let swept = driver.sweep().await.expect("sweep");
+    assert!(swept.resume.is_empty(), "its lease still runs: {swept:?}");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let swept = driver.sweep().await.expect("sweep");
+    assert_eq!(swept.resume, vec![job.id.clone()], "{swept:?}");
+    assert!(swept.finished.is_empty() && swept.dead_letters_counted == 0, "{swept:?}");
+
+    for id in &swept.resume {
+        assert_eq!(driver.run(id, now_ms() + 600_000, 0).await.expect("resumed driver"), Step::ListingDone);
+    }
+    assert!(driver.sweep().await.expect("sweep").resume.is_empty(), "the listing is done: nothing to resume");
+    e.pump().await;
+    let done = e.job(&job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    let c = done.counters;
+    assert_eq!((c.listed, c.queued, c.replicated, c.skipped, c.failed, c.pending), (25, 25, 25, 0, 0, 0), "{c:?}");
+}
+
+/// Jobs whose every task is counted but that nobody ended (the ending delivery died after its
+/// count) are ended by the sweep, SUCCEEDED or FAILED by their counts; a second sweep changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_ends_complete_jobs_left_running() {
+    let e = env().await;
+    let bucket = e.stack.source_bucket().to_string();
+    let mut ids = Vec::new();
+    for tallies in [
+        vec![TaskTally::Replicated { bytes: 10 }, TaskTally::Skipped],
+        vec![TaskTally::Replicated { bytes: 7 }, TaskTally::Failed],
+    ] {
+        let job = e.create(spec(&bucket)).await;
+        assert!(e.jobs.start(&job.id).await.expect("start"));
+        let n = tallies.len() as u64;
+        assert!(e.jobs.commit_page(&job.id, None, None, true, n, n).await.expect("commit"));
+        for (i, t) in tallies.into_iter().enumerate() {
+            assert!(e.jobs.record_task(&job.id, &format!("{bucket}/k{i}"), t).await.expect("count"));
+        }
+        assert_eq!(e.job(&job.id).await.status, JobStatus::Running, "stuck: counted, never ended");
+        ids.push(job.id);
+    }
+    let swept = e.driver().sweep().await.expect("sweep");
+    let mut want = vec![(ids[0].clone(), JobStatus::Succeeded), (ids[1].clone(), JobStatus::Failed)];
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(swept.finished, want, "{swept:?}");
+    let (ok, failed) = (e.job(&ids[0]).await.counters, e.job(&ids[1]).await.counters);
+    assert_eq!((ok.listed, ok.replicated, ok.skipped, ok.failed, ok.bytes, ok.pending), (2, 1, 1, 0, 10, 0));
+    assert_eq!(
+        (failed.listed, failed.replicated, failed.skipped, failed.failed, failed.bytes, failed.pending),
+        (2, 1, 0, 1, 7, 0)
+    );
+    assert_eq!(e.driver().sweep().await.expect("sweep again"), xcr::migrate::Swept::default());
+}
+
+/// A task killed on its last delivery (timeout, out of memory) never counts itself failed:
+/// SQS moves it to the DLQ uncounted and its job would stay RUNNING forever. Here that is
+/// done the way SQS does it (the message moved to the DLQ as it was). Without the sweep the job
+/// stays RUNNING; the sweep of `xcr pump` counts the dead task failed, leaves it in the DLQ,
+/// and the job ends FAILED with exact counters. A redrive then copies the object without
+/// counting it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_killed_on_its_last_delivery_is_counted_failed_from_the_dlq() {
+    let e = env().await;
+    let objects = e.seed("killed/", 3).await;
+    let job = e.create(JobSpec { prefix: "killed/".into(), ..spec(e.stack.source_bucket()) }).await;
+    assert_eq!(e.driver().step(&job.id).await.expect("list"), Step::ListingDone);
+    let (dlq, taken) = (e.dlq(), e.queue.receive(1, 1, Some(60)).await.expect("receive"));
+    let [dead] = taken.as_slice() else { panic!("one message: {taken:?}") };
+    assert_eq!(dlq.send(&[dead.body.as_str()]).await.expect("to the DLQ").len(), 1);
+    assert_eq!(e.queue.delete(&[dead]).await.expect("delete"), 1);
+
+    let handler =
+        xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(e.jobs.clone()));
+    let driver = e.driver();
+    let no_sweep = PumpOptions { sweep_every: None, ..until_idle(2) };
+    // Boxed: two pumps' futures inline overflow the test thread's stack.
+    Box::pin(pump(&handler, &e.queue, "us-east-1", Some(&driver), &no_sweep)).await.expect("pump");
+    let stuck = e.job(&job.id).await;
+    assert_eq!((stuck.status, stuck.counters.replicated, stuck.counters.pending), (JobStatus::Running, 2, 1));
+
+    Box::pin(pump(&handler, &e.queue, "us-east-1", Some(&driver), &until_idle(2))).await.expect("pump with its sweep");
+    let done = e.job(&job.id).await;
+    assert_eq!(done.status, JobStatus::Failed, "{done:?}");
+    let c = done.counters;
+    assert_eq!((c.listed, c.queued, c.replicated, c.skipped, c.failed, c.pending), (3, 3, 2, 0, 1, 0), "{c:?}");
+    assert!(done.last_error.as_deref().unwrap_or("").contains("DLQ"), "{:?}", done.last_error);
+    assert_eq!(dlq.depth().await.expect("dlq depth"), (1, 0), "the dead task waits in the DLQ, visible");
+    assert_eq!(driver.sweep().await.expect("sweep again").dead_letters_counted, 0, "counted once");
+
+    assert_eq!(xcr::pump::redrive(&dlq, &e.queue, 10).await.expect("redrive"), 1);
+    e.pump().await;
+    assert_eq!(e.gcs_listing().await.len(), objects.len(), "the redriven task copied its object");
+    let after = e.job(&job.id).await;
+    assert_eq!((after.status, after.counters.replicated, after.counters.failed), (JobStatus::Failed, 2, 1));
 }

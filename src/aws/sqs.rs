@@ -3,8 +3,11 @@
 
 use super::classify;
 use crate::error::{Error, ErrorKind, Result};
-use crate::ports::TaskQueue;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use crate::ports::{DeadLetters, TaskQueue};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
+    SendMessageBatchRequestEntry,
+};
 
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +167,36 @@ impl Queue {
         Ok(deleted)
     }
 
+    /// Makes received messages visible again at once (visibility timeout 0); returns how many
+    /// SQS confirmed.
+    pub async fn show_again(&self, messages: &[&Message]) -> Result<usize> {
+        let mut shown = 0;
+        for batch in messages.chunks(10) {
+            let entries = batch
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&m.receipt_handle)
+                        .visibility_timeout(0)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::new(ErrorKind::Invalid, "bad visibility entry").with_source(e))?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify(e, "show messages again"))?;
+            shown += out.successful().len();
+        }
+        Ok(shown)
+    }
+
     /// Sends bodies; returns the message ids SQS assigned, in order (None for a failed entry).
     pub async fn send(&self, bodies: &[&str]) -> Result<Vec<Option<String>>> {
         let mut ids = Vec::with_capacity(bodies.len());
@@ -232,5 +265,42 @@ impl TaskQueue for Queue {
             ));
         }
         Ok(())
+    }
+}
+
+/// How long a dead letter stays hidden while the sweep walks the queue: long enough that the
+/// next receive of the same walk returns others, and it is shown again when the walk ends.
+const PEEK_HIDE_SECS: i32 = 60;
+
+impl DeadLetters for Queue {
+    /// Walks the queue: each receive hides what it returned, so the next returns others, until a
+    /// receive comes back empty or `max` are read; then everything read is shown again. A
+    /// message is never deleted. Receives long-poll for a second, because a short poll samples
+    /// only some of SQS's servers and may come back empty while messages wait.
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<String>> {
+        let mut seen: Vec<Message> = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        let walked = async {
+            while seen.len() < max {
+                let want = i32::try_from((max - seen.len()).min(10)).unwrap_or(10);
+                let got = self.receive(want, 1, Some(PEEK_HIDE_SECS)).await?;
+                if got.is_empty() {
+                    break;
+                }
+                seen.extend(got.into_iter().filter(|m| ids.insert(m.id.clone())));
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        let refs: Vec<&Message> = seen.iter().collect();
+        match self.show_again(&refs).await {
+            Ok(n) if n < refs.len() => {
+                tracing::warn!(hidden = refs.len() - n, "some dead letters stay hidden for {PEEK_HIDE_SECS} s")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e.chain(), "dead letters read stay hidden for {PEEK_HIDE_SECS} s"),
+        }
+        walked?;
+        Ok(seen.into_iter().map(|m| m.body).collect())
     }
 }

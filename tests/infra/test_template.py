@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import stack
 
 FUNCTIONS = {"ReplicateFunction": "replicate", "ApiFunction": "api", "MigrateFunction": "migrate"}
@@ -81,7 +83,34 @@ def test_sqs_event_source_and_async_failures(template):
 def test_alarms_cover_dlq_age_and_errors(template):
     alarms = of_type(template, "AWS::CloudWatch::Alarm")
     metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
-    assert metrics == ["ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "Errors", "Errors", "Errors"]
+    assert metrics == [
+        "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesVisible",
+        "Errors", "Errors", "Errors",
+    ]
+
+
+def test_job_sweep_schedule_and_migrate_failures(template):
+    """Every job ends: a schedule sweeps jobs through the migrate function, which may be invoked
+    by it, and the function's failed async invocations land in a queue a person reads."""
+    resources = template["Resources"]
+    rule = resources["JobSweepRule"]
+    assert rule["Condition"] == "WithFunctions"
+    assert rule["Properties"]["ScheduleExpression"] == {"Ref": "JobSweepSchedule"}
+    assert template["Parameters"]["JobSweepSchedule"]["Default"] == "rate(5 minutes)"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
+    assert json.loads(target["Input"]) == {"sweep": True}
+    permission = resources["JobSweepPermission"]["Properties"]
+    assert permission["Principal"] == "events.amazonaws.com"
+    assert permission["SourceArn"] == {"Fn::GetAtt": ["JobSweepRule", "Arn"]}
+    assert permission["FunctionName"] == {"Ref": "MigrateFunction"}
+    config = resources["MigrateAsyncConfig"]["Properties"]
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["MigrateFailuresQueue", "Arn"]}
+    assert resources["MigrateFailuresQueue"]["Condition"] == "WithFunctions"
+    statements = resources["MigrateRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    by_sid = {st["Sid"]: st for st in statements}
+    assert by_sid["AsyncFailures"]["Resource"] == {"Fn::GetAtt": ["MigrateFailuresQueue", "Arn"]}
+    assert "sqs:DeleteMessage" not in by_sid["SweepReadsDeadLetters"]["Action"], "the sweep never takes dead letters"
 
 
 
