@@ -88,9 +88,6 @@ pub struct SqsItem {
     pub tasks: Result<Vec<Task>>,
     /// `attributes.ApproximateReceiveCount`: which delivery of the message this is.
     pub receive_count: Option<u32>,
-    /// `receiptHandle`: what `ChangeMessageVisibility` needs to set when a failed record comes
-    /// back ([`crate::redelivery`]).
-    pub receipt_handle: Option<String>,
 }
 
 /// A whole Lambda invocation, decoded.
@@ -201,8 +198,7 @@ fn decode_sqs_record(index: usize, record: &Value) -> SqsItem {
         .and_then(|a| a.get("ApproximateReceiveCount"))
         .and_then(Value::as_str)
         .and_then(|c| c.parse().ok());
-    let receipt_handle = record.get("receiptHandle").and_then(Value::as_str).map(str::to_string);
-    SqsItem { message_id, tasks, receive_count, receipt_handle }
+    SqsItem { message_id, tasks, receive_count }
 }
 
 /// Decodes one message of any supported shape. `depth` counts SNS envelopes already opened.

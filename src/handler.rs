@@ -402,10 +402,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
     /// refused): the record is then reported as failed and comes back by the retry clock.
     async fn hand_on(&self, payload: &Value, message_id: &str) -> bool {
         let Some(queue) = &self.requeue else { return false };
-        let body = payload["Records"]
-            .as_array()
-            .and_then(|rs| rs.iter().find(|r| r["messageId"].as_str() == Some(message_id)))
-            .and_then(|r| r["body"].as_str());
+        let body = sqs_record(payload, message_id).and_then(|r| r["body"].as_str());
         let Some(body) = body else { return false };
         match queue.send_delayed(body, 0).await {
             Ok(()) => {
@@ -428,12 +425,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
     /// the visibility timeout runs out, as before.
     async fn back_off(&self, payload: &Value, message_id: &str) -> bool {
         let Some(queue) = &self.requeue else { return false };
-        let Some(record) = payload["Records"]
-            .as_array()
-            .and_then(|rs| rs.iter().find(|r| r["messageId"].as_str() == Some(message_id)))
-        else {
-            return false;
-        };
+        let Some(record) = sqs_record(payload, message_id) else { return false };
         let Some(receipt) = record["receiptHandle"].as_str() else { return false };
         let receives = record["attributes"]["ApproximateReceiveCount"].as_str().and_then(|c| c.parse::<u32>().ok());
         let last = matches!((receives, self.max_receives), (Some(n), Some(max)) if n >= max);
@@ -459,10 +451,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
     /// Puts the record's body back on the queue with a delay. False when it could not.
     async fn requeue(&self, payload: &Value, message_id: &str, delay_secs: u64) -> bool {
         let Some(queue) = &self.requeue else { return false };
-        let body = payload["Records"]
-            .as_array()
-            .and_then(|rs| rs.iter().find(|r| r["messageId"].as_str() == Some(message_id)))
-            .and_then(|r| r["body"].as_str());
+        let body = sqs_record(payload, message_id).and_then(|r| r["body"].as_str());
         let Some(body) = body else { return false };
         match queue.send_delayed(body, u32::try_from(delay_secs).unwrap_or(900)).await {
             Ok(()) => {
@@ -475,6 +464,12 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             }
         }
     }
+}
+
+/// The SQS record of `payload` with this message id (for its body, receipt handle and receive
+/// count when it must be sent again or come back later).
+fn sqs_record<'a>(payload: &'a Value, message_id: &str) -> Option<&'a Value> {
+    payload["Records"].as_array()?.iter().find(|r| r["messageId"].as_str() == Some(message_id))
 }
 
 fn result_json(r: &Result<Replication>) -> Value {
