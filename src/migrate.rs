@@ -181,8 +181,16 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
             self.jobs.list(1000).await?.into_iter().filter(|j| !j.status.is_terminal() && !j.listing_done).collect();
         for job in &open {
             let owner = format!("pump-{:016x}", fastrand::u64(..));
-            if !self.jobs.claim_driver(&job.id, &owner, now_ms(), now_ms() + 60_000).await? {
-                continue;
+            match self.jobs.claim_driver(&job.id, &owner, now_ms(), now_ms() + 60_000).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                // One job's failed claim must not keep the others from their step; this job
+                // gets its next chance at the next look (a lost answer may leave the lease held
+                // until it lapses, which the lease's expiry bounds).
+                Err(e) => {
+                    tracing::warn!(job_id = %job.id, error = %e.chain(), "could not claim the job's driver lease");
+                    continue;
+                }
             }
             let result = self.step(&job.id).await;
             let _ = self.jobs.release_driver(&job.id, &owner).await;

@@ -157,15 +157,19 @@ where
         }
         let look = next_job_look.is_none_or(|at| Instant::now() >= at);
         let open_jobs = match driver {
-            Some(d) if look => d.step_open_jobs().await?,
-            _ => 0,
+            Some(d) if look => step_jobs(d).await?,
+            _ => Some(0),
         };
         if look {
-            next_job_look = (open_jobs == 0).then(|| Instant::now() + JOB_POLL);
+            // No open job: look again after JOB_POLL. A failed look: also after JOB_POLL, not
+            // at once (the jobs table may be throttling). Open jobs: at the next turn.
+            next_job_look = if open_jobs.is_some_and(|n| n > 0) { None } else { Some(Instant::now() + JOB_POLL) };
         }
-        if open_jobs > 0 {
+        // A failed look may have missed open jobs: not idle on its account.
+        if open_jobs != Some(0) {
             idle_since = Instant::now();
         }
+        let open_jobs = open_jobs.unwrap_or(0);
         let wait = match opts.until_idle {
             Some(idle) => opts.wait_secs.min(i32::try_from(idle.as_secs()).unwrap_or(20).max(1)),
             None => opts.wait_secs,
@@ -200,7 +204,7 @@ where
                     // A job created since the last look still gets its first step (and one the
                     // sweep found undriven its next).
                     match driver {
-                        Some(d) if d.step_open_jobs().await? > 0 => idle_since = Instant::now(),
+                        Some(d) if step_jobs(d).await? != Some(0) => idle_since = Instant::now(),
                         _ => break,
                     }
                 }
@@ -235,6 +239,24 @@ where
         account(&mut stats, done)?;
     }
     Ok(stats)
+}
+
+/// One step of every open job ([`Driver::step_open_jobs`]): how many there were, or `None`
+/// when the look itself failed with a retryable error (the jobs table throttled, a connection
+/// reset). A pump is a long-running loop like the scheduled sweep: one blip of the jobs table
+/// must neither stop it (a job left RUNNING with nobody to drive it) nor let it call itself
+/// idle. Errors that no retry fixes (the table does not exist) still end it.
+async fn step_jobs<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore>(
+    driver: &Driver<Lst, Q, J>,
+) -> Result<Option<usize>> {
+    match driver.step_open_jobs().await {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(error = %e.chain(), "looking for open jobs failed; looking again shortly");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs the job sweep. Its jobs to resume need nothing more here: the pump's own job steps

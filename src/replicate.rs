@@ -518,7 +518,12 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             job_id: task.job_id.clone(),
             meta_digest: Some(crate::transfer::metadata::digest(&report.source)),
         };
-        if !self.ledger.complete(journal.key, journal.owner, &done).await? {
+        // The one write that makes a finished copy count, retried on top of the SDK's own
+        // attempts: giving up here costs a second upload on redelivery (and a job would count
+        // the object as skipped, found in place). Safe to repeat: a repeat of an applied record
+        // is recognised as ours (see `DynamoLedger::complete`).
+        let policy = self.transfer.retry_policy();
+        if !policy.run("record the copy", |_| self.ledger.complete(journal.key, journal.owner, &done)).await? {
             return Err(Error::new(
                 ErrorKind::Transient,
                 "copied, but the ledger lease was lost meanwhile; retrying re-checks the order",
@@ -611,7 +616,9 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             done_at_ms: now_ms(),
             ..Default::default()
         };
-        if !self.ledger.complete(held.journal.key, held.journal.owner, &done).await? {
+        let policy = self.transfer.retry_policy();
+        let journal = held.journal;
+        if !policy.run("record the delete", |_| self.ledger.complete(journal.key, journal.owner, &done)).await? {
             return Err(Error::new(ErrorKind::Transient, "deleted, but the ledger lease was lost meanwhile"));
         }
         Ok(result(task, dest, Outcome::Deleted, task.event.clone(), held.started))
