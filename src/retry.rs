@@ -57,10 +57,12 @@ impl RetryPolicy {
             match op(attempt).await {
                 Ok(v) => return Ok(v),
                 // A precondition conflict is decided again by the caller: the same request with
-                // the same precondition would only fail the same way.
+                // the same precondition would only fail the same way. A request that was applied
+                // but whose answer was unreadable is read back by the caller, never repeated.
                 Err(e)
                     if e.is_retryable()
                         && e.kind() != ErrorKind::Conflict
+                        && !e.was_applied()
                         && when(&e)
                         && attempt + 1 < self.max_attempts.max(1) =>
                 {
