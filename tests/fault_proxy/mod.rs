@@ -603,15 +603,20 @@ async fn handle(
     record(status.as_u16());
     let headers = resp.headers().clone();
     let mut bytes = resp.bytes().await?;
+    let mut rewritten = false;
     if status.is_success() {
         match fault {
             Some(Fault::DropZeroFields) => {
                 if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
                     drop_zero_fields(&mut v);
                     bytes = Bytes::from(serde_json::to_vec(&v)?);
+                    rewritten = true;
                 }
             }
-            Some(Fault::GarbledAnswer) => bytes = Bytes::from_static(b"{\"kind\": \"storage#object\", \"na"),
+            Some(Fault::GarbledAnswer) => {
+                bytes = Bytes::from_static(b"{\"kind\": \"storage#object\", \"na");
+                rewritten = true;
+            }
             _ => {}
         }
     }
@@ -621,8 +626,9 @@ async fn handle(
 
     let mut out = Response::builder().status(StatusCode::from_u16(status.as_u16())?);
     for (name, value) in &headers {
-        // The length is hyper's to set: a rewritten body has another.
-        if !hop_by_hop(name.as_str()) && name.as_str() != "content-length" {
+        // A rewritten body has another length, which hyper sets (a HEAD answer keeps its own).
+        let stale_length = rewritten && name.as_str() == "content-length";
+        if !hop_by_hop(name.as_str()) && !stale_length {
             out = out.header(name, value);
         }
     }
