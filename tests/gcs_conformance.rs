@@ -576,3 +576,80 @@ async fn an_unreadable_answer_to_the_last_chunk_is_read_back_never_uploaded_agai
     assert_eq!(uploads, 4, "one session start and three chunks, none again: {seen:#?}");
     assert_eq!(seen.last().map(|s| s.method.as_str()), Some("GET"), "then one metadata read");
 }
+
+/// Plays another writer: after the wrapped client's upload returns (its answer unreadable),
+/// writes other bytes to the same name straight to the emulator, before xcr reads back.
+struct WriterAfter {
+    inner: GcsClient,
+    direct: GcsClient,
+}
+
+impl ObjectSink for WriterAfter {
+    async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<xcr::model::StoredObject> {
+        let out = self.inner.upload_single(spec, data).await;
+        let other = b"another writer".to_vec();
+        let foreign = UploadSpec {
+            size: other.len() as u64,
+            crc32c: Some(crc32c_b64(&other)),
+            if_generation_match: None,
+            ..spec.clone()
+        };
+        self.direct.upload_single(&foreign, other.into()).await.expect("the other writer");
+        out
+    }
+    async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
+        self.inner.start_session(spec).await
+    }
+    async fn upload_chunk(
+        &self,
+        s: &str,
+        o: u64,
+        d: bytes::Bytes,
+        t: u64,
+        c: Option<&str>,
+    ) -> xcr::Result<xcr::ports::UploadProgress> {
+        self.inner.upload_chunk(s, o, d, t, c).await
+    }
+    async fn session_status(&self, s: &str, t: u64) -> xcr::Result<xcr::ports::UploadProgress> {
+        self.inner.session_status(s, t).await
+    }
+    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
+        self.inner.delete(b, n, g, m).await
+    }
+    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<xcr::model::StoredObject>> {
+        self.inner.stat(b, n).await
+    }
+}
+
+/// An unreadable answer to an upload, and by the time xcr reads the object back another writer
+/// has replaced it: xcr neither takes the other object as its own nor deletes it (it is not a
+/// corrupt copy of xcr's), nor uploads again: `conflict`, for the lease holder to decide again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_answer_for_an_object_replaced_since_is_a_conflict() {
+    let rig = Rig::up().await;
+    let proxy = FaultProxy::start(Service::Gcs, &rig.fake.url, Plan::script(Duration::from_secs(1), vec![])).await;
+    proxy.fault_next("storage.objects.insert", "", Fault::GarbledAnswer, 1);
+    let client = |url: &str| GcsClient::new(Some(url), Auth::Anonymous, Duration::from_secs(30)).expect("client");
+    let sink = WriterAfter { inner: client(&proxy.url()), direct: client(&rig.fake.url) };
+    let transfer = Transfer::new(S3Source::new(&rig.sdk), sink, config(), fast_retry());
+    let key = "unreadable/replaced";
+    put(&rig.s3, rig.stack.source_bucket(), key, bytes_of(32 * KIB, 5)).await;
+    let obj = ObjectRef::new(rig.stack.source_bucket(), key);
+    let out = transfer
+        .copy_journaled(
+            &obj,
+            &Destination::new(FAKE_BUCKET, key),
+            |_| None::<()>,
+            None,
+            &NoJournal,
+            None,
+            &Budget::UNLIMITED,
+        )
+        .await;
+    let e = out.err().expect("not this copy's object");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{}", e.chain());
+    let uploads = proxy.seen_since(0).iter().filter(|s| s.method == "POST").count();
+    assert_eq!(uploads, 1, "never uploaded again");
+    let (bytes, _) = read_back(&rig.fake.url, FAKE_BUCKET, key).await.expect("the other writer's object stays");
+    assert_eq!(bytes, b"another writer");
+}
