@@ -646,7 +646,7 @@ async fn an_unreadable_answer_for_an_object_replaced_since_is_a_conflict() {
             &Budget::UNLIMITED,
         )
         .await;
-    let e = out.err().expect("not this copy's object");
+    let Err(e) = out else { panic!("took another writer's object as this copy's") };
     assert_eq!(e.kind(), ErrorKind::Conflict, "{}", e.chain());
     let uploads = proxy.seen_since(0).iter().filter(|s| s.method == "POST").count();
     assert_eq!(uploads, 1, "never uploaded again");
