@@ -132,6 +132,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_request_applied_with_an_unreadable_answer_is_not_repeated() {
+        let calls = AtomicU32::new(0);
+        let out: Result<()> = fast()
+            .run("upload", |_| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(Error::new(ErrorKind::Transient, "answer cut off").applied())
+            })
+            .await;
+        let e = out.expect_err("an error");
+        assert!(e.was_applied() && e.kind() == ErrorKind::Transient, "kept as it was: {}", e.chain());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the write is read back by the caller, not sent again");
+    }
+
+    #[tokio::test]
     async fn run_if_retries_only_what_it_selects() {
         let calls = AtomicU32::new(0);
         let out: Result<()> = fast()
