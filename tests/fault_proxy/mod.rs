@@ -243,7 +243,8 @@ impl FaultProxy {
     }
 
     /// Faults the next `times` requests for `operation` (the end of their `X-Amz-Target` header,
-    /// e.g. `UpdateItem`) whose body contains `body_contains` (empty: any body) with `fault`,
+    /// e.g. `UpdateItem`; for GCS the JSON API method, e.g. `storage.objects.insert`, see
+    /// [`gcs_method`]) whose body contains `body_contains` (empty: any body) with `fault`,
     /// before the script and the rate are consulted. Armed faults of one operation apply in
     /// the order they were armed.
     pub fn fault_next(&self, operation: &str, body_contains: &str, fault: Fault, times: u32) {
