@@ -83,13 +83,31 @@ impl fmt::Display for ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// The request was applied (the service answered with success) but its answer could not be
+    /// read: see [`Error::applied`].
+    applied: bool,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self { kind, message: message.into(), applied: false, source: None }
+    }
+
+    /// Marks a failure that happened after the service had applied the request: it answered
+    /// with success, but the answer could not be read. Why it matters: repeating a write that
+    /// already happened would write again (a second generation), so such an error is never
+    /// retried as it is ([`crate::retry::RetryPolicy`] does not); the caller reads the
+    /// outcome back instead (for an upload, the object's metadata).
+    pub fn applied(mut self) -> Self {
+        self.applied = true;
+        self
+    }
+
+    /// Whether the request was applied although this error was returned ([`Error::applied`]).
+    pub fn was_applied(&self) -> bool {
+        self.applied
     }
 
     /// Keeps the underlying error as the `source()` chain, for logs.

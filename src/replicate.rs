@@ -408,7 +408,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         if !held.journal.still_held().await? {
             return Err(held.journal.lease_lost());
         }
-        let found = self.transfer.sink().stat(&dest.bucket, &dest.name).await?;
+        let found = self.transfer.stat(&dest.bucket, &dest.name).await?;
         let generation = found.as_ref().and_then(|o| o.generation.parse().ok()).unwrap_or(0);
         tracing::warn!(
             destination = %dest,
@@ -436,7 +436,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         // record (the destination was filled by something else). Event-driven copies never do.
         let existing = match task.overwrite {
             Some(Overwrite::Different | Overwrite::Never) if previous.is_none() => {
-                self.transfer.sink().stat(&dest.bucket, &dest.name).await?
+                self.transfer.stat(&dest.bucket, &dest.name).await?
             }
             _ => None,
         };
@@ -594,7 +594,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         let mut round = 0;
         loop {
             round += 1;
-            match self.transfer.sink().delete(&dest.bucket, &dest.name, None, fence).await {
+            match self.transfer.delete_fenced(&dest.bucket, &dest.name, fence).await {
                 Err(e) if e.kind() == ErrorKind::Conflict && round < FENCE_ROUNDS => {
                     fence = Some(self.refence(dest, held, &e).await?);
                     if fence == Some(0) {

@@ -57,10 +57,12 @@ impl RetryPolicy {
             match op(attempt).await {
                 Ok(v) => return Ok(v),
                 // A precondition conflict is decided again by the caller: the same request with
-                // the same precondition would only fail the same way.
+                // the same precondition would only fail the same way. A request that was applied
+                // but whose answer was unreadable is read back by the caller, never repeated.
                 Err(e)
                     if e.is_retryable()
                         && e.kind() != ErrorKind::Conflict
+                        && !e.was_applied()
                         && when(&e)
                         && attempt + 1 < self.max_attempts.max(1) =>
                 {
@@ -127,6 +129,20 @@ mod tests {
             .await;
         assert_eq!(out.map_err(|e| e.kind()).err(), Some(ErrorKind::NotFound));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_applied_with_an_unreadable_answer_is_not_repeated() {
+        let calls = AtomicU32::new(0);
+        let out: Result<()> = fast()
+            .run("upload", |_| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(Error::new(ErrorKind::Transient, "answer cut off").applied())
+            })
+            .await;
+        let e = out.expect_err("an error");
+        assert!(e.was_applied() && e.kind() == ErrorKind::Transient, "kept as it was: {}", e.chain());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the write is read back by the caller, not sent again");
     }
 
     #[tokio::test]

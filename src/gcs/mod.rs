@@ -202,7 +202,15 @@ impl ObjectSink for GcsClient {
             .body(body.freeze());
         let resp = self.send(req, "upload object").await?;
         let resp = check_upload(resp, &spec.bucket, "upload object").await?;
-        parse_object(resp).await
+        let mut stored = parse_written(resp).await?;
+        // A partial answer may leave out what was asked for; the request named them.
+        if stored.bucket.is_empty() {
+            stored.bucket.clone_from(&spec.bucket);
+        }
+        if stored.name.is_empty() {
+            stored.name.clone_from(&spec.name);
+        }
+        Ok(stored)
     }
 
     async fn start_session(&self, spec: &UploadSpec) -> Result<String> {
@@ -280,7 +288,7 @@ impl ObjectSink for GcsClient {
 async fn progress(resp: reqwest::Response, what: &str) -> Result<UploadProgress> {
     match resp.status().as_u16() {
         308 => Ok(UploadProgress::Persisted(persisted(resp.headers()))),
-        200 | 201 => parse_object(resp).await.map(UploadProgress::Done),
+        200 | 201 => parse_written(resp).await.map(UploadProgress::Done),
         // The session expired or was cancelled: only a new session can continue. Transient, so
         // the task is retried from the start rather than reported as a missing source.
         404 | 410 => {
@@ -301,12 +309,21 @@ fn persisted(headers: &HeaderMap) -> u64 {
         .map_or(0, |end| end + 1)
 }
 
+/// The object resource as GCS documents it: a JSON (proto3) answer leaves out fields that hold
+/// their default value, so `size` is absent for an empty object, `crc32c` and `md5Hash` for
+/// objects that have none (`md5Hash` for composite objects), and `bucket` / `name` when a
+/// partial response was asked for without them. Each missing field reads as its documented
+/// default; only `generation`, which no stored object lacks, is required.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ObjectResource {
+    #[serde(default)]
     bucket: String,
+    #[serde(default)]
     name: String,
+    #[serde(default)]
     generation: Value,
+    #[serde(default)]
     size: Value,
     crc32c: Option<String>,
     md5_hash: Option<String>,
@@ -320,23 +337,51 @@ fn number_text(v: &Value) -> String {
     }
 }
 
-async fn parse_object(resp: reqwest::Response) -> Result<StoredObject> {
-    let text = resp.text().await.map_err(|e| transport_error(e, "read GCS response"))?;
-    let o: ObjectResource = serde_json::from_str(&text).map_err(|e| {
-        Error::new(ErrorKind::Transient, format!("unexpected GCS object response: {}", truncate(&text, 300)))
+/// Reads an object resource (see [`ObjectResource`] for the defaults).
+fn read_object(text: &str) -> Result<StoredObject> {
+    let o: ObjectResource = serde_json::from_str(text).map_err(|e| {
+        Error::new(ErrorKind::Transient, format!("unexpected GCS object response: {}", truncate(text, 300)))
             .with_source(e)
     })?;
-    let size = number_text(&o.size)
-        .parse::<u64>()
-        .map_err(|_| Error::new(ErrorKind::Transient, "GCS reported a non-numeric size"))?;
+    let generation = match &o.generation {
+        Value::Null => {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                format!("GCS object response without a generation: {}", truncate(text, 300)),
+            ));
+        }
+        g => number_text(g),
+    };
+    let size = match &o.size {
+        Value::Null => 0,
+        s => number_text(s)
+            .parse::<u64>()
+            .map_err(|_| Error::new(ErrorKind::Transient, format!("GCS reported a non-numeric size: {s}")))?,
+    };
     Ok(StoredObject {
         bucket: o.bucket,
         name: o.name,
-        generation: number_text(&o.generation),
+        generation,
         size,
-        crc32c: o.crc32c,
-        md5: o.md5_hash,
+        crc32c: o.crc32c.filter(|c| !c.is_empty()),
+        md5: o.md5_hash.filter(|m| !m.is_empty()),
     })
+}
+
+/// Reads the object resource of a successful answer. A body that breaks off or cannot be read
+/// is transient: the request that asked for it can be repeated. For a write, see
+/// [`parse_written`].
+async fn parse_object(resp: reqwest::Response) -> Result<StoredObject> {
+    let text = resp.text().await.map_err(|e| transport_error(e, "read GCS response"))?;
+    read_object(&text)
+}
+
+/// Like [`parse_object`], for the success answer to a write (an upload, a finalizing chunk, a
+/// status query of a finished session): GCS has created the object, so an answer that cannot
+/// be read is [`Error::applied`]. Sending the write again would create a second generation;
+/// the transfer engine reads the object's metadata back instead.
+async fn parse_written(resp: reqwest::Response) -> Result<StoredObject> {
+    parse_object(resp).await.map_err(|e| e.context("GCS accepted the write but its answer is unreadable").applied())
 }
 
 /// Like [`check`], but a 404 on an upload means the destination bucket is missing: a
@@ -404,6 +449,27 @@ mod tests {
         assert_eq!(persisted(&h), 0);
         h.insert(RANGE, HeaderValue::from_static("bytes=0-262143"));
         assert_eq!(persisted(&h), 262_144);
+    }
+
+    #[test]
+    fn fields_gcs_leaves_out_read_as_their_documented_defaults() {
+        // An empty object as a strict server answers it: `size` (zero) and the empty hashes
+        // are not sent at all.
+        let o = read_object(r#"{"bucket":"b","name":"k","generation":"17"}"#).expect("readable");
+        assert_eq!((o.size, o.generation.as_str(), o.crc32c, o.md5), (0, "17", None, None));
+        // Numbers as GCS sends them (strings) and as emulators do (numbers).
+        let o = read_object(r#"{"bucket":"b","name":"k","generation":17,"size":"5","crc32c":"AAAAAA==","md5Hash":""}"#)
+            .expect("readable");
+        assert_eq!((o.size, o.generation.as_str(), o.crc32c.as_deref(), o.md5), (5, "17", Some("AAAAAA=="), None));
+        // A partial response without bucket and name.
+        let o = read_object(r#"{"generation":"3","size":"0"}"#).expect("readable");
+        assert_eq!((o.bucket.as_str(), o.name.as_str(), o.size), ("", "", 0));
+        // What cannot be read: no generation, a non-numeric size, not an object resource.
+        for bad in [r#"{"bucket":"b","name":"k"}"#, r#"{"generation":"1","size":"x"}"#, "<html>", ""] {
+            let e = read_object(bad).expect_err(bad);
+            assert_eq!(e.kind(), ErrorKind::Transient, "{bad}");
+            assert!(!e.was_applied(), "a read alone applies nothing: {bad}");
+        }
     }
 
     #[test]

@@ -258,6 +258,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                 Err(e) if e.kind() == ErrorKind::Conflict && attempts > 1 => {
                     self.own_earlier_attempt(&spec, &crc).await.ok_or(e)?
                 }
+                Err(e) if e.was_applied() => self.read_back(&spec.destination(), meta.size, &crc, e).await?,
                 other => other?,
             };
             TransferReport {
@@ -274,15 +275,71 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             }
         } else {
             let session = self.retry.run("start resumable session", |_| self.sink.start_session(&spec)).await?;
-            match self.resumable(obj, &meta, session, &mut reader, journal, budget).await? {
+            match self.resumable(obj, dest, &meta, session, &mut reader, journal, budget).await? {
                 Upload::Finished(report) => report,
                 Upload::Paused(p) => return Ok(Copy::Paused(Paused { elapsed: started.elapsed(), ..p })),
             }
         };
+        named(&mut report.stored, dest);
         report.source_reopens = reader.reopens();
         self.verify(obj, &report).await?;
         report.elapsed = started.elapsed();
         Ok(Copy::Done(report))
+    }
+
+    /// The destination object's metadata (`None`: there is none), retried like every GCS call.
+    /// Why here and not only in the adapter: the adapter speaks the protocol, the engine owns
+    /// the retry policy (`XCR_MAX_ATTEMPTS`). A metadata read is idempotent, so a 5xx, a reset
+    /// or an answer that breaks off is simply read again.
+    pub async fn stat(&self, bucket: &str, name: &str) -> Result<Option<StoredObject>> {
+        self.retry.run("read destination metadata", |_| self.sink.stat(bucket, name)).await
+    }
+
+    /// Deletes the live destination object, only if its generation is `if_generation_match`
+    /// when given, retried like every GCS call. Retrying is safe because of the precondition
+    /// (Google's retry strategy: a delete is retried only with one): a delete that was applied
+    /// but whose answer was lost finds the object gone on the retry (success), and one that
+    /// meets another generation is refused (412, [`ErrorKind::Conflict`], not retried).
+    pub async fn delete_fenced(&self, bucket: &str, name: &str, if_generation_match: Option<u64>) -> Result<()> {
+        self.retry.run("delete object", |_| self.sink.delete(bucket, name, None, if_generation_match)).await
+    }
+
+    /// After GCS accepted a write whose answer could not be read ([`Error::applied`]): the
+    /// object GCS holds now, read back instead of uploading again. It is this copy's object when
+    /// its size and CRC32C are those sent; anything else means another writer came after it,
+    /// which is [`ErrorKind::Conflict`] (the caller decides again), never a second upload.
+    async fn read_back(&self, dest: &Destination, size: u64, crc: &str, unreadable: Error) -> Result<StoredObject> {
+        tracing::warn!(destination = %format!("gs://{}/{}", dest.bucket, dest.name), error = %unreadable.chain(), "reading the object back instead of uploading again");
+        let found = self.stat(&dest.bucket, &dest.name).await.map_err(|e| e.context(unreadable.message()))?;
+        match found {
+            Some(mut o)
+                if o.size == size
+                    && o.crc32c
+                        .as_deref()
+                        .and_then(crc32c_from_b64)
+                        .is_some_and(|c| Some(c) == crc32c_from_b64(crc)) =>
+            {
+                named(&mut o, dest);
+                tracing::info!(generation = %o.generation, "the unreadable answer was for this copy's object");
+                Ok(o)
+            }
+            other => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{}; read back, gs://{}/{} is {}",
+                    unreadable.message(),
+                    dest.bucket,
+                    dest.name,
+                    match other {
+                        Some(o) => format!(
+                            "generation {} of size {} crc32c {:?}, not this copy",
+                            o.generation, o.size, o.crc32c
+                        ),
+                        None => "gone".to_string(),
+                    }
+                ),
+            )),
+        }
     }
 
     /// After a retried single request met its precondition: the object GCS now holds, if it is
@@ -291,7 +348,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
     /// same bytes; Google's retry guidance treats a precondition failure after a retried insert
     /// the same way.
     async fn own_earlier_attempt(&self, spec: &crate::ports::UploadSpec, crc: &str) -> Option<StoredObject> {
-        let found = self.sink.stat(&spec.bucket, &spec.name).await.ok().flatten()?;
+        let found = self.stat(&spec.bucket, &spec.name).await.ok().flatten()?;
         let fenced_out = spec.if_generation_match.is_some_and(|g| found.generation != g.to_string());
         (fenced_out && found.size == spec.size && found.crc32c.as_deref() == Some(crc)).then(|| {
             tracing::info!(generation = %found.generation, "a retried upload found its own earlier attempt's object");
@@ -385,7 +442,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                 }
             }
             UploadProgress::Persisted(p) => {
-                match self.resumable(obj, &meta, session, &mut reader, journal, budget).await? {
+                match self.resumable(obj, dest, &meta, session, &mut reader, journal, budget).await? {
                     Upload::Finished(mut report) => {
                         report.resumed_from = Some(p);
                         report
@@ -394,6 +451,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                 }
             }
         };
+        named(&mut report.stored, dest);
         if report.stored.bucket != dest.bucket || report.stored.name != dest.name {
             return Err(Error::new(
                 ErrorKind::Integrity,
@@ -411,9 +469,12 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
     /// and each confirmed chunk to `journal`. Before each chunk but the first, `budget` decides
     /// whether there is time for it ([`may_start_chunk`], with the slowest step measured so
     /// far); if not, the upload stops there, every sent chunk confirmed and journaled.
+    // Each argument is one independent input of the upload; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     async fn resumable(
         &self,
         obj: &ObjectRef,
+        dest: &Destination,
         meta: &SourceMeta,
         session: String,
         reader: &mut ChunkReader<'_, S>,
@@ -469,7 +530,10 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                 // unfinished session is simply abandoned: no object is created.
                 let crc = crc32c_b64(reader.crc32c());
                 check_source_crc(obj, meta, &crc)?;
-                let stored = self.send_chunk(&session, offset, current, total, Some(&crc), &mut stats).await?;
+                let stored = match self.send_chunk(&session, offset, current, total, Some(&crc), &mut stats).await {
+                    Err(e) if e.was_applied() => Some(self.read_back(dest, total, &crc, e).await?),
+                    other => other?,
+                };
                 let stored = stored.ok_or_else(|| {
                     Error::new(
                         ErrorKind::Transient,
@@ -528,6 +592,9 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             let result = self.sink.upload_chunk(session, from, part, total, final_crc).await;
             let progress = match result {
                 Ok(p) => p,
+                // GCS finalized the object and its answer was unreadable: the caller reads the
+                // object back; asking the session again or re-sending could only repeat it.
+                Err(e) if e.was_applied() => return Err(e),
                 // The offset a status query gave was refused (400). Why: gcp-storage-emulator
                 // answers a session holding nothing with `Range: bytes=0-0` (one byte) instead of
                 // no Range, then rejects the chunk sent from byte 1; the fault tests hit it when
@@ -620,6 +687,16 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             tracing::error!(error = %e.chain(), "could not delete the generation that failed verification");
         }
         Err(Error::new(ErrorKind::Integrity, why))
+    }
+}
+
+/// Fills what a partial GCS answer left out with what the request named.
+fn named(stored: &mut StoredObject, dest: &Destination) {
+    if stored.bucket.is_empty() {
+        stored.bucket.clone_from(&dest.bucket);
+    }
+    if stored.name.is_empty() {
+        stored.name.clone_from(&dest.name);
     }
 }
 

@@ -23,9 +23,20 @@
 //!   TransactionCanceledException` whose reasons are `None` then `TransactionConflict`, as
 //!   `TransactWriteItems` of two items answers when the second is in another transaction).
 //!
+//! * GCS answers for Google's retry conformance scenarios (targeted only; not forwarded unless
+//!   said): `Unavailable` (503), `RequestTimeout` (408), `BadRequest` (400), `Unauthorized`
+//!   (401), and `ServerErrorAfter(n)`: an upload's bytes are forwarded up to byte `n` of the
+//!   object (a resumable chunk is cut there; a multipart upload, which is all or nothing, is not
+//!   forwarded at all), then 503 is answered, as GCS does when it fails mid-upload;
+//! * GCS success answers rewritten after the request was applied upstream: `DropZeroFields`
+//!   leaves out every field holding a zero or empty value, as a strict proto3-JSON server does
+//!   (an empty object then has no `size`), and `GarbledAnswer` replaces the answer with a body
+//!   that cannot be read.
+//!
 //! Besides the script and the rate, [`FaultProxy::fault_next`] faults the next requests of one
-//! operation (by `X-Amz-Target`, optionally only those whose body names a table): a fault at one
-//! exact call, whatever else the code under test sends before it.
+//! operation (by `X-Amz-Target`, optionally only those whose body names a table, or for GCS by
+//! the JSON API method the request belongs to, such as `storage.objects.insert`: see
+//! [`gcs_method`]): a fault at one exact call, whatever else the code under test sends before it.
 //!
 //! Which request is faulted, and how, is a pure function of the seed and the request's arrival
 //! number, so a run is reproducible up to the order in which concurrent requests arrive.
@@ -68,12 +79,23 @@ pub enum Fault {
     ResourceNotFound,
     TransactionConflict,
     TransactionCanceledByConflict,
+    Unavailable,
+    RequestTimeout,
+    BadRequest,
+    Unauthorized,
+    ServerErrorAfter(u64),
+    DropZeroFields,
+    GarbledAnswer,
+    /// Forwarded untouched (targeted only): uses up an armed place, so that the faults armed
+    /// after it reach a later request of the same operation.
+    Pass,
 }
 
 /// Faults armed by [`FaultProxy::fault_next`].
 #[derive(Debug, Clone)]
 struct Targeted {
-    /// The operation, as the end of `X-Amz-Target` names it (`UpdateItem`, `TransactWriteItems`).
+    /// The operation, as the end of `X-Amz-Target` names it (`UpdateItem`, `TransactWriteItems`),
+    /// or the GCS JSON API method ([`gcs_method`]).
     operation: String,
     /// Only requests whose body contains this (e.g. a table name); empty: any.
     body_contains: String,
@@ -140,6 +162,9 @@ pub struct Seen {
     /// The query string, without `?` (empty when none): where GCS preconditions travel.
     pub query: String,
     pub fault: Option<Fault>,
+    /// The upstream's status when the request was forwarded (what the service did, whatever
+    /// the client was then told).
+    pub upstream: Option<u16>,
 }
 
 struct State {
@@ -218,7 +243,8 @@ impl FaultProxy {
     }
 
     /// Faults the next `times` requests for `operation` (the end of their `X-Amz-Target` header,
-    /// e.g. `UpdateItem`) whose body contains `body_contains` (empty: any body) with `fault`,
+    /// e.g. `UpdateItem`; for GCS the JSON API method, e.g. `storage.objects.insert`, see
+    /// [`gcs_method`]) whose body contains `body_contains` (empty: any body) with `fault`,
     /// before the script and the rate are consulted. Armed faults of one operation apply in
     /// the order they were armed.
     pub fn fault_next(&self, operation: &str, body_contains: &str, fault: Fault, times: u32) {
@@ -297,9 +323,11 @@ fn mix(mut z: u64) -> u64 {
 }
 
 impl State {
-    /// Uses up one armed fault matching this request, if any.
-    fn targeted(&self, target: Option<&str>, body: &[u8]) -> Option<Fault> {
-        let operation = target?.rsplit('.').next()?;
+    /// Uses up one armed fault matching this request, if any. A `ServerErrorAfter(n)` waits
+    /// (armed, and holding back the faults armed after it) until a request's upload reaches
+    /// byte `n`.
+    fn targeted(&self, operation: Option<&str>, body: &[u8], range: Option<(u64, u64)>) -> Option<Fault> {
+        let operation = operation?;
         let mut armed = self.targeted.lock().expect("lock");
         let t = armed.iter_mut().find(|t| {
             t.left > 0
@@ -307,6 +335,18 @@ impl State {
                 && (t.body_contains.is_empty()
                     || body.windows(t.body_contains.len()).any(|w| w == t.body_contains.as_bytes()))
         })?;
+        if let Fault::ServerErrorAfter(n) = t.fault {
+            // The end of this request's bytes in the object: a chunk's range, or the whole body
+            // of a one-request upload. A request without bytes (a session's start, a status
+            // query) does not reach it.
+            let reached = match range {
+                Some((_, last)) => last + 1 >= n,
+                None => !body.is_empty() && body.len() as u64 >= n,
+            };
+            if !reached {
+                return None;
+            }
+        }
         t.left -= 1;
         Some(t.fault)
     }
@@ -484,15 +524,55 @@ async fn handle(
     // The whole request arrives before any decision takes effect, as a server would read it.
     let body = body.collect().await?.to_bytes();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let fault = st.targeted(target, &body).or(decided);
+    let operation = match target {
+        Some(t) => t.rsplit('.').next().map(str::to_string),
+        None if st.service == Service::Gcs => gcs_method(parts.method.as_str(), parts.uri.path()).map(str::to_string),
+        None => None,
+    };
+    let range = parts.headers.get("content-range").and_then(|v| v.to_str().ok()).and_then(chunk_range);
+    let fault = st.targeted(operation.as_deref(), &body, range).or(decided);
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-    st.seen.lock().expect("lock").push(Seen {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or_default().to_string(),
-        fault,
-    });
+    let index = {
+        let mut seen = st.seen.lock().expect("lock");
+        seen.push(Seen {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            fault,
+            upstream: None,
+        });
+        seen.len() - 1
+    };
+    let record = |status: u16| {
+        if let Some(s) = st.seen.lock().expect("lock").get_mut(index) {
+            s.upstream = Some(status);
+        }
+    };
     match fault {
+        Some(f @ (Fault::Unavailable | Fault::RequestTimeout | Fault::BadRequest | Fault::Unauthorized)) => {
+            return Ok(gcs_error(f));
+        }
+        Some(Fault::ServerErrorAfter(n)) => {
+            // Only a resumable chunk that starts before byte `n` lands in part; GCS keeps
+            // what it received up to there.
+            if let Some((first, _)) = range.filter(|(first, _)| *first < n) {
+                let total = parts
+                    .headers
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.rsplit('/').next())
+                    .unwrap_or("*")
+                    .to_string();
+                let keep = usize::try_from(n - first).unwrap_or(usize::MAX).min(body.len());
+                let mut headers = parts.headers.clone();
+                let cut = format!("bytes {first}-{}/{total}", first + keep as u64 - 1);
+                headers.insert("content-range", cut.parse()?);
+                headers.remove("x-goog-hash");
+                let resp = forward(&st, parts.method.clone(), &headers, &path, body.slice(..keep)).await?;
+                record(resp.status().as_u16());
+            }
+            return Ok(gcs_error(Fault::Unavailable));
+        }
         Some(Fault::Reset) => return Err(reset(&ctl)),
         Some(Fault::Stall) => {
             tokio::time::sleep(st.plan.stall).await;
@@ -521,15 +601,35 @@ async fn handle(
 
     let resp = forward(&st, parts.method.clone(), &parts.headers, &path, body).await?;
     let status = resp.status();
+    record(status.as_u16());
     let headers = resp.headers().clone();
-    let bytes = resp.bytes().await?;
+    let mut bytes = resp.bytes().await?;
+    let mut rewritten = false;
+    if status.is_success() {
+        match fault {
+            Some(Fault::DropZeroFields) => {
+                if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    drop_zero_fields(&mut v);
+                    bytes = Bytes::from(serde_json::to_vec(&v)?);
+                    rewritten = true;
+                }
+            }
+            Some(Fault::GarbledAnswer) => {
+                bytes = Bytes::from_static(b"{\"kind\": \"storage#object\", \"na");
+                rewritten = true;
+            }
+            _ => {}
+        }
+    }
     if fault == Some(Fault::LostResponse) {
         return Err(reset(&ctl));
     }
 
     let mut out = Response::builder().status(StatusCode::from_u16(status.as_u16())?);
     for (name, value) in &headers {
-        if !hop_by_hop(name.as_str()) {
+        // A rewritten body has another length, which hyper sets (a HEAD answer keeps its own).
+        let stale_length = rewritten && name.as_str() == "content-length";
+        if !hop_by_hop(name.as_str()) && !stale_length {
             out = out.header(name, value);
         }
     }
@@ -538,10 +638,16 @@ async fn handle(
             // The head and the first half of the body go out; then the stream breaks or stalls.
             let half = bytes.slice(..bytes.len() / 2);
             let stall = st.plan.stall;
+            let gcs = st.service == Service::Gcs;
             let first = futures::stream::once(async move { Ok::<_, BoxError>(Frame::data(half)) });
             let then = futures::stream::once(async move {
                 if f == Fault::BodyStall {
                     tokio::time::sleep(stall).await;
+                } else if gcs {
+                    // A GCS answer is small: reset at once, and the RST can reach the client
+                    // before it has read the head, which then discards it (a lost answer, not a
+                    // broken one). A moment lets the head and half the body be read first.
+                    tokio::time::sleep(Duration::from_millis(30)).await;
                 }
                 Err::<Frame<Bytes>, BoxError>(reset(&ctl))
             });
@@ -550,5 +656,60 @@ async fn handle(
         // A body too small to split: the answer is lost instead.
         Some(Fault::BodyBreak | Fault::BodyStall) => Err(reset(&ctl)),
         _ => Ok(out.body(Full::new(bytes).map_err(|never| match never {}).boxed())?),
+    }
+}
+
+/// The GCS JSON API method a request belongs to, as the retry conformance scenarios name them:
+/// every request of an upload (a one-request upload, a session's start, its chunks and status
+/// queries) is `storage.objects.insert`.
+pub fn gcs_method(method: &str, path: &str) -> Option<&'static str> {
+    let object = path.strip_prefix("/storage/v1/b/").and_then(|rest| rest.split_once("/o")).map(|(_, o)| o);
+    match (method, object) {
+        ("POST" | "PUT", _) if path.starts_with("/upload/storage/v1/b/") => Some("storage.objects.insert"),
+        ("GET", Some("")) => Some("storage.objects.list"),
+        ("GET", Some(o)) if o.starts_with('/') => Some("storage.objects.get"),
+        ("DELETE", Some(o)) if o.starts_with('/') => Some("storage.objects.delete"),
+        ("GET", None) => Some("storage.buckets.get"),
+        _ => None,
+    }
+}
+
+/// `Content-Range: bytes FIRST-LAST/TOTAL` of a chunk that carries bytes; `None` for a status
+/// query (`bytes */TOTAL`) or no header.
+fn chunk_range(v: &str) -> Option<(u64, u64)> {
+    let (span, _) = v.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+/// GCS's own error answer for the conformance faults.
+fn gcs_error(fault: Fault) -> Response<Body> {
+    let (status, reason, message) = match fault {
+        Fault::RequestTimeout => (408, "requestTimeout", "injected: request timeout"),
+        Fault::BadRequest => (400, "invalid", "injected: invalid argument"),
+        Fault::Unauthorized => (401, "authError", "injected: invalid credentials"),
+        _ => (503, "backendError", "injected: service unavailable"),
+    };
+    full(
+        status,
+        "application/json",
+        format!(
+            "{{\"error\":{{\"code\":{status},\"message\":\"{message}\",\"errors\":[{{\"reason\":\"{reason}\"}}]}}}}"
+        ),
+    )
+}
+
+/// Leaves out every member holding a zero or empty value, recursively, as proto3 JSON does.
+fn drop_zero_fields(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    if let Value::Object(map) = v {
+        map.retain(|_, m| {
+            drop_zero_fields(m);
+            !matches!(m, Value::Null | Value::Bool(false))
+                && m.as_str().is_none_or(|s| !s.is_empty() && s != "0")
+                && m.as_u64() != Some(0)
+                && m.as_array().is_none_or(|a| !a.is_empty())
+                && m.as_object().is_none_or(|o| !o.is_empty())
+        });
     }
 }
