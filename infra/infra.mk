@@ -32,4 +32,4 @@ deploy-plan: venv ## Print what `make deploy` would do, without building or call
 infra-check: venv $(CFN_GUARD) ## cfn-lint, cfn-guard policy rules, tests/infra (deploys to a private local stack)
 	$(VENV)/bin/cfn-lint $(INFRA_TEMPLATE)
 	$(CFN_GUARD) validate --rules infra/guard --data $(INFRA_TEMPLATE) --show-summary fail
-	$(PY) -m pytest -q -p no:cacheprovider tests/infra
+	$(PY) -m pytest -q -rs -p no:cacheprovider tests/infra

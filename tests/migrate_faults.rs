@@ -108,6 +108,8 @@ async fn a_job_of_2000_objects_through_20_percent_faults_ends_succeeded_with_exa
         visibility_secs: Some(5),
         until_idle: Some(Duration::from_secs(3)),
         sweep_every: Some(Duration::from_secs(20)),
+        // As two more concurrent invocations would: a stalled request holds its batch, not all.
+        concurrent_batches: 4,
         ..Default::default()
     };
     // A pump run can go idle while the job waits on a held driver lease (a step whose answer was
