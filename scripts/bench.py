@@ -41,6 +41,7 @@ import datetime as dt
 import http.client
 import http.server
 import json
+import math
 import os
 import shutil
 import signal
@@ -497,10 +498,13 @@ def p4_requests(ctx: "Ctx", n: int) -> dict:
         "cli_new": {"s3": 1, "gcs": 1, "dynamodb": 2, "why": "GET; one multipart upload; claim + complete"},
         "cli_duplicate": {"s3": 1, "gcs": 0, "dynamodb": 2,
                           "why": "no sequencer: claim, GET (version/ETag), release"},
-        "job_new": {"s3": 1, "gcs": 1, "dynamodb": 3,
-                    "why": "GET; upload; claim + complete + job count (listing amortized)"},
-        "job_duplicate": {"s3": 1, "gcs": 0, "dynamodb": 3,
-                          "why": "claim, GET (version/ETag), release, job count"},
+        # A job lists too: one ListObjectsV2 per page of up to 1,000 keys, shared by its objects.
+        # Its default overwrite policy (`different`) reads the destination's metadata when the
+        # ledger has no record of it, so a new object costs one GCS read besides its upload.
+        "job_new": {"s3": 1 + math.ceil(n / 1000) / n, "gcs": 2, "dynamodb": 3,
+                    "why": "list (amortized); GET; GCS metadata read + upload; claim + complete + job count"},
+        "job_duplicate": {"s3": 1 + math.ceil(n / 1000) / n, "gcs": 0, "dynamodb": 3,
+                          "why": "list (amortized); claim, GET (version/ETag), release, job count"},
     }
     out = {}
     for label, row in rows.items():
@@ -723,7 +727,14 @@ def p5_footprint(ctx: "Ctx", runs: int) -> dict:
 # Requests per object above the design minimum that are known and explained (README,
 # "Benchmarks"): path -> service -> the most a run may show. Anything above it fails the run,
 # so that an extra request per object is a decision, never an accident.
-KNOWN_EXCESS: dict[str, dict[str, float]] = {}
+# Measured 2026-12-03 (quick run, 10 objects): a job task costs 5.3 DynamoDB requests against
+# the 3 of the design: besides claim, complete and its count, each task reads the job (is it
+# cancelled?) and runs the finish check after counting. Folding those into the count's
+# transaction is issue #16's (item 5); until then this ceiling keeps it from growing.
+KNOWN_EXCESS: dict[str, dict[str, float]] = {
+    "job_new": {"dynamodb": 5.5},
+    "job_duplicate": {"dynamodb": 5.5},
+}
 
 
 def checks(results: dict) -> list[str]:
