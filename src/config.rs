@@ -65,6 +65,9 @@ pub struct Config {
     /// The migrate function to invoke when a job is created (`XCR_MIGRATE_FUNCTION`); unset
     /// locally, where `xcr pump` drives jobs.
     pub migrate_function: Option<String>,
+    /// `XCR_ALLOWED_DESTINATIONS` as given; unset: where the routes write
+    /// ([`crate::routing::DestAllowlist`]).
+    pub allowed_destinations: Option<String>,
 }
 
 /// Names of every variable read here, for docs and error messages.
@@ -88,6 +91,8 @@ pub mod vars {
     /// Read whole by the API's settings; here only to declare the source buckets to the
     /// routing collision check.
     pub const ALLOWED_SOURCE_BUCKETS: &str = crate::api::settings::ALLOWED_SOURCE_BUCKETS;
+    /// Where explicit destinations may write ([`crate::routing::DestAllowlist`]).
+    pub const ALLOWED_DESTINATIONS: &str = crate::routing::ALLOWED_DESTINATIONS;
     pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
     pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -118,7 +123,14 @@ impl Config {
             problems.push(format!("{}={b:?}: {why}", vars::DEST_BUCKET));
         }
         let rules = get(vars::RULES);
-        check_routes(dest_bucket.as_deref(), rules.as_deref(), get(vars::ALLOWED_SOURCE_BUCKETS), &mut problems);
+        let allowed_destinations = get(vars::ALLOWED_DESTINATIONS);
+        check_routes(
+            dest_bucket.as_deref(),
+            rules.as_deref(),
+            get(vars::ALLOWED_SOURCE_BUCKETS),
+            allowed_destinations.as_deref(),
+            &mut problems,
+        );
         if needs.destination && dest_bucket.is_none() && rules.is_none() {
             problems.push(format!(
                 "no destination: set {} (copy every key into that GCS bucket) or {} (routing rules)",
@@ -289,6 +301,7 @@ impl Config {
             replicate_deletes,
             batch_concurrency,
             migrate_function: get(vars::MIGRATE_FUNCTION),
+            allowed_destinations,
         })
     }
 }
@@ -297,8 +310,21 @@ impl Config {
 /// can reach the same destination object name (see [`crate::routing`]). Why here and not only
 /// when the router is built: a collision is a deployment mistake that no retry fixes, and it
 /// belongs in the one message that lists every problem, before any event is touched.
-fn check_routes(dest: Option<&str>, rules: Option<&str>, allowed: Option<String>, problems: &mut Vec<String>) {
+///
+/// The destination allowlist is checked here too, for the same reason: a list that does not
+/// cover the routes' own writes, or a malformed one, is refused with everything else. Without
+/// routes (the migrate function, job commands) an explicit list is still parsed.
+fn check_routes(
+    dest: Option<&str>,
+    rules: Option<&str>,
+    allowed: Option<String>,
+    allowed_dest: Option<&str>,
+    problems: &mut Vec<String>,
+) {
     if dest.is_none() && rules.is_none() {
+        if let Some(Err(why)) = allowed_dest.map(crate::routing::DestAllowlist::parse) {
+            problems.push(why);
+        }
         return;
     }
     let allow = match crate::api::settings::Allowlist::parse(allowed.as_deref().unwrap_or("")) {
@@ -310,7 +336,10 @@ fn check_routes(dest: Option<&str>, rules: Option<&str>, allowed: Option<String>
     };
     // An invalid XCR_DEST_BUCKET is already listed; the rules are still checked without it.
     let dest = dest.filter(|b| validate_gcs_bucket(b).is_ok());
-    if let Err(e) = crate::routing::Router::new(dest, rules).and_then(|r| r.check_collisions(allow.sources())) {
+    if let Err(e) = crate::routing::Router::new(dest, rules)
+        .and_then(|r| r.with_allowed_destinations(allowed_dest))
+        .and_then(|r| r.check_collisions(allow.sources()))
+    {
         problems.push(e.to_string());
     }
 }
@@ -513,6 +542,26 @@ mod tests {
         assert!(e.contains("s3://src and s3://other"), "{e}");
         // Bad rules are reported at load too, with everything else.
         assert!(load(&[("XCR_RULES", "[")]).is_err_and(|e| e.contains("routing configuration")));
+    }
+
+    #[test]
+    fn a_destination_list_that_forbids_the_routes_is_refused_at_load() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut vars = env(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:9023")]);
+            vars.extend(env(pairs));
+            Config::from_vars(vars, Needs::ROUTED).map_err(|e| e.to_string())
+        };
+        let ok = load(&[("XCR_DEST_BUCKET", "dest"), ("XCR_ALLOWED_DESTINATIONS", "gs://dest gs://other/x/")]);
+        assert_eq!(ok.expect("covers the route").allowed_destinations.as_deref(), Some("gs://dest gs://other/x/"));
+        let e = load(&[("XCR_DEST_BUCKET", "dest"), ("XCR_ALLOWED_DESTINATIONS", "gs://other")]).unwrap_err();
+        assert!(e.contains("does not cover where the routes write: gs://dest/"), "{e}");
+        // Without routes (migrate, job commands) a malformed list is still reported.
+        let e = Config::from_vars(
+            env(&[("STORAGE_EMULATOR_HOST", "x:1"), ("XCR_ALLOWED_DESTINATIONS", "gs://UP")]),
+            Needs::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("XCR_ALLOWED_DESTINATIONS"), "{e}");
     }
 
     #[test]

@@ -361,6 +361,8 @@ fn tally(results: &[Result<Replication>]) -> Option<TaskTally> {
                 replicated = true;
                 bytes += own;
             }
+            // Refused by XCR_ALLOWED_DESTINATIONS: final, and a failure of the job, not a skip.
+            Ok(rep) if rep.outcome == Outcome::Refused => failed = true,
             Ok(_) => {}
             Err(e) if e.is_retryable() => return None,
             Err(_) => failed = true,

@@ -111,6 +111,29 @@ impl Api {
     }
 }
 
+impl Api {
+    /// 403 unless `XCR_ALLOWED_DESTINATIONS` (by default: where the routing rules write) covers
+    /// every name of `bucket` under `prefix`: a caller names a destination, the deployment
+    /// decides where it may write. `prefix` is a whole object name for a single copy.
+    pub(crate) fn allow_destination(&self, bucket: &str, prefix: &str) -> Result<(), ApiError> {
+        let allowed = self.replicator.router().allowed_destinations();
+        if allowed.permits_prefix(bucket, prefix) {
+            Ok(())
+        } else {
+            let shown: String = prefix.chars().take(200).collect();
+            tracing::warn!(bucket, prefix = %shown, "refused: destination not allowed");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "destination_not_allowed",
+                format!(
+                    "destination gs://{bucket}/{shown} is not in XCR_ALLOWED_DESTINATIONS (allowed: {})",
+                    allowed.describe()
+                ),
+            ))
+        }
+    }
+}
+
 /// The API's Router.
 pub fn router(api: SharedApi) -> Router {
     Router::new()
