@@ -221,18 +221,7 @@ impl Config {
         } else if let Some(v) = get(vars::GCP_CREDENTIALS) {
             if v.starts_with('{') {
                 match serde_json::from_str::<serde_json::Value>(&v) {
-                    Ok(json) => match json.get("type").and_then(|t| t.as_str()) {
-                        Some(
-                            "service_account" | "external_account" | "authorized_user" | "impersonated_service_account",
-                        ) => GcsCredentials::Json(json),
-                        other => {
-                            problems.push(format!(
-                                "{}: unsupported credential type {other:?}: expected \"service_account\" or \"external_account\"",
-                                vars::GCP_CREDENTIALS
-                            ));
-                            GcsCredentials::ApplicationDefault
-                        }
-                    },
+                    Ok(json) => typed_credential(json, "", &mut problems),
                     Err(e) => {
                         // The serde message names a line and column, never the secret's content.
                         problems.push(format!("{}: not valid JSON ({e})", vars::GCP_CREDENTIALS));
@@ -242,7 +231,7 @@ impl Config {
             } else {
                 match std::fs::read_to_string(&v) {
                     Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
-                        Ok(json) => GcsCredentials::Json(json),
+                        Ok(json) => typed_credential(json, &format!(" (file {v:?})"), &mut problems),
                         Err(e) => {
                             problems.push(format!("{}: file {v:?} is not valid JSON ({e})", vars::GCP_CREDENTIALS));
                             GcsCredentials::ApplicationDefault
@@ -254,7 +243,9 @@ impl Config {
                     }
                 }
             }
-        } else if get(vars::GOOGLE_APPLICATION_CREDENTIALS).is_some() {
+        } else if get(vars::GOOGLE_APPLICATION_CREDENTIALS).is_some() || needs.no_gcs {
+            // An entry point that never calls GCS (the migrate function) needs no credential:
+            // least privilege, it is deployed without one.
             GcsCredentials::ApplicationDefault
         } else {
             problems.push(format!(
@@ -344,6 +335,25 @@ fn check_routes(
     }
 }
 
+/// The credential types xcr builds itself. `authorized_user` and
+/// `impersonated_service_account` are refused rather than accepted and then silently replaced
+/// by Application Default Credentials (what google-cloud-auth would do with them here).
+fn typed_credential(json: serde_json::Value, origin: &str, problems: &mut Vec<String>) -> GcsCredentials {
+    match json.get("type").and_then(|t| t.as_str()) {
+        Some("service_account" | "external_account") => GcsCredentials::Json(json),
+        other => {
+            problems.push(format!(
+                "{}{origin}: unsupported credential type {other:?}: expected \"external_account\" (Workload Identity \
+                 Federation, infra/gcp/setup.sh) or \"service_account\"; for a user or impersonated credential use \
+                 {} instead",
+                vars::GCP_CREDENTIALS,
+                vars::GOOGLE_APPLICATION_CREDENTIALS
+            ));
+            GcsCredentials::ApplicationDefault
+        }
+    }
+}
+
 /// Which optional settings an entry point requires.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
@@ -353,17 +363,24 @@ pub struct Needs {
     pub jobs: bool,
     pub queue: bool,
     pub dlq: bool,
+    /// The entry point never calls GCS: no Google credential is required (or given, in the
+    /// template: the migrate function has none).
+    pub no_gcs: bool,
 }
 
 impl Needs {
     /// A replicating entry point that routes by configuration.
-    pub const ROUTED: Self = Self { destination: true, ledger: false, jobs: false, queue: false, dlq: false };
+    pub const ROUTED: Self =
+        Self { destination: true, ledger: false, jobs: false, queue: false, dlq: false, no_gcs: false };
     /// The migrate function: jobs and the queue their tasks go to.
-    pub const MIGRATE: Self = Self { destination: false, ledger: false, jobs: true, queue: true, dlq: false };
+    pub const MIGRATE: Self =
+        Self { destination: false, ledger: false, jobs: true, queue: true, dlq: false, no_gcs: true };
     /// Job commands of the CLI.
-    pub const JOBS: Self = Self { destination: false, ledger: false, jobs: true, queue: false, dlq: false };
+    pub const JOBS: Self =
+        Self { destination: false, ledger: false, jobs: true, queue: false, dlq: false, no_gcs: true };
     /// The replicate function and the local pump: routed, with a ledger.
-    pub const FUNCTION: Self = Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false };
+    pub const FUNCTION: Self =
+        Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false, no_gcs: false };
 }
 
 /// S3's rules for bucket names: 3 to 63 characters of lowercase letters, digits, dots and
@@ -562,6 +579,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("XCR_ALLOWED_DESTINATIONS"), "{e}");
+    }
+
+    #[test]
+    fn credentials_that_would_be_ignored_are_refused_and_migrate_needs_none() {
+        for kind in ["authorized_user", "impersonated_service_account"] {
+            let cred = format!(r#"{{"type":"{kind}","refresh_token":"SECRET"}}"#);
+            let e =
+                Config::from_vars(env(&[("XCR_DEST_BUCKET", "dest"), ("XCR_GCP_CREDENTIALS", &cred)]), Needs::ROUTED)
+                    .expect_err("refused");
+            assert!(e.to_string().contains("unsupported credential type") && !e.to_string().contains("SECRET"), "{e}");
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("user.json");
+        std::fs::write(&file, r#"{"type":"authorized_user"}"#).expect("write");
+        let path = file.display().to_string();
+        assert!(
+            Config::from_vars(env(&[("XCR_DEST_BUCKET", "dest"), ("XCR_GCP_CREDENTIALS", &path)]), Needs::ROUTED)
+                .is_err_and(|e| e.to_string().contains("file"))
+        );
+        // The migrate function is deployed without a Google credential.
+        let migrate = env(&[("XCR_JOBS_TABLE", "j"), ("XCR_QUEUE_URL", "http://q")]);
+        assert!(Config::from_vars(migrate.clone(), Needs::MIGRATE).is_ok());
+        assert!(
+            Config::from_vars(migrate, Needs::FUNCTION).is_err_and(|e| e.to_string().contains("no GCS credentials"))
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub struct Api {
 impl Api {
     /// The configuration the API needs: a route, the ledger, the jobs table and the queue.
     pub const NEEDS: crate::config::Needs =
-        crate::config::Needs { destination: true, ledger: true, jobs: true, queue: true, dlq: false };
+        crate::config::Needs { destination: true, ledger: true, jobs: true, queue: true, dlq: false, no_gcs: false };
 
     /// Builds the adapters from configuration (what the api function does at cold start).
     pub fn new(sdk: &aws_config::SdkConfig, cfg: &Config, settings: ApiSettings) -> crate::Result<Self> {
