@@ -67,6 +67,7 @@ def test_bucket_notifications_versioning_encryption(deployed):
     queue_arn = sqs.get_queue_attributes(QueueUrl=env["XCR_QUEUE_URL"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     notifications = s3.get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"]
     assert sorted((n["QueueArn"], tuple(n["Events"])) for n in notifications) == [
+        (queue_arn, ("s3:LifecycleExpiration:*",)),
         (queue_arn, ("s3:ObjectCreated:*",)),
         (queue_arn, ("s3:ObjectRemoved:*",)),
     ]
@@ -99,9 +100,18 @@ def test_queues_redrive_visibility_policy(deployed):
     assert attrs["VisibilityTimeout"] == "5400"  # 6 x the default 900 s function timeout
     assert attrs["SqsManagedSseEnabled"] == "true"
     policy = json.loads(attrs["Policy"])
-    (statement,) = policy["Statement"]
+    by_sid = {st["Sid"]: st for st in policy["Statement"]}
+    assert set(by_sid) == {"AllowSourceBucketNotifications", "DenySendersButXcr", "DenyServicesOfOtherAccounts"}
+    statement = by_sid["AllowSourceBucketNotifications"]
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
     assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == f"arn:aws:s3:::{env['XCR_SOURCE_BUCKET']}"
+    # The Deny, resolved as deployed: the three function roles by name, the bucket by ARN.
+    deny = by_sid["DenySendersButXcr"]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+    assert sorted(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]) == [
+        f"arn:aws:iam::123456789012:role/xcr-{fn}-us-east-1" for fn in ("api", "migrate", "replicate")
+    ]
+    assert f"arn:aws:s3:::{env['XCR_SOURCE_BUCKET']}" in deny["Condition"]["ArnNotLike"]["aws:SourceArn"]
 
 
 def test_alarms_applied(deployed):
