@@ -53,6 +53,22 @@ pub fn filter(spec: Option<&str>) -> EnvFilter {
     EnvFilter::try_new(&text).unwrap_or_else(|_| filter(Some(DEFAULT)))
 }
 
+/// Installs the JSON subscriber. The filter comes from `XCR_LOG` (e.g. `debug`,
+/// `xcr=debug,aws=warn`), default `info`; see [`filter`] for what it cannot raise.
+/// Safe to call twice: the second call is ignored.
+pub fn init() {
+    let spec = std::env::var("XCR_LOG").ok();
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .with_env_filter(filter(spec.as_deref()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -68,20 +84,4 @@ mod tests {
             "{default}"
         );
     }
-}
-
-/// Installs the JSON subscriber. The filter comes from `XCR_LOG` (e.g. `debug`,
-/// `xcr=debug,aws=warn`), default `info`; see [`filter`] for what it cannot raise.
-/// Safe to call twice: the second call is ignored.
-pub fn init() {
-    let spec = std::env::var("XCR_LOG").ok();
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(false)
-        .with_env_filter(filter(spec.as_deref()))
-        .with_writer(std::io::stderr)
-        .try_init();
 }
