@@ -195,3 +195,28 @@ async fn a_job_whose_destination_is_not_allowed_ends_failed() {
     assert_eq!((done.counters.failed, done.counters.replicated), (3, 0), "{done:?}");
     assert!(gcs_read(stack.gcs_endpoint(), "someone-elses", "copy/ok/job0.txt").await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xcr_jobs_create_refuses_a_destination_outside_the_allowlist() {
+    let stack = Stack::up();
+    let run = |dest: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xcr"))
+            .args(["jobs", "create", "--source-bucket", stack.source_bucket(), "--dest", dest, "--json"])
+            .env_clear()
+            .envs(stack.command_env())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .output()
+            .expect("run xcr")
+    };
+    let out = run("gs://someone-elses/p/");
+    // With --json the error is the JSON on stdout.
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "refused: {said}");
+    assert!(said.contains("gs://someone-elses/p/") && said.contains("XCR_ALLOWED_DESTINATIONS"), "{said}");
+    let jobs = DynamoJobStore::new(&stack.sdk().await, stack.var("XCR_JOBS_TABLE"));
+    assert!(jobs.list(10).await.expect("list jobs").is_empty(), "no job was stored");
+    // Inside the default list (all of XCR_DEST_BUCKET) the job is created.
+    let out = run(&format!("gs://{}/copy/", stack.dest_bucket()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(jobs.list(10).await.expect("list jobs").len(), 1);
+}
