@@ -220,3 +220,22 @@ async fn xcr_jobs_create_refuses_a_destination_outside_the_allowlist() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(jobs.list(10).await.expect("list jobs").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xcr_replicate_to_a_destination_outside_the_allowlist_is_refused_with_exit_2() {
+    let stack = Stack::up();
+    put(&stack.s3().await, stack.source_bucket(), "cli/refused.txt", b"x".to_vec()).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xcr"))
+        .args(["replicate", &format!("s3://{}/cli/refused.txt", stack.source_bucket())])
+        .args(["--dest", "gs://someone-elses/stolen.txt", "--json"])
+        .env_clear()
+        .envs(stack.command_env())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .expect("run xcr");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_str(stdout.trim()).expect("json outcome");
+    assert_eq!(answer["outcome"], "refused", "{answer}");
+    assert!(gcs_read(stack.gcs_endpoint(), "someone-elses", "stolen.txt").await.is_none());
+}

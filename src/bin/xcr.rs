@@ -353,7 +353,12 @@ async fn replicate(
                     r.duration_ms
                 );
             }
-            if r.outcome.needs_retry() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            match r.outcome {
+                // Outside XCR_ALLOWED_DESTINATIONS: a configuration matter, like a bad --dest.
+                xcr::replicate::Outcome::Refused => ExitCode::from(2),
+                o if o.needs_retry() => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             let code = match e.kind() {
