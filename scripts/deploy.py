@@ -222,14 +222,17 @@ def uses_existing_bucket(params: dict[str, str]) -> bool:
     return params.get("CreateSourceBucket") == "false" and params.get("SourceEvents") == "eventbridge"
 
 
-def ensure_eventbridge(s3: Any, bucket: str) -> str:
+def ensure_eventbridge(s3: Any, bucket: str, owner: str | None = None) -> str:
     """Switch on EventBridge delivery for BUCKET, keeping its notification configuration.
 
     PutBucketNotificationConfiguration replaces the whole configuration, so the
     current one is read and written back with EventBridgeConfiguration added.
+    With OWNER (the deploying account, on AWS) both calls fail on a bucket of
+    another account: its events could never reach this account's event bus.
     """
+    owned: dict[str, str] = {"ExpectedBucketOwner": owner} if owner else {}
     try:
-        current = s3.get_bucket_notification_configuration(Bucket=bucket)
+        current = s3.get_bucket_notification_configuration(Bucket=bucket, **owned)
     except Exception as err:  # botocore ClientError
         if "NoSuchBucket" in str(err) or "Not Found" in str(err) or "404" in str(err):
             raise DeployError(f"source bucket {bucket!r} does not exist (CreateSourceBucket=false needs an existing bucket)") from err
@@ -239,7 +242,7 @@ def ensure_eventbridge(s3: Any, bucket: str) -> str:
         return "already on"
     current["EventBridgeConfiguration"] = {}
     s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration=current, SkipDestinationValidation=True
+        Bucket=bucket, NotificationConfiguration=current, SkipDestinationValidation=True, **owned
     )
     kept = sum(len(current.get(k, [])) for k in ("QueueConfigurations", "TopicConfigurations", "LambdaFunctionConfigurations"))
     return f"switched on (kept {kept} existing notification configuration(s))"
@@ -459,18 +462,21 @@ def cmd_aws(args: argparse.Namespace) -> int:
         build(venv_bin)
     plan = make_plan(args, template, account, region)
     s3 = session.client("s3")
-    plan.create_artifacts_bucket = not _bucket_exists(s3, plan.artifacts_bucket)
+    # Every call on the artifacts bucket names the account that must own it
+    # (ExpectedBucketOwner): the bucket's name is predictable, and one made
+    # by someone else first must receive neither the code nor the template.
+    plan.create_artifacts_bucket = not _bucket_exists(s3, plan.artifacts_bucket, account)
     for line in plan.describe(build_step):
         say(line)
 
     if plan.create_artifacts_bucket:
-        _create_artifacts_bucket(s3, plan.artifacts_bucket, region)
+        _create_artifacts_bucket(s3, plan.artifacts_bucket, region, account)
     for package in plan.packages:
-        _upload_once(s3, plan.artifacts_bucket, package.key(plan.stack_name), package.path)
-    _upload_once(s3, plan.artifacts_bucket, plan.template_key, args.template)
+        _upload_once(s3, plan.artifacts_bucket, package.key(plan.stack_name), package.path, account)
+    _upload_once(s3, plan.artifacts_bucket, plan.template_key, args.template, account)
     if plan.existing_bucket_eventbridge:
         say(f"EventBridge delivery for {plan.existing_bucket_eventbridge}: "
-            f"{ensure_eventbridge(s3, plan.existing_bucket_eventbridge)}")
+            f"{ensure_eventbridge(s3, plan.existing_bucket_eventbridge, account)}")
 
     cfn = session.client("cloudformation")
     outputs = deploy_change_set(cfn, plan, s3_template_url(plan, region), execute=not args.no_execute)
@@ -486,45 +492,69 @@ def s3_template_url(plan: Plan, region: str) -> str:
     return f"https://{plan.artifacts_bucket}.{host}/{plan.template_key}"
 
 
-def _bucket_exists(s3: Any, bucket: str) -> bool:
+def _bucket_exists(s3: Any, bucket: str, owner: str) -> bool:
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=owner)
         return True
     except Exception as err:
         code = getattr(err, "response", {}).get("Error", {}).get("Code")
         if code in ("404", "NoSuchBucket", "NotFound"):
             return False
         if code in ("403", "AccessDenied"):
-            raise DeployError(f"artifacts bucket {bucket} exists but belongs to someone else or is not readable; "
-                              f"pass --artifacts-bucket") from err
+            raise DeployError(f"artifacts bucket {bucket} exists but belongs to another account than {owner} "
+                              f"or is not readable; pass --artifacts-bucket") from err
         raise
 
 
-def _create_artifacts_bucket(s3: Any, bucket: str, region: str) -> None:
+def _create_artifacts_bucket(s3: Any, bucket: str, region: str, owner: str) -> None:
     say(f"creating artifacts bucket {bucket}")
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    # CreateBucket takes no ExpectedBucketOwner: a name taken by another
+    # account fails here (BucketAlreadyExists), and every later call checks.
     s3.create_bucket(**kwargs)
     s3.put_public_access_block(
         Bucket=bucket,
+        ExpectedBucketOwner=owner,
         PublicAccessBlockConfiguration={k: True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")},
     )
     s3.put_bucket_encryption(
         Bucket=bucket,
+        ExpectedBucketOwner=owner,
         ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
     )
 
 
-def _upload_once(s3: Any, bucket: str, key: str, path: Path) -> None:
+def _sha256_b64(path: Path) -> str:
+    import base64
+
+    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+
+
+def _upload_once(s3: Any, bucket: str, key: str, path: Path, owner: str) -> None:
+    """Uploads `path` unless the object is already there with the same SHA-256 (S3's own
+    checksum, stored at upload). An object at the key with other bytes (planted, or a
+    half-finished upload) is replaced, never deployed."""
+    want = _sha256_b64(path)
     try:
-        s3.head_object(Bucket=bucket, Key=key)
-        say(f"  s3://{bucket}/{key} already uploaded")
-        return
+        head = s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner, ChecksumMode="ENABLED")
+        if head.get("ChecksumSHA256") == want:
+            say(f"  s3://{bucket}/{key} already uploaded")
+            return
+        say(f"  s3://{bucket}/{key} exists with other content: uploading again")
     except Exception as err:
         if getattr(err, "response", {}).get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
             raise
-    s3.upload_file(str(path), bucket, key)
+    from boto3.s3.transfer import TransferConfig
+
+    # One request, so that S3 stores the whole object's SHA-256 (a multipart
+    # upload stores a checksum of part checksums, never equal to `want`).
+    s3.upload_file(
+        str(path), bucket, key,
+        ExtraArgs={"ExpectedBucketOwner": owner, "ChecksumAlgorithm": "SHA256"},
+        Config=TransferConfig(multipart_threshold=5 * 1024**3),
+    )
     say(f"  uploaded s3://{bucket}/{key}")
 
 

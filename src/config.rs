@@ -65,6 +65,9 @@ pub struct Config {
     /// The migrate function to invoke when a job is created (`XCR_MIGRATE_FUNCTION`); unset
     /// locally, where `xcr pump` drives jobs.
     pub migrate_function: Option<String>,
+    /// `XCR_ALLOWED_DESTINATIONS` as given; unset: where the routes write
+    /// ([`crate::routing::DestAllowlist`]).
+    pub allowed_destinations: Option<String>,
 }
 
 /// Names of every variable read here, for docs and error messages.
@@ -88,6 +91,8 @@ pub mod vars {
     /// Read whole by the API's settings; here only to declare the source buckets to the
     /// routing collision check.
     pub const ALLOWED_SOURCE_BUCKETS: &str = crate::api::settings::ALLOWED_SOURCE_BUCKETS;
+    /// Where explicit destinations may write ([`crate::routing::DestAllowlist`]).
+    pub const ALLOWED_DESTINATIONS: &str = crate::routing::ALLOWED_DESTINATIONS;
     pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
     pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -118,7 +123,14 @@ impl Config {
             problems.push(format!("{}={b:?}: {why}", vars::DEST_BUCKET));
         }
         let rules = get(vars::RULES);
-        check_routes(dest_bucket.as_deref(), rules.as_deref(), get(vars::ALLOWED_SOURCE_BUCKETS), &mut problems);
+        let allowed_destinations = get(vars::ALLOWED_DESTINATIONS);
+        check_routes(
+            dest_bucket.as_deref(),
+            rules.as_deref(),
+            get(vars::ALLOWED_SOURCE_BUCKETS),
+            allowed_destinations.as_deref(),
+            &mut problems,
+        );
         if needs.destination && dest_bucket.is_none() && rules.is_none() {
             problems.push(format!(
                 "no destination: set {} (copy every key into that GCS bucket) or {} (routing rules)",
@@ -209,18 +221,7 @@ impl Config {
         } else if let Some(v) = get(vars::GCP_CREDENTIALS) {
             if v.starts_with('{') {
                 match serde_json::from_str::<serde_json::Value>(&v) {
-                    Ok(json) => match json.get("type").and_then(|t| t.as_str()) {
-                        Some(
-                            "service_account" | "external_account" | "authorized_user" | "impersonated_service_account",
-                        ) => GcsCredentials::Json(json),
-                        other => {
-                            problems.push(format!(
-                                "{}: unsupported credential type {other:?}: expected \"service_account\" or \"external_account\"",
-                                vars::GCP_CREDENTIALS
-                            ));
-                            GcsCredentials::ApplicationDefault
-                        }
-                    },
+                    Ok(json) => typed_credential(json, "", &mut problems),
                     Err(e) => {
                         // The serde message names a line and column, never the secret's content.
                         problems.push(format!("{}: not valid JSON ({e})", vars::GCP_CREDENTIALS));
@@ -230,7 +231,7 @@ impl Config {
             } else {
                 match std::fs::read_to_string(&v) {
                     Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
-                        Ok(json) => GcsCredentials::Json(json),
+                        Ok(json) => typed_credential(json, &format!(" (file {v:?})"), &mut problems),
                         Err(e) => {
                             problems.push(format!("{}: file {v:?} is not valid JSON ({e})", vars::GCP_CREDENTIALS));
                             GcsCredentials::ApplicationDefault
@@ -242,7 +243,9 @@ impl Config {
                     }
                 }
             }
-        } else if get(vars::GOOGLE_APPLICATION_CREDENTIALS).is_some() {
+        } else if get(vars::GOOGLE_APPLICATION_CREDENTIALS).is_some() || needs.no_gcs {
+            // An entry point that never calls GCS (the migrate function) needs no credential:
+            // least privilege, it is deployed without one.
             GcsCredentials::ApplicationDefault
         } else {
             problems.push(format!(
@@ -289,6 +292,7 @@ impl Config {
             replicate_deletes,
             batch_concurrency,
             migrate_function: get(vars::MIGRATE_FUNCTION),
+            allowed_destinations,
         })
     }
 }
@@ -297,8 +301,21 @@ impl Config {
 /// can reach the same destination object name (see [`crate::routing`]). Why here and not only
 /// when the router is built: a collision is a deployment mistake that no retry fixes, and it
 /// belongs in the one message that lists every problem, before any event is touched.
-fn check_routes(dest: Option<&str>, rules: Option<&str>, allowed: Option<String>, problems: &mut Vec<String>) {
+///
+/// The destination allowlist is checked here too, for the same reason: a list that does not
+/// cover the routes' own writes, or a malformed one, is refused with everything else. Without
+/// routes (the migrate function, job commands) an explicit list is still parsed.
+fn check_routes(
+    dest: Option<&str>,
+    rules: Option<&str>,
+    allowed: Option<String>,
+    allowed_dest: Option<&str>,
+    problems: &mut Vec<String>,
+) {
     if dest.is_none() && rules.is_none() {
+        if let Some(Err(why)) = allowed_dest.map(crate::routing::DestAllowlist::parse) {
+            problems.push(why);
+        }
         return;
     }
     let allow = match crate::api::settings::Allowlist::parse(allowed.as_deref().unwrap_or("")) {
@@ -310,8 +327,30 @@ fn check_routes(dest: Option<&str>, rules: Option<&str>, allowed: Option<String>
     };
     // An invalid XCR_DEST_BUCKET is already listed; the rules are still checked without it.
     let dest = dest.filter(|b| validate_gcs_bucket(b).is_ok());
-    if let Err(e) = crate::routing::Router::new(dest, rules).and_then(|r| r.check_collisions(allow.sources())) {
+    if let Err(e) = crate::routing::Router::new(dest, rules)
+        .and_then(|r| r.with_allowed_destinations(allowed_dest))
+        .and_then(|r| r.check_collisions(allow.sources()))
+    {
         problems.push(e.to_string());
+    }
+}
+
+/// The credential types xcr builds itself. `authorized_user` and
+/// `impersonated_service_account` are refused rather than accepted and then silently replaced
+/// by Application Default Credentials (what google-cloud-auth would do with them here).
+fn typed_credential(json: serde_json::Value, origin: &str, problems: &mut Vec<String>) -> GcsCredentials {
+    match json.get("type").and_then(|t| t.as_str()) {
+        Some("service_account" | "external_account") => GcsCredentials::Json(json),
+        other => {
+            problems.push(format!(
+                "{}{origin}: unsupported credential type {other:?}: expected \"external_account\" (Workload Identity \
+                 Federation, infra/gcp/setup.sh) or \"service_account\"; for a user or impersonated credential use \
+                 {} instead",
+                vars::GCP_CREDENTIALS,
+                vars::GOOGLE_APPLICATION_CREDENTIALS
+            ));
+            GcsCredentials::ApplicationDefault
+        }
     }
 }
 
@@ -324,17 +363,24 @@ pub struct Needs {
     pub jobs: bool,
     pub queue: bool,
     pub dlq: bool,
+    /// The entry point never calls GCS: no Google credential is required (or given, in the
+    /// template: the migrate function has none).
+    pub no_gcs: bool,
 }
 
 impl Needs {
     /// A replicating entry point that routes by configuration.
-    pub const ROUTED: Self = Self { destination: true, ledger: false, jobs: false, queue: false, dlq: false };
+    pub const ROUTED: Self =
+        Self { destination: true, ledger: false, jobs: false, queue: false, dlq: false, no_gcs: false };
     /// The migrate function: jobs and the queue their tasks go to.
-    pub const MIGRATE: Self = Self { destination: false, ledger: false, jobs: true, queue: true, dlq: false };
+    pub const MIGRATE: Self =
+        Self { destination: false, ledger: false, jobs: true, queue: true, dlq: false, no_gcs: true };
     /// Job commands of the CLI.
-    pub const JOBS: Self = Self { destination: false, ledger: false, jobs: true, queue: false, dlq: false };
+    pub const JOBS: Self =
+        Self { destination: false, ledger: false, jobs: true, queue: false, dlq: false, no_gcs: true };
     /// The replicate function and the local pump: routed, with a ledger.
-    pub const FUNCTION: Self = Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false };
+    pub const FUNCTION: Self =
+        Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false, no_gcs: false };
 }
 
 /// S3's rules for bucket names: 3 to 63 characters of lowercase letters, digits, dots and
@@ -513,6 +559,51 @@ mod tests {
         assert!(e.contains("s3://src and s3://other"), "{e}");
         // Bad rules are reported at load too, with everything else.
         assert!(load(&[("XCR_RULES", "[")]).is_err_and(|e| e.contains("routing configuration")));
+    }
+
+    #[test]
+    fn a_destination_list_that_forbids_the_routes_is_refused_at_load() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut vars = env(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:9023")]);
+            vars.extend(env(pairs));
+            Config::from_vars(vars, Needs::ROUTED).map_err(|e| e.to_string())
+        };
+        let ok = load(&[("XCR_DEST_BUCKET", "dest"), ("XCR_ALLOWED_DESTINATIONS", "gs://dest gs://other/x/")]);
+        assert_eq!(ok.expect("covers the route").allowed_destinations.as_deref(), Some("gs://dest gs://other/x/"));
+        let e = load(&[("XCR_DEST_BUCKET", "dest"), ("XCR_ALLOWED_DESTINATIONS", "gs://other")]).unwrap_err();
+        assert!(e.contains("does not cover where the routes write: gs://dest/"), "{e}");
+        // Without routes (migrate, job commands) a malformed list is still reported.
+        let e = Config::from_vars(
+            env(&[("STORAGE_EMULATOR_HOST", "x:1"), ("XCR_ALLOWED_DESTINATIONS", "gs://UP")]),
+            Needs::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("XCR_ALLOWED_DESTINATIONS"), "{e}");
+    }
+
+    #[test]
+    fn credentials_that_would_be_ignored_are_refused_and_migrate_needs_none() {
+        for kind in ["authorized_user", "impersonated_service_account"] {
+            let cred = format!(r#"{{"type":"{kind}","refresh_token":"SECRET"}}"#);
+            let e =
+                Config::from_vars(env(&[("XCR_DEST_BUCKET", "dest"), ("XCR_GCP_CREDENTIALS", &cred)]), Needs::ROUTED)
+                    .expect_err("refused");
+            assert!(e.to_string().contains("unsupported credential type") && !e.to_string().contains("SECRET"), "{e}");
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("user.json");
+        std::fs::write(&file, r#"{"type":"authorized_user"}"#).expect("write");
+        let path = file.display().to_string();
+        assert!(
+            Config::from_vars(env(&[("XCR_DEST_BUCKET", "dest"), ("XCR_GCP_CREDENTIALS", &path)]), Needs::ROUTED)
+                .is_err_and(|e| e.to_string().contains("file"))
+        );
+        // The migrate function is deployed without a Google credential.
+        let migrate = env(&[("XCR_JOBS_TABLE", "j"), ("XCR_QUEUE_URL", "http://q")]);
+        assert!(Config::from_vars(migrate.clone(), Needs::MIGRATE).is_ok());
+        assert!(
+            Config::from_vars(migrate, Needs::FUNCTION).is_err_and(|e| e.to_string().contains("no GCS credentials"))
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! invocation or record when it ended `busy` or with an error of any kind except `not_found`.
 //! Only two outcomes are fine without a copy: the source is gone (`not_found`: there is nothing
 //! to copy, and a later event brings a newer object if one appears) and `skipped` (no rule
-//! routes the object, deletes are off, the job was cancelled). Why permanent errors fail too:
+//! routes the object, deletes are off, the job was cancelled), and one more that is final
+//! without being fine: `refused` (the task named a destination outside
+//! `XCR_ALLOWED_DESTINATIONS`; logged, counted, a job's failure, never retried: no redelivery
+//! changes the list, and a forged command must not occupy the queue). Why permanent errors fail too:
 //! access denied, a configuration a person must fix (a wrong table name, an expired Workload
 //! Identity config), an invalid request or a checksum mismatch will not fix themselves, and an
 //! acknowledged event is lost for good; failed, it reaches the dead-letter queue (or the
@@ -361,6 +364,8 @@ fn tally(results: &[Result<Replication>]) -> Option<TaskTally> {
                 replicated = true;
                 bytes += own;
             }
+            // Refused by XCR_ALLOWED_DESTINATIONS: final, and a failure of the job, not a skip.
+            Ok(rep) if rep.outcome == Outcome::Refused => failed = true,
             Ok(_) => {}
             Err(e) if e.is_retryable() => return None,
             Err(_) => failed = true,

@@ -88,6 +88,10 @@ pub enum Outcome {
     /// The time budget ran out: the copy stopped at a chunk boundary with its checkpoint in the
     /// ledger (or did not start) and goes on in a continuation ([`crate::budget`]).
     Continued,
+    /// The task named a destination outside `XCR_ALLOWED_DESTINATIONS`: nothing was read or
+    /// written. Not retried (the list does not change by waiting) and never silent: logged as
+    /// a warning, counted as `refused`, and a job counts the task as failed.
+    Refused,
 }
 
 impl Outcome {
@@ -100,6 +104,7 @@ impl Outcome {
             Self::Deleted => "deleted",
             Self::Skipped => "skipped",
             Self::Continued => "continued",
+            Self::Refused => "refused",
         }
     }
 
@@ -247,6 +252,17 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         let mut out = Vec::with_capacity(dests.len());
         for dest in dests {
             let span = tracing::info_span!("task", object = %task.object, destination = %dest, action = ?task.action, job_id = task.job_id.as_deref());
+            // Checked before anything else, deletes included: a command on the queue or a job
+            // spec names its own destination, and only the deployment's may be written.
+            if !self.router.allows(&dest) {
+                let why = format!(
+                    "destination {dest} is not in XCR_ALLOWED_DESTINATIONS ({})",
+                    self.router.allowed_destinations().describe()
+                );
+                span.in_scope(|| tracing::warn!(outcome = "refused", detail = %why, "task refused"));
+                out.push(Ok(result(task, &dest, Outcome::Refused, Some(why), std::time::Instant::now())));
+                continue;
+            }
             if !may_start_task(budget.left(), &self.transfer.config().reserve) {
                 span.in_scope(|| tracing::info!("time budget spent: not started, handed on"));
                 out.push(Ok(not_started(task, &dest)));

@@ -89,6 +89,75 @@ const STORAGE_CLASSES: [&str; 4] = ["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE
 pub struct Router {
     rules: Vec<Rule>,
     default_bucket: Option<String>,
+    /// Where an explicit destination (API request, job spec, queued command) may write
+    /// (`XCR_ALLOWED_DESTINATIONS`; by default exactly where the routes write).
+    allowed: DestAllowlist,
+}
+
+/// The variable that narrows or states where explicit destinations may write.
+pub const ALLOWED_DESTINATIONS: &str = "XCR_ALLOWED_DESTINATIONS";
+
+/// Where xcr may write in GCS: `(bucket, name prefix)` pairs; `""` is the whole bucket.
+///
+/// Why it exists: a caller of the API, the author of a job spec or anyone who can put a command
+/// on the replicate queue names a `destination` of their own. Without a list, that is any object
+/// name the Google service account can write, other replicas included. With it, an explicit
+/// destination is honoured only inside what the deployment replicates to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DestAllowlist {
+    entries: Vec<(String, String)>,
+}
+
+impl DestAllowlist {
+    /// Comma- or space-separated entries: `gs://bucket/prefix` (names starting with `prefix`),
+    /// `gs://bucket` or `bucket` (the whole bucket). No wildcards: least privilege is spelt out.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut list = Self::default();
+        for entry in text.split([',', ' ', '\n', '\t']).map(str::trim).filter(|e| !e.is_empty()) {
+            let rest = entry.strip_prefix("gs://").unwrap_or(entry);
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if let Err(why) = validate_gcs_bucket(bucket) {
+                return Err(format!("{ALLOWED_DESTINATIONS}: {entry:?}: {why} (expected gs://bucket[/prefix])"));
+            }
+            if prefix.contains('*') {
+                return Err(format!(
+                    "{ALLOWED_DESTINATIONS}: {entry:?}: no wildcards; a prefix already covers every name under it"
+                ));
+            }
+            list.push(bucket, prefix);
+        }
+        Ok(list)
+    }
+
+    fn push(&mut self, bucket: &str, prefix: &str) {
+        let entry = (bucket.to_owned(), prefix.to_owned());
+        if !self.entries.contains(&entry) {
+            self.entries.push(entry);
+        }
+    }
+
+    /// Whether one destination object may be written.
+    pub fn permits(&self, dest: &Destination) -> bool {
+        self.permits_prefix(&dest.bucket, &dest.name)
+    }
+
+    /// Whether every name of `bucket` that starts with `prefix` may be written (a job's or a
+    /// batch's `gs://bucket/prefix/` destination).
+    pub fn permits_prefix(&self, bucket: &str, prefix: &str) -> bool {
+        self.entries.iter().any(|(b, p)| b == bucket && prefix.starts_with(p.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries as `gs://bucket/prefix`, for messages.
+    pub fn describe(&self) -> String {
+        if self.entries.is_empty() {
+            return "nothing".into();
+        }
+        self.entries.iter().map(|(b, p)| format!("gs://{b}/{p}")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -152,7 +221,9 @@ impl Router {
             Some(text) => parse_rules(text, &mut problems),
         };
         if problems.is_empty() {
-            Ok(Self { rules, default_bucket })
+            let mut router = Self { rules, default_bucket, allowed: DestAllowlist::default() };
+            router.allowed = router.routed_destinations();
+            Ok(router)
         } else {
             Err(Error::new(ErrorKind::Config, format!("routing configuration: {}", problems.join("; "))))
         }
@@ -195,6 +266,61 @@ impl Router {
             }
         }
         out
+    }
+
+    /// Exactly the names the routes write: the whole default bucket, and for each rule
+    /// destination its bucket under its `key_prefix` (or the rule's `prefix` when the key is
+    /// kept). The default of [`ALLOWED_DESTINATIONS`].
+    pub fn routed_destinations(&self) -> DestAllowlist {
+        let mut list = DestAllowlist::default();
+        if let Some(b) = &self.default_bucket {
+            list.push(b, "");
+        }
+        for rule in &self.rules {
+            for d in &rule.destinations {
+                list.push(&d.bucket, d.key_prefix.as_deref().unwrap_or(&rule.prefix));
+            }
+        }
+        list
+    }
+
+    /// Replaces the default destination allowlist with `XCR_ALLOWED_DESTINATIONS` when it is
+    /// set. Refused, at load, when a route writes outside it: the routes are the deployment's
+    /// own writes, and a list that forbids them is a mistake no retry fixes.
+    pub fn with_allowed_destinations(mut self, text: Option<&str>) -> Result<Self> {
+        let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(self);
+        };
+        let list = DestAllowlist::parse(text).map_err(|why| Error::new(ErrorKind::Config, why))?;
+        let outside: Vec<String> = self
+            .routed_destinations()
+            .entries
+            .iter()
+            .filter(|(b, p)| !list.permits_prefix(b, p))
+            .map(|(b, p)| format!("gs://{b}/{p}"))
+            .collect();
+        if !outside.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{ALLOWED_DESTINATIONS} ({}) does not cover where the routes write: {}; add them or change the routes",
+                    list.describe(),
+                    outside.join(", ")
+                ),
+            ));
+        }
+        self.allowed = list;
+        Ok(self)
+    }
+
+    /// Where explicit destinations may write.
+    pub fn allowed_destinations(&self) -> &DestAllowlist {
+        &self.allowed
+    }
+
+    /// Whether `dest` may be written: what every entry point checks before it writes or queues.
+    pub fn allows(&self, dest: &Destination) -> bool {
+        self.allowed.permits(dest)
     }
 
     /// True when nothing can ever be routed: no default bucket and no rules.
@@ -469,6 +595,54 @@ fn check_rule(spec: RuleSpec, at: &str, problems: &mut Vec<String>) -> Option<Ru
 
 #[cfg(test)]
 mod tests {
+    use super::{DestAllowlist, Router};
+    use crate::model::Destination;
+
+    #[test]
+    fn destinations_default_to_exactly_where_the_routes_write() {
+        let rules = r#"[{"source_bucket": "s", "prefix": "logs/", "destinations": [{"bucket": "arch", "key_prefix": "old/"}]},
+                        {"source_bucket": "t", "prefix": "img/", "destinations": [{"bucket": "mirror"}]}]"#;
+        let r = Router::new(None, Some(rules)).expect("router");
+        assert!(r.allows(&Destination::new("arch", "old/x")));
+        assert!(r.allows(&Destination::new("mirror", "img/a.png")));
+        // Other names of a rule's bucket, other buckets: refused.
+        assert!(!r.allows(&Destination::new("arch", "logs/x")));
+        assert!(!r.allows(&Destination::new("mirror", "other/a.png")));
+        assert!(!r.allows(&Destination::new("elsewhere", "img/a.png")));
+        // XCR_DEST_BUCKET: the whole bucket.
+        let d = Router::new(Some("gs://dflt"), None).expect("router");
+        assert!(d.allows(&Destination::new("dflt", "any/name")));
+        assert!(!d.allows(&Destination::new("dflt2", "any/name")));
+        // Nothing configured: nothing allowed.
+        assert!(!Router::new(None, None).expect("router").allows(&Destination::new("dflt", "x")));
+    }
+
+    #[test]
+    fn an_explicit_destination_list_replaces_the_default_and_must_cover_the_routes() {
+        let r = Router::new(Some("dflt"), None).expect("router");
+        let wider = r.clone().with_allowed_destinations(Some("gs://dflt, gs://extra/copies/")).expect("covers");
+        assert!(wider.allows(&Destination::new("extra", "copies/a")));
+        assert!(!wider.allows(&Destination::new("extra", "a")));
+        assert!(
+            r.clone()
+                .with_allowed_destinations(Some("  "))
+                .expect("blank = default")
+                .allows(&Destination::new("dflt", "a"))
+        );
+        let e = r.clone().with_allowed_destinations(Some("gs://dflt/only/")).expect_err("narrower than the route");
+        assert!(
+            e.to_string().contains("XCR_ALLOWED_DESTINATIONS (gs://dflt/only/) does not cover")
+                && e.to_string().contains("gs://dflt/"),
+            "{e}"
+        );
+        assert!(DestAllowlist::parse("gs://Bad_Bucket/x").is_err());
+        assert!(DestAllowlist::parse("gs://b-1/logs/*").is_err_and(|e| e.contains("no wildcards")));
+        let l = DestAllowlist::parse("plain-bucket gs://b-2/p/").expect("valid");
+        assert!(
+            l.permits_prefix("plain-bucket", "") && l.permits_prefix("b-2", "p/q/") && !l.permits_prefix("b-2", "q")
+        );
+    }
+
     #[test]
     fn buckets_lists_every_destination_once() {
         let rules = r#"[{"source_bucket": "*", "destinations": [{"bucket": "b-one"}, {"bucket": "dflt"}]},

@@ -34,9 +34,11 @@ pub fn gcs_client(cfg: &Config) -> Result<GcsClient> {
     GcsClient::new(cfg.gcs_emulator.as_deref(), auth, cfg.transfer.request_timeout)
 }
 
-/// The routing rules from `XCR_DEST_BUCKET` and `XCR_RULES`.
+/// The routing rules from `XCR_DEST_BUCKET` and `XCR_RULES`, with the destination allowlist
+/// (`XCR_ALLOWED_DESTINATIONS`, by default where those rules write).
 pub fn router(cfg: &Config) -> Result<Router> {
     Router::new(cfg.dest_bucket.as_deref(), cfg.rules.as_deref())
+        .and_then(|r| r.with_allowed_destinations(cfg.allowed_destinations.as_deref()))
         .map_err(|e| Error::new(ErrorKind::Config, format!("invalid routing configuration: {e}")))
 }
 

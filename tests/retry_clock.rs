@@ -22,7 +22,9 @@ fn test_clock() -> RetryClock {
 
 async fn handler(stack: &Stack, max_receives: Option<u32>) -> xcr::wiring::S3ToGcsHandler {
     Handler::new(
-        replicator(stack, &[]).await,
+        // The command below names a bucket outside the routes: listed, or it would be refused.
+        replicator(stack, &[("XCR_ALLOWED_DESTINATIONS", &format!("gs://{} gs://created-later", stack.dest_bucket()))])
+            .await,
         4,
         Some(Queue::new(&stack.sdk().await, stack.var("XCR_QUEUE_URL"))),
         None::<DynamoJobStore>,

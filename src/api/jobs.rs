@@ -40,7 +40,7 @@ pub struct JobList {
     responses(
         (status = 201, description = "Created (PENDING); `Location` names it", body = Job),
         (status = 400, description = "Invalid spec (missing bucket, bad manifest URL, unknown policy or field)", body = super::error::ErrorBody),
-        (status = 403, description = "Source or manifest bucket not in XCR_ALLOWED_SOURCE_BUCKETS", body = super::error::ErrorBody),
+        (status = 403, description = "Source or manifest bucket not in XCR_ALLOWED_SOURCE_BUCKETS, or destination not in XCR_ALLOWED_DESTINATIONS", body = super::error::ErrorBody),
         (status = 413, description = "Body too large", body = super::error::ErrorBody),
         (status = 415, description = "Body is not JSON", body = super::error::ErrorBody),
         (status = 500, description = "Internal error", body = super::error::ErrorBody),
@@ -66,6 +66,10 @@ async fn create(api: &Api, spec: JobSpec) -> Result<Job, ApiError> {
     if let Some(m) = &spec.manifest {
         let (bucket, _) = parse_s3_url(m).map_err(ApiError::invalid)?;
         api.allow(&bucket)?;
+    }
+    // Refused now rather than task by task later (the replicate function would refuse each).
+    if let Some(Ok((bucket, prefix))) = spec.destination.as_deref().map(crate::jobs::parse_gs_prefix) {
+        api.allow_destination(&bucket, &prefix)?;
     }
     let job = Job::new(spec, &now_rfc3339());
     api.jobs.create(&job).await.map_err(ApiError::from)?;

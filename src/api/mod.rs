@@ -60,7 +60,7 @@ pub struct Api {
 impl Api {
     /// The configuration the API needs: a route, the ledger, the jobs table and the queue.
     pub const NEEDS: crate::config::Needs =
-        crate::config::Needs { destination: true, ledger: true, jobs: true, queue: true, dlq: false };
+        crate::config::Needs { destination: true, ledger: true, jobs: true, queue: true, dlq: false, no_gcs: false };
 
     /// Builds the adapters from configuration (what the api function does at cold start).
     pub fn new(sdk: &aws_config::SdkConfig, cfg: &Config, settings: ApiSettings) -> crate::Result<Self> {
@@ -106,6 +106,29 @@ impl Api {
                 StatusCode::FORBIDDEN,
                 "bucket_not_allowed",
                 format!("bucket {bucket:?} is not in XCR_ALLOWED_SOURCE_BUCKETS"),
+            ))
+        }
+    }
+}
+
+impl Api {
+    /// 403 unless `XCR_ALLOWED_DESTINATIONS` (by default: where the routing rules write) covers
+    /// every name of `bucket` under `prefix`: a caller names a destination, the deployment
+    /// decides where it may write. `prefix` is a whole object name for a single copy.
+    pub(crate) fn allow_destination(&self, bucket: &str, prefix: &str) -> Result<(), ApiError> {
+        let allowed = self.replicator.router().allowed_destinations();
+        if allowed.permits_prefix(bucket, prefix) {
+            Ok(())
+        } else {
+            let shown: String = prefix.chars().take(200).collect();
+            tracing::warn!(bucket, prefix = %shown, "refused: destination not allowed");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "destination_not_allowed",
+                format!(
+                    "destination gs://{bucket}/{shown} is not in XCR_ALLOWED_DESTINATIONS (allowed: {})",
+                    allowed.describe()
+                ),
             ))
         }
     }

@@ -200,7 +200,7 @@ pub struct BatchQueuedResponse {
         (status = 200, description = "Done: `replicated`, `already_replicated` or `stale`", body = ReplicateResponse),
         (status = 202, description = "Too large for a request: queued (`outcome: queued`, `message_id`)", body = ReplicateResponse),
         (status = 400, description = "Invalid input", body = super::error::ErrorBody),
-        (status = 403, description = "Bucket not in XCR_ALLOWED_SOURCE_BUCKETS, no routing rule for the object (`no_route`: name a destination), or access denied", body = super::error::ErrorBody),
+        (status = 403, description = "Bucket not in XCR_ALLOWED_SOURCE_BUCKETS, destination not in XCR_ALLOWED_DESTINATIONS, no routing rule for the object (`no_route`: name a destination), or access denied", body = super::error::ErrorBody),
         (status = 404, description = "The source object (or version) does not exist", body = super::error::ErrorBody),
         (status = 409, description = "Busy: another worker is copying it (Retry-After), or the source changed mid-copy", body = super::error::ErrorBody),
         (status = 413, description = "Body too large", body = super::error::ErrorBody),
@@ -224,6 +224,9 @@ pub async fn replicate_one(State(api): State<SharedApi>, ApiJson(req): ApiJson<R
             })
             .transpose()?;
         api.allow(&obj.bucket)?;
+        if let Some(d) = &dest {
+            api.allow_destination(&d.bucket, &d.name)?;
+        }
         api.process(obj, dest, false).await
     }
     .await;
@@ -241,7 +244,7 @@ pub async fn replicate_one(State(api): State<SharedApi>, ApiJson(req): ApiJson<R
         (status = 200, description = "Per-key results, in request order", body = BatchResponse),
         (status = 202, description = "`async`: every key queued", body = BatchQueuedResponse),
         (status = 400, description = "Invalid input (names the first bad key)", body = super::error::ErrorBody),
-        (status = 403, description = "Bucket not in XCR_ALLOWED_SOURCE_BUCKETS", body = super::error::ErrorBody),
+        (status = 403, description = "Bucket not in XCR_ALLOWED_SOURCE_BUCKETS, or destination not in XCR_ALLOWED_DESTINATIONS", body = super::error::ErrorBody),
         (status = 413, description = "Body too large", body = super::error::ErrorBody),
         (status = 415, description = "Body is not JSON", body = super::error::ErrorBody),
         (status = 500, description = "Internal error", body = super::error::ErrorBody),
@@ -284,6 +287,10 @@ async fn batch(api: &Api, req: BatchRequest, started: Instant) -> Result<Respons
         _ => None,
     };
     api.allow(&req.bucket)?;
+    // Every key lands under the one prefix: checking the prefix checks them all.
+    if let Some((bucket, p)) = &prefix {
+        api.allow_destination(bucket, p)?;
+    }
 
     if req.asynchronous {
         let mut messages: Vec<QueuedMessage> = Vec::with_capacity(req.keys.len());
@@ -559,6 +566,8 @@ fn map_outcome(o: Outcome) -> ApiOutcome {
         // caller's retry would continue it, as after `busy`.
         Outcome::Busy | Outcome::Continued => ApiOutcome::Busy,
         Outcome::Deleted | Outcome::Skipped => ApiOutcome::Skipped,
+        // Checked before the copy (403), so only a route changed underneath gets here.
+        Outcome::Refused => ApiOutcome::Failed,
     }
 }
 

@@ -353,7 +353,12 @@ async fn replicate(
                     r.duration_ms
                 );
             }
-            if r.outcome.needs_retry() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            match r.outcome {
+                // Outside XCR_ALLOWED_DESTINATIONS: a configuration matter, like a bad --dest.
+                xcr::replicate::Outcome::Refused => ExitCode::from(2),
+                o if o.needs_retry() => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             let code = match e.kind() {
@@ -528,6 +533,19 @@ mod jobs {
     async fn create(spec: JobSpec) -> anyhow::Result<Job> {
         spec.validate()?;
         let cfg = Config::from_env(Needs::JOBS)?;
+        // The replicate function refuses each task outside XCR_ALLOWED_DESTINATIONS; refused
+        // here at once when this environment says where destinations may go.
+        if let (Some(Ok((bucket, prefix))), true) = (
+            spec.destination.as_deref().map(xcr::jobs::parse_gs_prefix),
+            cfg.dest_bucket.is_some() || cfg.rules.is_some() || cfg.allowed_destinations.is_some(),
+        ) {
+            let allowed = xcr::wiring::router(&cfg)?;
+            anyhow::ensure!(
+                allowed.allowed_destinations().permits_prefix(&bucket, &prefix),
+                "destination gs://{bucket}/{prefix} is not in XCR_ALLOWED_DESTINATIONS (allowed: {})",
+                allowed.allowed_destinations().describe()
+            );
+        }
         let sdk = xcr::aws::sdk_config().await;
         let store = DynamoJobStore::new(&sdk, cfg.jobs_table.clone().context("XCR_JOBS_TABLE is required")?);
         let job = Job::new(spec, &now_rfc3339());

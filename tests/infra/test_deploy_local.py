@@ -3,9 +3,11 @@ the emulator ignores is applied from the template, checked with boto3."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -68,6 +70,7 @@ def test_bucket_notifications_versioning_encryption(deployed):
     queue_arn = sqs.get_queue_attributes(QueueUrl=env["XCR_QUEUE_URL"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     notifications = s3.get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"]
     assert sorted((n["QueueArn"], tuple(n["Events"])) for n in notifications) == [
+        (queue_arn, ("s3:LifecycleExpiration:*",)),
         (queue_arn, ("s3:ObjectCreated:*",)),
         (queue_arn, ("s3:ObjectRemoved:*",)),
     ]
@@ -100,9 +103,18 @@ def test_queues_redrive_visibility_policy(deployed):
     assert attrs["VisibilityTimeout"] == "5400"  # 6 x the default 900 s function timeout
     assert attrs["SqsManagedSseEnabled"] == "true"
     policy = json.loads(attrs["Policy"])
-    (statement,) = policy["Statement"]
+    by_sid = {st["Sid"]: st for st in policy["Statement"]}
+    assert set(by_sid) == {"AllowSourceBucketNotifications", "DenySendersButXcr", "DenyServicesOfOtherAccounts"}
+    statement = by_sid["AllowSourceBucketNotifications"]
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
     assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == f"arn:aws:s3:::{env['XCR_SOURCE_BUCKET']}"
+    # The Deny, resolved as deployed: the three function roles by name, the bucket by ARN.
+    deny = by_sid["DenySendersButXcr"]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+    assert sorted(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]) == [
+        f"arn:aws:iam::123456789012:role/xcr-{fn}-us-east-1" for fn in ("api", "migrate", "replicate")
+    ]
+    assert f"arn:aws:s3:::{env['XCR_SOURCE_BUCKET']}" in deny["Condition"]["ArnNotLike"]["aws:SourceArn"]
 
 
 def test_alarms_applied(deployed):
@@ -258,3 +270,42 @@ def test_loaded_local_env_still_means_the_local_stack(deployed):
     proc = run(str(DEPLOY), "local", "--dir", str(stack_dir), env={"AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL"]})
     assert proc.returncode == 0, proc.stderr
     assert "updating stack xcr in the running local stack" in proc.stdout
+
+
+def test_artifacts_calls_name_the_owner_and_planted_objects_are_replaced(deployed, tmp_path):
+    """Every call deploy.py makes on the artifacts bucket passes ExpectedBucketOwner (moto does
+    not enforce it: what is checked here is that the parameter is sent on each call, as S3
+    enforces it); an object already at a content-addressed key with other bytes is uploaded
+    again, never deployed as found."""
+    _, env = deployed
+    import boto3
+
+    spec = importlib.util.spec_from_file_location("xcr_deploy", DEPLOY)
+    deploy = importlib.util.module_from_spec(spec)
+    sys.modules["xcr_deploy"] = deploy  # its dataclasses look their module up
+    spec.loader.exec_module(deploy)
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    calls: list[tuple[str, dict]] = []
+    s3.meta.events.register("provide-client-params.s3.*", lambda params, model, **_: calls.append((model.name, dict(params))))
+    owner, bucket = "123456789012", "xcr-artifacts-owner-test"
+    code = tmp_path / "bootstrap.zip"
+    code.write_bytes(b"the real function")
+
+    assert deploy._bucket_exists(s3, bucket, owner) is False
+    deploy._create_artifacts_bucket(s3, bucket, "us-east-1", owner)
+    assert deploy._bucket_exists(s3, bucket, owner) is True
+    deploy._upload_once(s3, bucket, "xcr/lambda/replicate/k.zip", code, owner)
+    deploy._upload_once(s3, bucket, "xcr/lambda/replicate/k.zip", code, owner)  # already there: skipped
+    assert [name for name, _ in calls].count("PutObject") == 1
+    s3.put_object(Bucket=bucket, Key="xcr/lambda/replicate/k.zip", Body=b"planted")  # not by deploy.py
+    calls.pop()
+    deploy._upload_once(s3, bucket, "xcr/lambda/replicate/k.zip", code, owner)
+    assert s3.get_object(Bucket=bucket, Key="xcr/lambda/replicate/k.zip")["Body"].read() == b"the real function"
+
+    names = [name for name, _ in calls]
+    assert {"HeadBucket", "CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption", "HeadObject", "PutObject"} <= set(names)
+    for name, params in calls:
+        if name in ("CreateBucket", "GetObject"):
+            continue  # CreateBucket takes no owner; GetObject is this test's own read
+        assert params.get("ExpectedBucketOwner") == owner, f"{name} without ExpectedBucketOwner: {params}"

@@ -28,6 +28,13 @@ RULES = {
     "api_routes_use_iam_auth",
     "api_no_quick_create",
     "log_groups_have_retention",
+    "replicate_queue_closed_to_other_senders",
+    "s3_statements_pin_the_account",
+    "kms_decrypt_only_through_s3",
+    "functions_get_the_lists_they_check",
+    "migrate_has_no_google_credential",
+    "source_notifications_include_lifecycle_expirations",
+    "source_bucket_tls_only",
 }
 
 
@@ -110,6 +117,77 @@ def _wildcard_in_else_branch(t: dict) -> None:
     conditional["Fn::If"][2] = statement
 
 
+def queue_policy(t: dict) -> list:
+    return t["Resources"]["ReplicateQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _by_sid(sid: str) -> Callable[[dict], dict]:
+    def find(t: dict) -> dict:
+        (st,) = [s for s in queue_policy(t) if s.get("Sid") == sid]
+        return st
+
+    return find
+
+
+def _no_queue_deny(t: dict) -> None:
+    t["Resources"]["ReplicateQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"] = [
+        s for s in queue_policy(t) if s.get("Effect") != "Deny"
+    ]
+
+
+def _deny_without_source_arn(t: dict) -> None:
+    del _by_sid("DenySendersButXcr")(t)["Condition"]["ArnNotLike"]
+
+
+def _deny_narrowed_by_a_third_key(t: dict) -> None:
+    _by_sid("DenySendersButXcr")(t)["Condition"]["StringEquals"] = {"aws:PrincipalTag/team": "x"}
+
+
+def _services_of_any_account(t: dict) -> None:
+    t["Resources"]["ReplicateQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"] = [
+        s for s in queue_policy(t) if s.get("Sid") != "DenyServicesOfOtherAccounts"
+    ]
+
+
+def _kms_branch(t: dict, role: str) -> dict:
+    (st,) = [s["Fn::If"][1] for s in statements(t, role) if "Fn::If" in s and s["Fn::If"][1]["Action"] == "kms:Decrypt"]
+    return st
+
+
+def _kms_without_via_service(t: dict) -> None:
+    del _kms_branch(t, "ReplicateRole")["Condition"]
+
+
+def _kms_any_key(t: dict) -> None:
+    _kms_branch(t, "ApiRole")["Resource"] = {"Fn::Split": [",", {"Ref": "OtherKeys"}]}
+
+
+def _kms_unconditional(t: dict) -> None:
+    statements(t, "MigrateRole").append(
+        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "arn:aws:kms:us-east-1:123456789012:key/k"}
+    )
+
+
+def _s3_without_account(role: str, sid: str) -> Callable[[dict], None]:
+    def mutate(t: dict) -> None:
+        (st,) = [s for s in statements(t, role) if s.get("Sid") == sid]
+        del st["Condition"]
+
+    return mutate
+
+
+def _drop_env(function: str, var: str) -> Callable[[dict], None]:
+    def mutate(t: dict) -> None:
+        del t["Resources"][function]["Properties"]["Environment"]["Variables"][var]
+
+    return mutate
+
+
+def _no_lifecycle_events(t: dict) -> None:
+    configs = t["Resources"]["SourceBucket"]["Properties"]["NotificationConfiguration"]["Fn::If"][1]["QueueConfigurations"]
+    configs[:] = [c for c in configs if c["Event"] != "s3:LifecycleExpiration:*"]
+
+
 R = "Resources"
 P = "Properties"
 BREAKAGES = [
@@ -142,6 +220,23 @@ BREAKAGES = [
     ("api_routes_use_iam_auth", "auth missing", _delete(f"{R}.RouteHealth.{P}.AuthorizationType")),
     ("api_no_quick_create", "quick create", _set(f"{R}.HttpApi.{P}.Target", {"Fn::GetAtt": ["ApiFunction", "Arn"]})),
     ("log_groups_have_retention", "no retention", _delete(f"{R}.ReplicateLogGroup.{P}.RetentionInDays")),
+    ("replicate_queue_closed_to_other_senders", "no Deny", _no_queue_deny),
+    ("replicate_queue_closed_to_other_senders", "Deny without aws:SourceArn", _deny_without_source_arn),
+    ("replicate_queue_closed_to_other_senders", "Deny narrowed by a third key", _deny_narrowed_by_a_third_key),
+    ("replicate_queue_closed_to_other_senders", "services of any account", _services_of_any_account),
+    ("s3_statements_pin_the_account", "replicate reads without s3:ResourceAccount", _s3_without_account("ReplicateRole", "ReadSourceObjects")),
+    ("s3_statements_pin_the_account", "migrate lists without s3:ResourceAccount", _s3_without_account("MigrateRole", "ListSourceBucket")),
+    ("kms_decrypt_only_through_s3", "no kms:ViaService", _kms_without_via_service),
+    ("kms_decrypt_only_through_s3", "keys not from SourceKmsKeyArns", _kms_any_key),
+    ("kms_decrypt_only_through_s3", "unconditional kms statement", _kms_unconditional),
+    ("kms_decrypt_only_through_s3", "no SourceKmsKeyArns parameter", _delete("Parameters.SourceKmsKeyArns")),
+    ("functions_get_the_lists_they_check", "replicate without destinations", _drop_env("ReplicateFunction", "XCR_ALLOWED_DESTINATIONS")),
+    ("functions_get_the_lists_they_check", "replicate without sources", _drop_env("ReplicateFunction", "XCR_ALLOWED_SOURCE_BUCKETS")),
+    ("functions_get_the_lists_they_check", "api without destinations", _drop_env("ApiFunction", "XCR_ALLOWED_DESTINATIONS")),
+    ("migrate_has_no_google_credential", "migrate with a credential", _set(f"{R}.MigrateFunction.{P}.Environment.Variables.XCR_GCP_CREDENTIALS", {"Ref": "GcpCredentials"})),
+    ("source_notifications_include_lifecycle_expirations", "no lifecycle events", _no_lifecycle_events),
+    ("source_bucket_tls_only", "no bucket policy", _delete(f"{R}.SourceBucketPolicy")),
+    ("source_bucket_tls_only", "TLS condition inverted", _set(f"{R}.SourceBucketPolicy.{P}.PolicyDocument.Statement.0.Condition.Bool.aws:SecureTransport", "true")),
 ]
 
 

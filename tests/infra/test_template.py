@@ -48,10 +48,15 @@ def test_functions_are_arm64_al2023_from_s3_behind_the_condition(template):
         assert props["Code"]["S3Key"] == {"Ref": f"{FUNCTIONS[name].capitalize()}CodeKey"}
         assert "MemorySize" in props and "Timeout" in props
         env = props["Environment"]["Variables"]
-        for var in ("XCR_DEST_BUCKET", "XCR_RULES", "XCR_LEDGER_TABLE", "XCR_JOBS_TABLE", "XCR_QUEUE_URL", "XCR_DLQ_URL", "XCR_GCP_CREDENTIALS"):
+        for var in ("XCR_DEST_BUCKET", "XCR_RULES", "XCR_LEDGER_TABLE", "XCR_JOBS_TABLE", "XCR_QUEUE_URL", "XCR_DLQ_URL"):
             assert var in env, f"{name} lacks {var}"
+        # Only the functions that write to GCS get the Google credential.
+        assert ("XCR_GCP_CREDENTIALS" in env) == (name != "MigrateFunction"), name
     assert "XCR_REPLICATE_DELETES" in functions["ReplicateFunction"]["Properties"]["Environment"]["Variables"]
-    assert "XCR_ALLOWED_SOURCE_BUCKETS" in functions["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    for name in ("ReplicateFunction", "ApiFunction"):
+        env = functions[name]["Properties"]["Environment"]["Variables"]
+        assert env["XCR_ALLOWED_DESTINATIONS"] == {"Ref": "AllowedDestinations"}, name
+        assert "XCR_ALLOWED_SOURCE_BUCKETS" in env, name
 
 
 def test_everything_that_needs_code_is_conditional(template):
@@ -108,7 +113,7 @@ def test_job_sweep_schedule_and_migrate_failures(template):
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["MigrateFailuresQueue", "Arn"]}
     assert resources["MigrateFailuresQueue"]["Condition"] == "WithFunctions"
     statements = resources["MigrateRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    by_sid = {st["Sid"]: st for st in statements}
+    by_sid = {st["Sid"]: st for st in statements if "Sid" in st}
     assert by_sid["AsyncFailures"]["Resource"] == {"Fn::GetAtt": ["MigrateFailuresQueue", "Arn"]}
     assert "sqs:DeleteMessage" not in by_sid["SweepReadsDeadLetters"]["Action"], "the sweep never takes dead letters"
 
@@ -135,3 +140,89 @@ def test_rules(template):
     assert any("ApiCodeKey" in p for p in problems(**dict(full, ApiCodeKey="")))
     assert any("DestBucket" in p for p in problems(**dict(full, DestBucket="")))
     assert problems(**dict(full, DestBucket="", Rules="[]")) == []
+
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+
+
+def _queue_policy(template: dict, **overrides: str) -> list[dict]:
+    """The replicate queue policy's statements, resolved for a deployment with `overrides`."""
+    params = stack.parameter_values(template, overrides)
+    pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws", "AWS::NoValue": None}
+    arns = {"ReplicateQueue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:xcr-replicate"}
+    intrinsics = stack.Intrinsics(
+        template, params, {k: v for k, v in pseudo.items() if v}, ref=lambda n: n, getatt=lambda n, a: arns[n]
+    )
+    return intrinsics.resolve(template["Resources"]["ReplicateQueuePolicy"]["Properties"]["PolicyDocument"])["Statement"]
+
+
+def _denied(statements: list[dict], context: dict[str, str]) -> bool:
+    """IAM's evaluation of the Deny statements for sqs:SendMessage, for the condition operators
+    the policy uses: a key absent from the request makes a negated operator true."""
+    import fnmatch
+
+    def holds(op: str, key: str, values) -> bool:
+        values = values if isinstance(values, list) else [values]
+        have = context.get(key)
+        if op == "ArnNotEquals":
+            return have is None or have not in values
+        if op == "ArnNotLike":
+            return have is None or not any(fnmatch.fnmatchcase(have, v) for v in values)
+        if op == "StringNotEquals":
+            return have is None or have not in values
+        if op == "Bool":
+            return have is not None and have in values
+        raise AssertionError(f"operator {op} not modelled")
+
+    for st in statements:
+        if st["Effect"] != "Deny" or st["Action"] != "sqs:SendMessage":
+            continue
+        if all(holds(op, key, v) for op, keys in st["Condition"].items() for key, v in keys.items()):
+            return True
+    return False
+
+
+def test_the_replicate_queue_takes_messages_only_from_xcr(template):
+    """The Deny statements, evaluated: the function roles, S3 for the source bucket and
+    EventBridge for the source rule (of this account) send; nobody else in the account does."""
+    role = lambda name: f"arn:aws:iam::{ACCOUNT}:role/{name}"  # noqa: E731
+    bucket = f"arn:aws:s3:::xcr-source-{ACCOUNT}-{REGION}"
+    rule = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/xcr-source-events"
+    service = lambda arn, account=ACCOUNT: {  # noqa: E731
+        "aws:PrincipalIsAWSService": "true", "aws:SourceArn": arn, "aws:SourceAccount": account,
+    }
+    for overrides in ({}, {"SourceEvents": "eventbridge"}):
+        policy = _queue_policy(template, **overrides)
+        for fn in ("replicate", "api", "migrate"):
+            assert not _denied(policy, {"aws:PrincipalArn": role(f"xcr-{fn}-{REGION}"), "aws:PrincipalIsAWSService": "false"})
+        assert not _denied(policy, service(bucket))
+        assert not _denied(policy, service(rule))
+        # Anyone else in the account, whatever their IAM policy allows.
+        assert _denied(policy, {"aws:PrincipalArn": role("admin"), "aws:PrincipalIsAWSService": "false"})
+        assert _denied(policy, {"aws:PrincipalArn": role(f"xcr-replicate-{REGION}-copy"), "aws:PrincipalIsAWSService": "false"})
+        # Services for another resource, or for our bucket's name in another account.
+        assert _denied(policy, service("arn:aws:s3:::someone-elses-bucket"))
+        assert _denied(policy, service(bucket, account="210987654321"))
+    # An operator role listed in QueueSenderArns (e.g. for `xcr dlq redrive`) may send.
+    operator = role("ops")
+    policy = _queue_policy(template, QueueSenderArns=f"{operator},{role('ci')}")
+    assert not _denied(policy, {"aws:PrincipalArn": operator, "aws:PrincipalIsAWSService": "false"})
+    assert not _denied(policy, {"aws:PrincipalArn": role(f"xcr-api-{REGION}"), "aws:PrincipalIsAWSService": "false"})
+    assert _denied(policy, {"aws:PrincipalArn": role("admin"), "aws:PrincipalIsAWSService": "false"})
+
+
+def test_s3_and_kms_permissions_are_pinned(template):
+    """S3 statements name this account (s3:ResourceAccount); kms:Decrypt exists only with
+    SourceKmsKeyArns, through S3 of this region; no unused DynamoDB action is granted."""
+    for role in ("ReplicateRole", "ApiRole", "MigrateRole"):
+        stmts = template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        plain = [s for s in stmts if "Fn::If" not in s]
+        for st in plain:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            if any(a.startswith("s3:") for a in actions):
+                assert st["Condition"] == {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}, st
+            assert not {"dynamodb:Scan", "dynamodb:DescribeTable"} & set(actions), (role, st["Sid"])
+        (kms,) = [s["Fn::If"] for s in stmts if "Fn::If" in s and s["Fn::If"][1].get("Action") == "kms:Decrypt"]
+        assert kms[0] == "HasSourceKmsKeys" and kms[2] == {"Ref": "AWS::NoValue"}
+        assert kms[1]["Condition"] == {"StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}}
