@@ -38,7 +38,7 @@ build: fetch ## Debug build of the workspace
 release: fetch ## Release build of the workspace
 	$(CARGO) build --workspace --release --locked
 
-local-up: venv ## Start the local stack (moto + GCS emulator) and write $(STACK_DIR)/local.env
+local-up: venv ## Start the local stack (moto + GCS emulator) and write .xcr/local.env (STACK_DIR=... elsewhere)
 	$(PY) scripts/stack.py up --dir $(STACK_DIR)
 
 local-down: ## Stop exactly the processes local-up started
