@@ -33,6 +33,7 @@ pub mod redelivery;
 pub mod replicate;
 pub mod retry;
 pub mod routing;
+pub mod status;
 pub mod telemetry;
 pub mod transfer;
 pub mod wiring;

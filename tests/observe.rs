@@ -144,3 +144,120 @@ async fn emf_lines_count_a_known_run() {
     assert_eq!(latency.len(), 1, "{lines:?}");
     assert!(latency[0] >= 3.0 && latency[0] < 60.0, "from SentTimestamp, 3 s ago: {latency:?}");
 }
+
+/// An API over `stack`, with `extra` variables on top of its local.env.
+async fn api(stack: &Stack, extra: &[(&str, &str)]) -> axum::Router {
+    let mut vars = stack.env.clone();
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let cfg = xcr::config::Config::from_vars(vars.clone(), xcr::api::Api::NEEDS).expect("config");
+    let settings = xcr::api::settings::ApiSettings::from_vars(&vars).expect("api settings");
+    xcr::api::router(std::sync::Arc::new(xcr::api::Api::new(&stack.sdk().await, &cfg, settings).expect("api")))
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (axum::http::StatusCode, Value) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::get(uri).body(axum::body::Body::empty()).expect("request");
+    let resp = app.clone().oneshot(req).await.expect("router answers");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn xcr_cli(stack: &Stack, extra: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xcr"))
+        .args(args)
+        .env_clear()
+        .envs(stack.command_env())
+        .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .expect("run xcr");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// `GET /v1/objects/{bucket}/{key}` and `xcr status` for a replicated object (every recorded
+/// field, read back against GCS), a never-seen one (404, exit 3) and a failed one (its failure).
+#[tokio::test(flavor = "multi_thread")]
+async fn status_tells_replicated_never_seen_and_failed_objects_apart() {
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    let bucket = stack.source_bucket().to_string();
+    let data = bytes_of(50_000, 3);
+    let key = "status/dir/a b+c.bin";
+    put(&s3, &bucket, key, data.clone()).await;
+    put(&s3, &bucket, "status/broken.bin", bytes_of(1_000, 4)).await;
+    let replicated = replicator(&stack, &[])
+        .await
+        .replicate(&xcr::model::ObjectRef::new(&bucket, key), None, now_ms() + 60_000)
+        .await
+        .expect("copy");
+    let generation = replicated.destination.generation.clone().expect("generation");
+    // The broken object routes to a GCS bucket that does not exist: its copy fails.
+    let missing = [("XCR_DEST_BUCKET", "xcr-no-such-dest")];
+    let failed = replicator(&stack, &missing)
+        .await
+        .replicate(&xcr::model::ObjectRef::new(&bucket, "status/broken.bin"), None, now_ms() + 60_000)
+        .await;
+    let kind = failed.expect_err("a copy into a missing bucket fails").kind().as_str().to_string();
+
+    let app = api(&stack, &[]).await;
+    let (code, body) = get(&app, &format!("/v1/objects/{bucket}/status/dir/a%20b%2Bc.bin")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["bucket"], bucket);
+    assert_eq!(body["key"], key);
+    let dest = &body["destinations"][0];
+    assert_eq!(dest["destination"], format!("gs://{}/{key}", stack.dest_bucket()));
+    assert_eq!(dest["state"], "replicated", "{body}");
+    let done = &dest["done"];
+    assert_eq!(done["action"], "copy");
+    assert_eq!(done["generation"], generation.as_str());
+    assert_eq!(done["size"], 50_000);
+    assert_eq!(done["crc32c"].as_str(), Some(crc32c_b64(&data).as_str()));
+    let head = s3.head_object().bucket(&bucket).key(key).send().await.expect("head");
+    assert_eq!(done["source_etag"].as_str(), head.e_tag().map(|e| e.trim_matches('"')), "{body}");
+    assert!(done["done_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{body}");
+    let lag = done["lag_seconds"].as_f64().expect("lag");
+    assert!((0.0..120.0).contains(&lag), "{lag}");
+    assert!(dest.get("failure").is_none(), "{body}");
+    // What GCS holds is what the ledger says.
+    let (_, meta) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), key).await.expect("in GCS");
+    assert_eq!(meta["generation"].as_str(), Some(generation.as_str()), "{meta}");
+
+    let (code, body) = get(&app, &format!("/v1/objects/{bucket}/status/never-seen.bin")).await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(body["error"]["code"], "not_found");
+    let (code, body) = get(&app, "/v1/objects/not-an-allowed-bucket/k").await;
+    assert_eq!(code, 403, "{body}");
+
+    let broken = api(&stack, &missing).await;
+    let (code, body) = get(&broken, &format!("/v1/objects/{bucket}/status/broken.bin")).await;
+    assert_eq!(code, 200, "{body}");
+    let dest = &body["destinations"][0];
+    assert_eq!(dest["state"], "failed", "{body}");
+    assert_eq!(dest["failure"]["kind"], kind.as_str());
+    assert!(dest["failure"]["message"].as_str().is_some_and(|m| m.contains("xcr-no-such-dest")), "{body}");
+    assert!(dest.get("done").is_none(), "{body}");
+
+    // The OpenAPI document describes the route.
+    let (_, doc) = get(&app, "/openapi.json").await;
+    assert!(doc["paths"]["/v1/objects/{bucket}/{key}"]["get"].is_object(), "documented");
+
+    // The CLI: the same answers, JSON and human.
+    let (code, out, err) = xcr_cli(&stack, &[], &["status", &format!("s3://{bucket}/{key}"), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let cli: Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(cli["destinations"][0]["done"]["generation"], generation.as_str());
+    assert_eq!(cli["destinations"][0]["state"], "replicated");
+    let (code, out, err) = xcr_cli(&stack, &[], &["status", &format!("s3://{bucket}/{key}")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("replicated") && out.contains(&format!("generation {generation}")), "{out}");
+    let (code, _, err) = xcr_cli(&stack, &[], &["status", &format!("s3://{bucket}/status/never-seen.bin")]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("nothing is recorded"), "{err}");
+    let (code, out, err) = xcr_cli(&stack, &missing, &["status", &format!("s3://{bucket}/status/broken.bin")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("failed ({kind})")), "{out}");
+}
