@@ -2,7 +2,7 @@
 //! the environment points at (the local stack from `.xcr/local.env`, LocalStack, or real clouds).
 //!
 //! Exit codes: 0 success; 1 the operation failed (or `busy`: try again); 2 bad usage or
-//! configuration; 3 the source object does not exist.
+//! configuration; 3 the source object does not exist (`xcr status`: nothing is recorded for it).
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
