@@ -260,4 +260,35 @@ async fn status_tells_replicated_never_seen_and_failed_objects_apart() {
     let (code, out, err) = xcr_cli(&stack, &missing, &["status", &format!("s3://{bucket}/status/broken.bin")]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("failed ({kind})")), "{out}");
+
+    // `xcr pump` writes the same EMF lines (here to a file), its stdout stays its own JSON. The
+    // queue holds the two uploads' notifications: one duplicate, and broken.bin now copied into
+    // the real destination, which clears its failure.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("metrics.jsonl");
+    let file_var = file.to_string_lossy().to_string();
+    let (code, out, err) =
+        xcr_cli(&stack, &[("XCR_METRICS", file_var.as_str())], &["pump", "--until-idle", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let totals: Value = serde_json::from_str(out.trim()).expect("stdout is the pump's JSON alone");
+    assert_eq!(totals["failed"], 0, "{totals}");
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .expect("metrics file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    // The pump sweeps jobs too, and writes the migrate function's line for it.
+    let (lines, sweeps): (Vec<Value>, Vec<Value>) = lines.into_iter().partition(|l| l["Function"] == "replicate");
+    assert!(
+        !sweeps.is_empty() && sweeps.iter().all(|l| l["Function"] == "migrate" && l["Invocations"] == 1),
+        "{sweeps:?}"
+    );
+    assert_eq!(sum(&lines, &[], "ObjectsReplicated"), 1, "{lines:?}");
+    assert_eq!(sum(&lines, &[], "Duplicates"), 1, "{lines:?}");
+    assert_eq!(sum(&lines, &[], "BytesReplicated"), 1_000);
+    assert!(!err.contains("\"_aws\""), "with XCR_METRICS set, no metric line on stderr");
+    let (_, out, _) = xcr_cli(&stack, &[], &["status", &format!("s3://{bucket}/status/broken.bin"), "--json"]);
+    let cli: Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(cli["destinations"][0]["state"], "replicated", "a completed copy clears the failure: {cli}");
+    assert!(cli["destinations"][0].get("failure").is_none(), "{cli}");
 }
