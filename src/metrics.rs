@@ -335,8 +335,14 @@ impl Sink {
         let text = || lines.iter().map(|l| format!("{l}\n")).collect::<String>();
         let written = match self {
             Self::Off => Ok(()),
+            // A raw handle: `print!` would panic on a closed pipe (`xcr pump | head`).
             Self::Stdout => std::io::stdout().lock().write_all(text().as_bytes()),
-            Self::Stderr => std::io::stderr().lock().write_all(text().as_bytes()),
+            // `eprint!` like the CLI's other stderr output: a test harness captures it instead
+            // of flooding its output with the lines of every in-process handler.
+            Self::Stderr => {
+                eprint!("{}", text());
+                Ok(())
+            }
             Self::File(path) => std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
