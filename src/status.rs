@@ -28,7 +28,8 @@ pub struct DestinationStatus {
     /// `gs://bucket/name`.
     pub destination: String,
     /// `replicated` (the last action recorded is a verified copy), `deleted`, `failed` (the last
-    /// attempt failed; `done` may still describe an older copy), `in_progress` (a live lease),
+    /// attempt failed; `done` may still describe an older copy), `source_missing` (the last
+    /// attempt found no source object: not a failure, nothing to copy), `in_progress` (a live lease),
     /// `pending` (claimed before, nothing recorded yet: a continuation or a retry is due) or
     /// `unknown` (the ledger has nothing for this destination).
     pub state: String,
@@ -136,8 +137,8 @@ pub fn destination_status(dest: &Destination, item: Option<&LedgerItem>, now_ms:
     }
     st.state = if leased {
         "in_progress"
-    } else if st.failure.is_some() {
-        "failed"
+    } else if let Some(f) = &st.failure {
+        if f.kind == crate::ErrorKind::NotFound.as_str() { "source_missing" } else { "failed" }
     } else {
         match st.done.as_ref().map(|d| d.action.as_str()) {
             Some("delete") => "deleted",
@@ -183,6 +184,11 @@ mod tests {
             ..replicated.clone()
         };
         assert_eq!(st(&failed, 0).state, "failed");
+        let gone = LedgerItem {
+            failure: Some(FailureNote { kind: "not_found".into(), message: "m".into(), at_ms: 0 }),
+            ..Default::default()
+        };
+        assert_eq!(st(&gone, 0).state, "source_missing", "a missing source is not a failure");
         let leased = LedgerItem { lease_owner: Some("o".into()), lease_expires_ms: Some(10), ..failed.clone() };
         assert_eq!(st(&leased, 5).state, "in_progress");
         assert_eq!(st(&leased, 50).state, "failed", "an expired lease is no longer in progress");
