@@ -297,7 +297,9 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         let budget = &self.budget(deadline_ms);
         let metrics =
             std::sync::Mutex::new(Metrics::new(crate::metrics::function_name("replicate"), Metrics::REPLICATE));
-        let answer = self.answer(payload, incoming, deadline_ms, budget, &metrics, &mut counts).await;
+        // Boxed: the batch's future is large, and inline it would grow every caller's (the
+        // pump's futures, a test's stack) by as much.
+        let answer = Box::pin(self.answer(payload, incoming, deadline_ms, budget, &metrics, &mut counts)).await;
         self.metrics.emit(&metrics.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
         answer
     }
