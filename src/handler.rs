@@ -45,6 +45,7 @@ use crate::budget::Budget;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Incoming, Task, decode_invocation};
 use crate::jobs::{JobStatus, TaskTally};
+use crate::metrics::Metrics;
 use crate::ports::{JobStore, Ledger, ObjectSink, ObjectSource, TaskQueue};
 use crate::replicate::{Outcome, Replication, Replicator};
 use futures::StreamExt;
@@ -69,6 +70,8 @@ pub struct Handler<S, K, L, Q, J> {
     max_receives: Option<u32>,
     /// When a failed record comes back ([`crate::redelivery`]).
     retry_clock: crate::redelivery::RetryClock,
+    /// Where each invocation's metrics go ([`crate::metrics`]).
+    metrics: crate::metrics::Sink,
 }
 
 /// How long a job's status is trusted before it is read again (a cancel takes effect within it).
@@ -137,7 +140,14 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             job_writes: tokio::sync::Mutex::new(()),
             max_receives: None,
             retry_clock: crate::redelivery::RetryClock::default(),
+            metrics: crate::metrics::Sink::from_env(),
         }
+    }
+
+    /// Where each invocation's EMF lines go (default: [`crate::metrics::Sink::from_env`]).
+    pub fn with_metrics(mut self, sink: crate::metrics::Sink) -> Self {
+        self.metrics = sink;
+        self
     }
 
     /// Tells the handler the queue's `maxReceiveCount` (see [`Self::handle`]).
@@ -172,15 +182,24 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         deadline_ms: i64,
         budget: &Budget,
         last_delivery: bool,
+        metered: (&std::sync::Mutex<Metrics>, Option<i64>),
     ) -> Vec<Result<Replication>> {
         let mut out = Vec::new();
         for task in tasks {
-            match (&task.job_id, &self.jobs) {
+            let results = match (&task.job_id, &self.jobs) {
                 (Some(job_id), Some(jobs)) => {
-                    out.extend(self.run_job_task(jobs, job_id, task, deadline_ms, budget, last_delivery).await)
+                    self.run_job_task(jobs, job_id, task, deadline_ms, budget, last_delivery).await
                 }
-                _ => out.extend(self.replicator.apply_within(task, deadline_ms, budget).await),
-            }
+                _ => self.replicator.apply_within(task, deadline_ms, budget).await,
+            };
+            // Latency runs from the event's time, else from when the command was queued.
+            let (metrics, enqueued_ms) = metered;
+            let since = task.event_time.as_deref().and_then(crate::replicate::rfc3339_ms).or(enqueued_ms);
+            let now = crate::replicate::now_ms();
+            let mut m = metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            results.iter().for_each(|r| m.record(r, since, now));
+            drop(m);
+            out.extend(results);
         }
         out
     }
@@ -279,9 +298,30 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             decode_invocation(payload).inspect_err(|e| tracing::error!(error = %e.chain(), "rejected invocation"))?;
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         let budget = &self.budget(deadline_ms);
+        let metrics =
+            std::sync::Mutex::new(Metrics::new(crate::metrics::function_name("replicate"), Metrics::REPLICATE));
+        // Boxed: the batch's future is large, and inline it would grow every caller's (the
+        // pump's futures, a test's stack) by as much.
+        let answer = Box::pin(self.answer(payload, incoming, deadline_ms, budget, &metrics, &mut counts)).await;
+        self.metrics.emit(&metrics.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
+        answer
+    }
+
+    /// Runs an invocation's tasks and answers it (see [`Self::handle`]), counting into `metrics`.
+    async fn answer(
+        &self,
+        payload: &Value,
+        incoming: Incoming,
+        deadline_ms: i64,
+        budget: &Budget,
+        metrics: &std::sync::Mutex<Metrics>,
+        counts: &mut BTreeMap<&'static str, u64>,
+    ) -> Result<Value> {
+        let meter =
+            |n: &'static str, by: u64| metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(n, by);
         match incoming {
             Incoming::Direct(tasks) => {
-                let results = self.run_tasks(&tasks, deadline_ms, budget, false).await;
+                let results = self.run_tasks(&tasks, deadline_ms, budget, false, (metrics, None)).await;
                 for r in &results {
                     *counts.entry(verdict(r)).or_default() += 1;
                 }
@@ -297,10 +337,18 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                 let outcomes: Vec<(String, Vec<Result<Replication>>, Option<Error>)> = futures::stream::iter(items)
                     .map(|item| async move {
                         let last = matches!((item.receive_count, self.max_receives), (Some(n), Some(max)) if n >= max);
+                        // A command has no event time: its latency runs from when SQS received it.
+                        let sent = sqs_record(payload, &item.message_id)
+                            .and_then(|r| r["attributes"]["SentTimestamp"].as_str())
+                            .and_then(|t| t.parse::<i64>().ok());
                         match item.tasks {
-                            Ok(tasks) => (item.message_id, self.run_tasks(&tasks, deadline_ms, budget, last).await, None),
+                            Ok(tasks) => {
+                                let results = self.run_tasks(&tasks, deadline_ms, budget, last, (metrics, sent)).await;
+                                (item.message_id, results, None)
+                            }
                             Err(e) => {
                                 tracing::error!(message_id = %item.message_id, error = %e.chain(), "unreadable message");
+                                metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).failure("unreadable");
                                 (item.message_id, Vec::new(), Some(e))
                             }
                         }
@@ -338,6 +386,10 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                         *counts.entry("requeued").or_default() += 1;
                     }
                 }
+                meter("Records", outcomes.len() as u64);
+                meter("FailedRecords", failures.len() as u64);
+                meter("HandedOn", counts.get("handed_on").copied().unwrap_or(0));
+                meter("Requeued", counts.get("requeued").copied().unwrap_or(0));
                 tracing::info!(records = outcomes.len(), failed_records = failures.len(), counts = ?counts, "batch done");
                 Ok(json!({ "batchItemFailures": failures }))
             }

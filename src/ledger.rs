@@ -10,13 +10,25 @@
 use crate::aws::dynamodb::DynamoLedger;
 use crate::aws::{TRANSACTION_RETRY, is_transaction_conflict};
 use crate::error::Result;
-use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, UploadCheckpoint};
+use crate::ports::{Claim, ClaimRequest, DoneRecord, FailureNote, Ledger, LedgerItem, UploadCheckpoint};
 
 #[derive(Debug, Clone)]
 pub enum AnyLedger {
     Dynamo(DynamoLedger),
     /// No idempotency store: `xcr replicate` without `XCR_LEDGER_TABLE` always copies.
     Disabled,
+}
+
+impl AnyLedger {
+    /// The item of one destination object (`gs://bucket/name`), as it is now; `None` when
+    /// nothing is recorded or no ledger is configured. For `xcr status` and
+    /// `GET /v1/objects/...`: the replication path never reads.
+    pub async fn get(&self, key: &str) -> Result<Option<LedgerItem>> {
+        match self {
+            Self::Dynamo(l) => l.get(key).await,
+            Self::Disabled => Ok(None),
+        }
+    }
 }
 
 impl Ledger for AnyLedger {
@@ -40,6 +52,17 @@ impl Ledger for AnyLedger {
         match self {
             Self::Dynamo(l) => {
                 TRANSACTION_RETRY.run_if("release", is_transaction_conflict, |_| l.release(key, owner, raise)).await
+            }
+            Self::Disabled => Ok(()),
+        }
+    }
+
+    async fn note_failure(&self, key: &str, owner: &str, note: &FailureNote) -> Result<()> {
+        match self {
+            Self::Dynamo(l) => {
+                TRANSACTION_RETRY
+                    .run_if("note failure", is_transaction_conflict, |_| l.note_failure(key, owner, note))
+                    .await
             }
             Self::Disabled => Ok(()),
         }

@@ -12,7 +12,7 @@
 //!   SQS record comes back.
 //! * [`aws`], [`gcs`]: adapters for S3 and the GCS upload APIs.
 //! * [`config`]: the environment, read and validated once; [`wiring`] builds the adapters from it.
-//! * [`telemetry`]: JSON logs.
+//! * [`telemetry`]: JSON logs; [`metrics`]: CloudWatch EMF lines.
 
 pub mod api;
 pub mod aws;
@@ -24,6 +24,7 @@ pub mod gcs;
 pub mod handler;
 pub mod jobs;
 pub mod ledger;
+pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod ports;
@@ -32,6 +33,7 @@ pub mod redelivery;
 pub mod replicate;
 pub mod retry;
 pub mod routing;
+pub mod status;
 pub mod telemetry;
 pub mod transfer;
 pub mod wiring;

@@ -188,6 +188,18 @@ pub struct LedgerItem {
     pub lease_expires_ms: Option<i64>,
     /// A resumable upload an earlier attempt left unfinished (it crashed or failed), if any.
     pub upload: Option<UploadCheckpoint>,
+    /// How the last attempt failed, if it did and nothing completed since
+    /// ([`Ledger::note_failure`]): for `xcr status`, never for deciding anything.
+    pub failure: Option<FailureNote>,
+}
+
+/// The last failure of a destination object, as [`Ledger::note_failure`] wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailureNote {
+    /// An [`crate::ErrorKind`] name.
+    pub kind: String,
+    pub message: String,
+    pub at_ms: i64,
 }
 
 /// A resumable upload in progress, remembered in the ledger so that the next attempt on the same
@@ -295,6 +307,14 @@ pub trait Ledger: Send + Sync {
     /// ordering mark ([`LedgerItem::high_water`]); the claim made sure it is above the mark.
     /// `raise` is (sequencer, source bucket).
     fn release(&self, key: &str, owner: &str, raise: Option<(&str, &str)>) -> impl Future<Output = Result<()>> + Send;
+    /// Notes why the lease holder's attempt failed, only if `owner` still holds the lease
+    /// (before it is released); [`Ledger::complete`] clears it. For operators
+    /// (`GET /v1/objects/...`, `xcr status`): nothing decides by it, and a ledger that keeps no
+    /// notes (the default) loses nothing but that answer.
+    fn note_failure(&self, key: &str, owner: &str, note: &FailureNote) -> impl Future<Output = Result<()>> + Send {
+        let _ = (key, owner, note);
+        async { Ok(()) }
+    }
     /// Records (`Some`) or forgets (`None`) the item's unfinished upload and sets the lease's
     /// expiry to `lease_until_ms`, only if `owner` still holds the lease. `Ok(false)` when it
     /// does not. [`Ledger::complete`] forgets the upload too.

@@ -79,11 +79,15 @@ pub fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
     let records: Vec<Value> = messages
         .iter()
         .map(|m| {
+            let mut attributes = json!({ "ApproximateReceiveCount": m.receive_count.to_string() });
+            if let Some(sent) = m.sent_ms {
+                attributes["SentTimestamp"] = json!(sent.to_string());
+            }
             json!({
                 "messageId": m.id,
                 "receiptHandle": m.receipt_handle,
                 "body": m.body,
-                "attributes": { "ApproximateReceiveCount": m.receive_count.to_string() },
+                "attributes": attributes,
                 "messageAttributes": {},
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,
@@ -264,14 +268,21 @@ async fn step_jobs<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore>(
 /// logged, not fatal: it is a safety net, and the next one tries again.
 async fn sweep<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore>(driver: &Driver<Lst, Q, J>) {
     // Boxed: inline, the sweep's future would grow every pump future (and its callers' stacks).
+    // The same metrics line the migrate function writes for a sweep ([`crate::metrics`]).
     match Box::pin(driver.sweep()).await {
-        Ok(swept) => tracing::info!(
-            resume = swept.resume.len(),
-            finished = swept.finished.len(),
-            dead_letters_counted = swept.dead_letters_counted,
-            "job sweep"
-        ),
-        Err(e) => tracing::warn!(error = %e.chain(), "job sweep failed; the next one tries again"),
+        Ok(swept) => {
+            crate::metrics::emit_migrate("migrate", swept.dead_letters_counted, None);
+            tracing::info!(
+                resume = swept.resume.len(),
+                finished = swept.finished.len(),
+                dead_letters_counted = swept.dead_letters_counted,
+                "job sweep"
+            )
+        }
+        Err(e) => {
+            crate::metrics::emit_migrate("migrate", 0, Some(e.kind()));
+            tracing::warn!(error = %e.chain(), "job sweep failed; the next one tries again")
+        }
     }
 }
 

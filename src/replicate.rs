@@ -60,7 +60,8 @@ use crate::events::{Action, Task, sequencer_order};
 use crate::jobs::Overwrite;
 use crate::model::{Destination, ObjectRef};
 use crate::ports::{
-    Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, ObjectSink, ObjectSource, UploadCheckpoint, UploadJournal,
+    Claim, ClaimRequest, DoneRecord, FailureNote, Ledger, LedgerItem, ObjectSink, ObjectSource, UploadCheckpoint,
+    UploadJournal,
 };
 use crate::routing::Router;
 use crate::transfer::{Copy, Paused, Transfer, TransferReport};
@@ -378,7 +379,14 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             }
             // Skipped, continued or failed: give the lease back so a redelivery need not wait for
             // it; a continuation claims it the moment it is delivered. The upload checkpoint stays.
+            // A failure is noted first, while the lease is ours, for `xcr status` (best effort).
             _ => {
+                if let Err(e) = &applied {
+                    let note = FailureNote { kind: e.kind().as_str().into(), message: e.to_string(), at_ms: now_ms() };
+                    if let Err(n) = self.ledger.note_failure(&key, &owner, &note).await {
+                        tracing::warn!(error = %n.chain(), "could not note the failure in the ledger");
+                    }
+                }
                 self.release(&key, &owner, None).await;
             }
         }

@@ -2,7 +2,7 @@
 //! hand), and `/docs`, a self-contained page rendered from that same document: it works
 //! without a CDN, on an air-gapped network, and cannot drift from the code.
 
-use super::{error, health, jobs, replicate};
+use super::{error, health, jobs, objects, replicate};
 use axum::Json;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -26,13 +26,14 @@ use utoipa::openapi::path::Operation;
         jobs::list_jobs,
         jobs::get_job,
         jobs::cancel_job,
+        objects::object_status,
         openapi_json,
         docs_page,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     tags(
         (name = "service", description = "What this is and whether its dependencies answer"),
-        (name = "replicate", description = "Copy named objects now"),
+        (name = "replicate", description = "Copy named objects now, and see what was recorded for one"),
         (name = "jobs", description = "Migration (backfill) jobs"),
     )
 )]

@@ -4,6 +4,7 @@
 //! * `GET /`, `GET /v1/health`: what this is, and live checks of its dependencies.
 //! * `POST /v1/replicate`, `POST /v1/replicate/batch`: explicit copies through the ledger.
 //! * `/v1/jobs...`: migration jobs.
+//! * `GET /v1/objects/{bucket}/{key}`: what the ledger knows about one object.
 //! * `GET /openapi.json`, `GET /docs`: the contract, generated from this code.
 //!
 //! Every answer carries `x-request-id`; every error is `{"error": {"code", "message",
@@ -14,6 +15,7 @@ pub mod error;
 mod extract;
 pub mod health;
 pub mod jobs;
+pub mod objects;
 pub mod replicate;
 pub mod settings;
 
@@ -144,6 +146,7 @@ pub fn router(api: SharedApi) -> Router {
         .route("/v1/jobs", post(jobs::create_job).get(jobs::list_jobs))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
+        .route("/v1/objects/{bucket}/{*key}", get(objects::object_status))
         .route("/openapi.json", get(docs::openapi_json))
         .route("/docs", get(docs::docs_page))
         .fallback(not_found)

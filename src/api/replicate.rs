@@ -468,9 +468,12 @@ impl Api {
             return Ok(Processed::Queued { source, message_id, reason });
         }
 
-        let deadline = crate::replicate::now_ms() + REQUEST_DEADLINE.as_millis() as i64;
+        let requested = crate::replicate::now_ms();
+        let deadline = requested + REQUEST_DEADLINE.as_millis() as i64;
+        let applied = self.replicator.apply(&task, deadline).await;
+        crate::metrics::emit_results("api", &applied, Some(requested));
         let mut results = Vec::new();
-        for r in self.replicator.apply(&task, deadline).await {
+        for r in applied {
             results.push(r.map_err(ApiError::from)?);
         }
         if let Some(busy) = results.iter().find(|r| r.outcome == Outcome::Busy) {

@@ -20,7 +20,7 @@
 use super::attrs::{Item, get_n, get_s, n, s};
 use super::classify;
 use crate::error::Result;
-use crate::ports::{Claim, ClaimRequest, DoneRecord, Ledger, LedgerItem, UploadCheckpoint};
+use crate::ports::{Claim, ClaimRequest, DoneRecord, FailureNote, Ledger, LedgerItem, UploadCheckpoint};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
@@ -94,8 +94,19 @@ fn parse_item(item: &Item) -> LedgerItem {
         lease_owner: get_s(item, "lease_owner"),
         lease_expires_ms: get_n(item, "lease_expires"),
         upload,
+        failure: get_s(item, "fail_kind").map(|kind| FailureNote {
+            kind,
+            message: get_s(item, "fail_msg").unwrap_or_default(),
+            at_ms: get_n(item, "fail_at").unwrap_or_default(),
+        }),
     }
 }
+
+/// The attributes of a failure note ([`Ledger::note_failure`]), removed together.
+const FAILURE_ATTRS: [&str; 3] = ["fail_kind", "fail_msg", "fail_at"];
+
+/// Longest failure message kept in the ledger (the whole chain is in the logs).
+const MAX_FAILURE_MESSAGE: usize = 1_000;
 
 /// Every attribute of a remembered upload, removed together.
 const UPLOAD_ATTRS: [&str; 7] =
@@ -184,6 +195,8 @@ impl Ledger for DynamoLedger {
         // The copy is done: an unfinished upload recorded for this item is over.
         let mut removes = vec!["lease_owner", "lease_expires"];
         removes.extend(UPLOAD_ATTRS);
+        // A failure noted by an earlier attempt is over too.
+        removes.extend(FAILURE_ATTRS);
         let mut req = self
             .client
             .update_item()
@@ -267,6 +280,30 @@ impl Ledger for DynamoLedger {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(classify(e, &format!("release {key}"))),
+        }
+    }
+
+    async fn note_failure(&self, key: &str, owner: &str, note: &FailureNote) -> Result<()> {
+        let message: String = note.message.chars().take(MAX_FAILURE_MESSAGE).collect();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .key("sk", s(SK))
+            .condition_expression("lease_owner = :owner")
+            .update_expression("SET fail_kind = :kind, fail_msg = :msg, fail_at = :at")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":kind", s(&note.kind))
+            .expression_attribute_values(":msg", s(message))
+            .expression_attribute_values(":at", n(note.at_ms))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            // The lease is gone: whoever holds it now writes its own story.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(classify(e, &format!("note the failure of {key}"))),
         }
     }
 

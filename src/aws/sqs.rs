@@ -16,6 +16,9 @@ pub struct Message {
     pub receipt_handle: String,
     pub body: String,
     pub receive_count: u32,
+    /// `SentTimestamp`: when SQS received the message (epoch ms), a command's enqueue time for
+    /// the replication-latency metric ([`crate::metrics`]).
+    pub sent_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,7 +118,8 @@ impl Queue {
             .queue_url(&self.url)
             .max_number_of_messages(max.clamp(1, 10))
             .wait_time_seconds(wait_secs.clamp(0, 20))
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount);
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp);
         if let Some(v) = visibility_secs {
             req = req.visibility_timeout(v);
         }
@@ -132,6 +136,10 @@ impl Queue {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1),
+                sent_ms: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|v| v.parse().ok()),
             })
             .collect())
     }

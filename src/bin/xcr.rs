@@ -2,7 +2,7 @@
 //! the environment points at (the local stack from `.xcr/local.env`, LocalStack, or real clouds).
 //!
 //! Exit codes: 0 success; 1 the operation failed (or `busy`: try again); 2 bad usage or
-//! configuration; 3 the source object does not exist.
+//! configuration; 3 the source object does not exist (`xcr status`: nothing is recorded for it).
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -64,6 +64,20 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         concurrent_batches: usize,
         /// Print the totals as JSON when done.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the ledger knows about one object at each destination its routing rules give
+    /// (outcome, GCS generation, size, CRC32C, source version and ETag, when, lag, or the last
+    /// failure). Exit 3 when nothing is recorded for it.
+    Status {
+        /// The object, as s3://BUCKET/KEY.
+        source: String,
+        /// Look at this destination (gs://BUCKET, gs://BUCKET/NAME or gs://BUCKET/PREFIX/)
+        /// instead of the routing rules'.
+        #[arg(long)]
+        dest: Option<String>,
+        /// Print the status as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -201,6 +215,7 @@ async fn main() -> ExitCode {
         }
         Command::Dlq { command: DlqCommand::Count { dlq, json } } => report(dlq_count(dlq).await, json),
         Command::Jobs { command } => jobs::run(command).await,
+        Command::Status { source, dest, json } => status(&source, dest.as_deref(), json).await,
         Command::Serve { port, bind } => match serve(bind, port).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -369,6 +384,75 @@ async fn replicate(
             fail(e.kind().as_str(), e.chain(), code)
         }
     }
+}
+
+async fn status(source: &str, dest: Option<&str>, json: bool) -> ExitCode {
+    let fail = |message: String, code: u8| {
+        eprintln!("xcr: {message}");
+        ExitCode::from(code)
+    };
+    let (obj, dest) = match parse_targets(source, dest, None) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{e:#}"), 2),
+    };
+    let needs = Needs { ledger: true, destination: dest.is_none(), ..Needs::default() };
+    let cfg = match Config::from_env(needs) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string(), 2),
+    };
+    let replicator = match wiring::replicator(&cfg).await {
+        Ok(r) => r,
+        Err(e) => return fail(e.chain(), 2),
+    };
+    let destinations = match dest {
+        Some(d) => vec![d],
+        None => replicator.router().route(&obj.bucket, &obj.key),
+    };
+    if destinations.is_empty() {
+        return fail(format!("no routing rule matches {obj}; name a destination with --dest"), 2);
+    }
+    let now = xcr::replicate::now_ms();
+    let st = match xcr::status::object_status(replicator.ledger(), &obj.bucket, &obj.key, &destinations, now).await {
+        Ok(Some(st)) => st,
+        Ok(None) => return fail(format!("nothing is recorded for {obj}"), 3),
+        Err(e) => return fail(e.chain(), if e.kind() == ErrorKind::Config { 2 } else { 1 }),
+    };
+    if json {
+        match serde_json::to_string(&st) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(format!("cannot encode the status: {e}"), 1),
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!("s3://{}/{}", st.bucket, st.key);
+    for d in &st.destinations {
+        let mut line = format!("  {}: {}", d.destination, d.state);
+        if let Some(done) = &d.done {
+            line.push_str(&format!(" | last {} at {}", done.action, done.done_at));
+            let fields = [
+                ("generation", done.generation.clone()),
+                ("bytes", done.size.map(|s| s.to_string())),
+                ("crc32c", done.crc32c.clone()),
+                ("version", done.source_version_id.clone()),
+                ("etag", done.source_etag.clone()),
+                ("lag", done.lag_seconds.map(|l| format!("{l:.1} s"))),
+                ("job", done.job_id.clone()),
+            ];
+            for (name, v) in fields {
+                if let Some(v) = v {
+                    line.push_str(&format!(", {name} {v}"));
+                }
+            }
+        }
+        if let Some(f) = &d.failure {
+            line.push_str(&format!(" | failed ({}) at {}: {}", f.kind, f.at, f.message));
+        }
+        if let Some(offset) = d.upload_offset {
+            line.push_str(&format!(" | upload checkpoint at {offset} bytes"));
+        }
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Parses `s3://BUCKET/KEY` and `gs://BUCKET[/NAME]`.

@@ -120,10 +120,15 @@ def test_queues_redrive_visibility_policy(deployed):
 def test_alarms_applied(deployed):
     _, env = deployed
     alarms = {a["AlarmName"]: a for a in clients(env)["cloudwatch"].describe_alarms()["MetricAlarms"]}
-    assert set(alarms) == {"xcr-replicate-dlq-not-empty", "xcr-replicate-queue-age"}
+    assert set(alarms) == {"xcr-replicate-dlq-not-empty", "xcr-replicate-queue-age", "xcr-replicate-dlq-age"}
     dlq = alarms["xcr-replicate-dlq-not-empty"]
     assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible" and dlq["Threshold"] == 0.0
     assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": "xcr-replicate-dlq"}]
+    age = alarms["xcr-replicate-dlq-age"]
+    assert age["MetricName"] == "ApproximateAgeOfOldestMessage" and age["Threshold"] == 86400.0
+    assert age["Dimensions"] == [{"Name": "QueueName", "Value": "xcr-replicate-dlq"}]
+    # No AlarmTopicArn nor AlarmEmail: the conditional actions leave none.
+    assert age["AlarmActions"] == [] and age["OKActions"] == []
 
 
 def test_no_function_resources_locally(deployed):

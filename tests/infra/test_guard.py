@@ -35,6 +35,12 @@ RULES = {
     "migrate_has_no_google_credential",
     "source_notifications_include_lifecycle_expirations",
     "source_bucket_tls_only",
+    "alarms_notify_and_explain",
+    "replication_latency_alarm_on_the_objective",
+    "per_record_failure_alarm",
+    "operational_alarms_exist",
+    "alarm_topic_mails_the_operator",
+    "one_dashboard",
 }
 
 
@@ -99,6 +105,19 @@ def _add_resource(name: str, resource: dict) -> Callable[[dict], None]:
         t["Resources"][name] = resource
 
     return mutate
+
+
+def _drop_resource(name: str) -> Callable[[dict], None]:
+    def mutate(t: dict) -> None:
+        del t["Resources"][name]
+
+    return mutate
+
+
+def _without_job_task_failures(t: dict) -> None:
+    metrics = t["Resources"]["ReplicationFailuresAlarm"]["Properties"]["Metrics"]
+    metrics[:] = [m for m in metrics if m["Id"] != "jobtasks"]
+    metrics[-1]["Expression"] = "FILL(tasks, 0)"
 
 
 def _not_action(t: dict) -> None:
@@ -237,6 +256,24 @@ BREAKAGES = [
     ("source_notifications_include_lifecycle_expirations", "no lifecycle events", _no_lifecycle_events),
     ("source_bucket_tls_only", "no bucket policy", _delete(f"{R}.SourceBucketPolicy")),
     ("source_bucket_tls_only", "TLS condition inverted", _set(f"{R}.SourceBucketPolicy.{P}.PolicyDocument.Statement.0.Condition.Bool.aws:SecureTransport", "true")),
+    ("alarms_notify_and_explain", "alarm without actions", _delete(f"{R}.Api5xxAlarm.{P}.AlarmActions")),
+    ("alarms_notify_and_explain", "alarm that never clears", _delete(f"{R}.DLQAgeAlarm.{P}.OKActions")),
+    ("alarms_notify_and_explain", "missing data breaches", _set(f"{R}.ThrottlesAlarm.{P}.TreatMissingData", "breaching")),
+    ("alarms_notify_and_explain", "unexplained alarm", _delete(f"{R}.ReplicationLatencyAlarm.{P}.AlarmDescription")),
+    ("replication_latency_alarm_on_the_objective", "p50 instead of p99", _set(f"{R}.ReplicationLatencyAlarm.{P}.ExtendedStatistic", "p50")),
+    ("replication_latency_alarm_on_the_objective", "threshold not the objective", _set(f"{R}.ReplicationLatencyAlarm.{P}.Threshold", 3600)),
+    ("replication_latency_alarm_on_the_objective", "no latency alarm", _drop_resource("ReplicationLatencyAlarm")),
+    ("per_record_failure_alarm", "tolerates failures", _set(f"{R}.ReplicationFailuresAlarm.{P}.Threshold", 5)),
+    ("per_record_failure_alarm", "averaged", _set(f"{R}.ReplicationFailuresAlarm.{P}.Metrics.0.MetricStat.Stat", "Average")),
+    ("per_record_failure_alarm", "job tasks left out", _without_job_task_failures),
+    ("per_record_failure_alarm", "no failure alarm", _drop_resource("ReplicationFailuresAlarm")),
+    ("operational_alarms_exist", "no DLQ age alarm", _drop_resource("DLQAgeAlarm")),
+    ("operational_alarms_exist", "no throttles alarm", _drop_resource("ThrottlesAlarm")),
+    ("operational_alarms_exist", "no 5xx alarm", _drop_resource("Api5xxAlarm")),
+    ("alarm_topic_mails_the_operator", "topic always created", _delete(f"{R}.AlarmTopic.Condition")),
+    ("alarm_topic_mails_the_operator", "not an e-mail", _set(f"{R}.AlarmTopic.{P}.Subscription.0.Protocol", "http")),
+    ("one_dashboard", "no dashboard", _drop_resource("Dashboard")),
+    ("one_dashboard", "two dashboards", _add_resource("Extra", {"Type": "AWS::CloudWatch::Dashboard", "Properties": {"DashboardBody": "{}"}})),
 ]
 
 

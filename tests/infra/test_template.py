@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import stack
 
@@ -16,6 +17,7 @@ ROUTES = {
     "GET /v1/jobs",
     "GET /v1/jobs/{id}",
     "POST /v1/jobs/{id}/cancel",
+    "GET /v1/objects/{bucket}/{key+}",
     "GET /openapi.json",
     "GET /docs",
 }
@@ -87,11 +89,76 @@ def test_sqs_event_source_and_async_failures(template):
 
 def test_alarms_cover_dlq_age_and_errors(template):
     alarms = of_type(template, "AWS::CloudWatch::Alarm")
-    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
+    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values() if "MetricName" in a["Properties"])
     assert metrics == [
-        "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesVisible",
-        "Errors", "Errors", "Errors",
+        "5xx", "ApproximateAgeOfOldestMessage", "ApproximateAgeOfOldestMessage",
+        "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesVisible",
+        "Errors", "Errors", "Errors", "ReplicationLatency",
     ]
+
+
+def _metric_stats(alarm: dict) -> dict:
+    return {m["Id"]: m["MetricStat"]["Metric"] for m in alarm["Properties"]["Metrics"] if "MetricStat" in m}
+
+
+def test_replication_objective_failure_throttle_and_5xx_alarms(template):
+    """Issue 15: lag p99 above the objective, any per-record failure, throttles, API 5xx, the
+    DLQ's age; every alarm notifies AlarmTopicArn and/or the AlarmEmail topic."""
+    params, res = template["Parameters"], template["Resources"]
+    assert params["ReplicationObjectiveSeconds"]["Default"] == 900
+    latency = res["ReplicationLatencyAlarm"]["Properties"]
+    assert latency["Namespace"] == "xcr" and latency["ExtendedStatistic"] == "p99"
+    assert latency["Threshold"] == {"Ref": "ReplicationObjectiveSeconds"}
+    assert latency["Unit"] == "Seconds", "the metric is written in seconds (src/metrics.rs)"
+    assert latency["Dimensions"] == [{"Name": "Function", "Value": {"Ref": "ReplicateFunction"}}]
+
+    failures = res["ReplicationFailuresAlarm"]["Properties"]
+    stats = _metric_stats(res["ReplicationFailuresAlarm"])
+    assert stats["tasks"]["MetricName"] == "Failures" and stats["tasks"]["Namespace"] == "xcr"
+    assert stats["tasks"]["Dimensions"][0]["Value"] == {"Ref": "ReplicateFunction"}
+    assert stats["jobtasks"]["MetricName"] == "JobTasksFailed"
+    assert stats["jobtasks"]["Dimensions"][0]["Value"] == {"Ref": "MigrateFunction"}
+    (expr,) = [m for m in failures["Metrics"] if m.get("ReturnData")]
+    assert expr["Expression"] == "FILL(tasks, 0) + FILL(jobtasks, 0)"
+    assert (failures["Threshold"], failures["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+
+    throttles = _metric_stats(res["ThrottlesAlarm"])
+    assert {m["MetricName"] for m in throttles.values()} == {"Throttles"}
+    assert {m["Dimensions"][0]["Value"]["Ref"] for m in throttles.values()} == set(FUNCTIONS)
+    api = res["Api5xxAlarm"]["Properties"]
+    assert (api["Namespace"], api["Dimensions"][0]["Value"]) == ("AWS/ApiGateway", {"Ref": "HttpApi"})
+    dlq_age = res["DLQAgeAlarm"]["Properties"]
+    assert dlq_age["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ReplicateDLQ", "QueueName"]}
+    assert dlq_age["Threshold"] == {"Ref": "DLQAgeAlarmSeconds"}
+
+    topic = res["AlarmTopic"]
+    assert topic["Condition"] == "HasAlarmEmail"
+    assert topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    actions = [
+        {"Fn::If": ["HasAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AWS::NoValue"}]},
+        {"Fn::If": ["HasAlarmEmail", {"Ref": "AlarmTopic"}, {"Ref": "AWS::NoValue"}]},
+    ]
+    for name, alarm in of_type(template, "AWS::CloudWatch::Alarm").items():
+        assert alarm["Properties"]["AlarmActions"] == actions, name
+        assert alarm["Properties"]["OKActions"] == actions, name
+
+
+def test_one_dashboard_shows_lag_throughput_failures_and_queues(template):
+    (dashboard,) = of_type(template, "AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Condition"] == "WithFunctions"
+    body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = set(re.findall(r"\$\{([^}]+)\}", body))
+    assert names <= {"AWS::Region", "ReplicateFunction", "MigrateFunction", "ReplicateQueue.QueueName",
+                     "ReplicateDLQ.QueueName", "ReplicationObjectiveSeconds"}, names
+    widgets = json.loads(re.sub(r"\$\{([^}]+)\}", "1", body))["widgets"]
+    metrics = {m[1] for w in widgets for m in w["properties"]["metrics"] if isinstance(m[0], str) and m[0] != "..."}
+    for wanted in ("ReplicationLatency", "ObjectsReplicated", "BytesReplicated", "FailedRecords", "JobTasksFailed",
+                   "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+        assert wanted in metrics, wanted
+    stats = {m[-1].get("stat") for w in widgets for m in w["properties"]["metrics"] if isinstance(m[-1], dict)}
+    assert {"p50", "p99"} <= stats
+    assert any("ErrorKind" in m[0].get("expression", "") for w in widgets for m in w["properties"]["metrics"]
+               if isinstance(m[0], dict)), "failures by kind"
 
 
 def test_job_sweep_schedule_and_migrate_failures(template):

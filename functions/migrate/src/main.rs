@@ -45,7 +45,9 @@ async fn main() -> Result<(), Error> {
         if is_sweep(&event.payload) {
             let span = tracing::info_span!("sweep", request_id = %event.context.request_id);
             return async {
-                let swept = driver.sweep().await?;
+                let swept =
+                    driver.sweep().await.inspect_err(|e| xcr::metrics::emit_migrate("migrate", 0, Some(e.kind())))?;
+                xcr::metrics::emit_migrate("migrate", swept.dead_letters_counted, None);
                 // One job that cannot be resumed now does not keep the others waiting.
                 let mut failed = Vec::new();
                 for job_id in &swept.resume {
@@ -68,7 +70,9 @@ async fn main() -> Result<(), Error> {
         let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
         let span = tracing::info_span!("invocation", request_id = %event.context.request_id, job_id = %job_id);
         async {
-            let step = driver.run(&job_id, deadline_ms, MARGIN_MS).await?;
+            let step = driver.run(&job_id, deadline_ms, MARGIN_MS).await;
+            xcr::metrics::emit_migrate("migrate", 0, step.as_ref().err().map(xcr::Error::kind));
+            let step = step?;
             // More to list: continue in a fresh invocation with a fresh 15 minutes. Not when
             // another driver holds the job (`Held`): that one continues it, and were it dead,
             // the sweep resumes the job once its lease lapses; re-invoking would spin.
