@@ -42,7 +42,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +159,14 @@ class Package:
         return f"{prefix}/lambda/{self.function}/{self.sha256}.zip"
 
 
-def find_packages(lambda_dir: Path) -> list[Package]:
+def find_packages(lambda_dir: Path, planning: bool = False) -> list[Package]:
+    """The three built function zips. `planning` (the dry run): a zip not built yet is listed as
+    what the build will produce (size 0, key named after the build) instead of an error: a plan
+    shows what it would build, it does not demand it."""
     missing = [f for f in FUNCTIONS if not (lambda_dir / f / "bootstrap.zip").is_file()]
+    if missing and planning:
+        return [Package(f, lambda_dir / f / "bootstrap.zip", 0, "<sha256-of-the-build>") if f in missing
+                else _package(lambda_dir, f) for f in FUNCTIONS]
     if missing:
         paths = ", ".join(str(lambda_dir / f / "bootstrap.zip") for f in missing)
         raise DeployError(
@@ -168,12 +174,13 @@ def find_packages(lambda_dir: Path) -> list[Package]:
             f"`{shlex.join(BUILD_COMMAND)}` (make deploy does); every function "
             f"({', '.join(FUNCTIONS)}) must exist as a workspace package"
         )
-    packages = []
-    for function in FUNCTIONS:
-        path = lambda_dir / function / "bootstrap.zip"
-        data = path.read_bytes()
-        packages.append(Package(function, path, len(data), hashlib.sha256(data).hexdigest()))
-    return packages
+    return [_package(lambda_dir, f) for f in FUNCTIONS]
+
+
+def _package(lambda_dir: Path, function: str) -> Package:
+    path = lambda_dir / function / "bootstrap.zip"
+    data = path.read_bytes()
+    return Package(function, path, len(data), hashlib.sha256(data).hexdigest())
 
 
 def workspace_packages() -> set[str]:
@@ -375,6 +382,7 @@ class Plan:
     params: dict[str, str]  # what is sent: overrides + code keys
     template_key: str
     existing_bucket_eventbridge: str | None  # bucket whose EventBridge delivery is switched on
+    still_needed: list[str] = field(default_factory=list)  # dry run: what the deploy would refuse
 
     def describe(self, build_step: str | None) -> list[str]:
         lines = [f"stack {self.stack_name} in {self.region} (account {self.account})"]
@@ -385,8 +393,9 @@ class Plan:
         verb = "create" if self.create_artifacts_bucket else "use"
         lines.append(f"2. {verb} artifacts bucket s3://{self.artifacts_bucket} and upload (if not already there):")
         for p in self.packages:
-            lines.append(f"     {p.path.relative_to(ROOT) if p.path.is_relative_to(ROOT) else p.path} "
-                         f"({p.size:,} bytes) -> {p.key(self.stack_name)}")
+            where = p.path.relative_to(ROOT) if p.path.is_relative_to(ROOT) else p.path
+            size = f"{p.size:,} bytes" if p.size else "not built yet: the build step makes it"
+            lines.append(f"     {where} ({size}) -> {p.key(self.stack_name)}")
         lines.append(f"     infra/template.yaml -> {self.template_key}")
         step = 3
         if self.existing_bucket_eventbridge:
@@ -400,10 +409,14 @@ class Plan:
                 value = f"<external_account configuration, {len(value)} bytes>"
             lines.append(f"     {key} = {value}")
         lines.append(f"{step + 1}. execute it, wait, print the outputs")
+        if self.still_needed:
+            lines.append("still needed before `make deploy` can run (DEPLOY_ARGS=\"--param DestBucket=... --gcp-credentials wif.json\", see infra/DEPLOY.md):")
+            lines.extend(f"     - {p}" for p in self.still_needed)
         return lines
 
 
-def make_plan(args: argparse.Namespace, template: dict[str, Any], account: str, region: str) -> Plan:
+def make_plan(args: argparse.Namespace, template: dict[str, Any], account: str, region: str,
+              planning: bool = False) -> Plan:
     overrides = parse_params(args.param, args.params_file)
     if args.gcp_credentials:
         overrides["GcpCredentials"] = gcp_credentials_param(args.gcp_credentials)
@@ -411,7 +424,7 @@ def make_plan(args: argparse.Namespace, template: dict[str, Any], account: str, 
     for key in (*CODE_PARAMETERS.values(), "DeployFunctions"):
         if key in overrides:
             raise DeployError(f"{key} is set by deploy.py (from the built packages), not by --param")
-    packages = find_packages(args.lambda_dir)
+    packages = find_packages(args.lambda_dir, planning)
     prefix = overrides.get("Prefix", str(declared.get("Prefix", {}).get("Default", "xcr")))
     bucket = args.artifacts_bucket or overrides.pop("ArtifactsBucket", "") or f"{prefix}-artifacts-{account}-{region}"
     overrides.pop("ArtifactsBucket", None)
@@ -420,6 +433,12 @@ def make_plan(args: argparse.Namespace, template: dict[str, Any], account: str, 
         params[CODE_PARAMETERS[package.function]] = package.key(args.stack_name)
     resolved = stack.parameter_values(template, params)
     problems = stack.check_rules(template, resolved, {"AWS::AccountId": account, "AWS::Region": region})
+    # A plan lists what the deploy would still ask for (the template's Rules: "needs DestBucket",
+    # "needs GcpCredentials"); a value given wrong (a pattern, an allowed value) is an error in
+    # the plan too.
+    rules = set(template.get("Rules", {}))
+    needed = [p for p in problems if planning and p.split(":", 1)[0] in rules]
+    problems = [p for p in problems if p not in needed]
     if problems:
         raise DeployError("template parameters refused:\n  - " + "\n  - ".join(problems))
     template_hash = hashlib.sha256(args.template.read_bytes()).hexdigest()
@@ -433,6 +452,8 @@ def make_plan(args: argparse.Namespace, template: dict[str, Any], account: str, 
         params=params,
         template_key=f"{args.stack_name}/template/{template_hash}.yaml",
         existing_bucket_eventbridge=resolved.get("SourceBucketName") if uses_existing_bucket(resolved) else None,
+        # A plan lists what the deploy will still ask for; the deploy itself refuses (above).
+        still_needed=needed,
     )
 
 
@@ -444,7 +465,7 @@ def cmd_aws(args: argparse.Namespace) -> int:
     if args.dry_run:
         # No AWS call at all: the account and region are placeholders unless given.
         region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "<region>"
-        plan = make_plan(args, template, "<account>", region)
+        plan = make_plan(args, template, "<account>", region, planning=True)
         say("dry run: nothing is built, uploaded or deployed. The plan:")
         for line in plan.describe(build_step):
             say(f"  {line}")

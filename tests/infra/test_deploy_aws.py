@@ -84,12 +84,29 @@ def test_params_file_and_existing_bucket(lambda_dir, wif, tmp_path):
     assert "CreateSourceBucket = false" in proc.stdout
 
 
-def test_missing_zip_is_named(lambda_dir, wif):
+def test_a_plan_lists_what_it_would_build_instead_of_demanding_it(lambda_dir, wif):
+    # `make deploy-plan` on a fresh clone: nothing built yet. The plan still prints, naming the
+    # zip the build step will make; a built one keeps its content-addressed key.
     (lambda_dir / "api" / "bootstrap.zip").unlink()
     proc = dry_run("--lambda-dir", str(lambda_dir), "--gcp-credentials", str(wif), "--param", "DestBucket=g")
-    assert proc.returncode == 1
-    assert f"missing function package(s): {lambda_dir / 'api' / 'bootstrap.zip'}." in proc.stderr
-    assert "replicate/bootstrap.zip" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert f"{lambda_dir / 'api' / 'bootstrap.zip'} (not built yet: the build step makes it)" in proc.stdout
+    assert "xcr/lambda/api/<sha256-of-the-build>.zip" in proc.stdout
+    digest = hashlib.sha256(b"zip of replicate").hexdigest()
+    assert f"xcr/lambda/replicate/{digest}.zip" in proc.stdout
+    assert "still needed" not in proc.stdout
+
+
+def test_the_real_deploy_still_refuses_a_missing_zip(lambda_dir):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("deploy", DEPLOY)
+    deploy = importlib.util.module_from_spec(spec)
+    import sys
+    sys.modules.setdefault("deploy", deploy)  # dataclasses look their module up there
+    spec.loader.exec_module(deploy)
+    (lambda_dir / "api" / "bootstrap.zip").unlink()
+    with pytest.raises(deploy.DeployError, match=r"missing function package\(s\): .*api/bootstrap.zip\."):
+        deploy.find_packages(lambda_dir)
 
 
 def test_service_account_keys_are_refused(lambda_dir, tmp_path):
@@ -112,10 +129,12 @@ def test_non_aws_credential_source_is_refused(lambda_dir, tmp_path):
 
 
 def test_rules_are_checked_offline(lambda_dir, wif):
+    # What the deploy would still ask for is listed under the plan, not thrown at the reader.
     proc = dry_run("--lambda-dir", str(lambda_dir), "--gcp-credentials", str(wif))
-    assert proc.returncode == 1 and "needs DestBucket or Rules" in proc.stderr
+    assert proc.returncode == 0 and "still needed" in proc.stdout and "needs DestBucket or Rules" in proc.stdout
     proc = dry_run("--lambda-dir", str(lambda_dir), "--param", "DestBucket=g")
-    assert proc.returncode == 1 and "needs GcpCredentials" in proc.stderr
+    assert proc.returncode == 0 and "needs GcpCredentials" in proc.stdout
+    # A value given wrong is an error, not a missing piece.
     proc = dry_run("--lambda-dir", str(lambda_dir), "--gcp-credentials", str(wif), "--param", "DestBucket=g", "--param", "ReplicateTimeout=901")
     assert proc.returncode == 1 and "ReplicateTimeout='901' is not one of" in proc.stderr
 
