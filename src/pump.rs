@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 /// How often the pump looks for new jobs while none has listing left to do.
 const JOB_POLL: Duration = Duration::from_secs(1);
+/// How often `--until-idle` says what it still waits on.
+const WAIT_NOTE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct PumpOptions {
@@ -133,6 +135,7 @@ where
     let mut received: u64 = 0;
     let mut next_job_look: Option<Instant> = None;
     let mut next_sweep = opts.sweep_every.map(|every| Instant::now() + every);
+    let mut last_wait_note: Option<Instant> = None;
     let account = |stats: &mut PumpStats, done: Result<BatchDone>| -> Result<()> {
         let done = done?;
         stats.deleted += done.deleted;
@@ -198,7 +201,17 @@ where
             if let Some(idle) = opts.until_idle {
                 let (visible, in_flight_msgs) = queue.depth().await?;
                 if visible + in_flight_msgs > 0 {
-                    // Failures wait out their visibility timeout: not idle yet.
+                    // Failures wait out their visibility timeout: not idle yet. Say so, at most
+                    // every WAIT_NOTE, so that a person watching `--until-idle` knows what the
+                    // pump waits on instead of seeing it hang.
+                    if last_wait_note.is_none_or(|at: Instant| at.elapsed() >= WAIT_NOTE) {
+                        tracing::info!(
+                            visible,
+                            in_flight = in_flight_msgs,
+                            "not idle: messages still on the queue (failed records come back when their retry time is up; `xcr dlq count` shows the dead letters)"
+                        );
+                        last_wait_note = Some(Instant::now());
+                    }
                     idle_since = Instant::now();
                 } else if idle_since.elapsed() >= idle {
                     // The last chance for a stuck job to end before this pump stops.
