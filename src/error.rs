@@ -110,6 +110,24 @@ impl Error {
         self.applied
     }
 
+    /// Whether the request certainly never reached the service: the connection itself was
+    /// refused (nothing listens there: a stopped emulator, a stale endpoint). Why it matters:
+    /// such a failure cannot have been applied, so nothing needs undoing (no lease to release),
+    /// whereas a reset or a timeout may come after the service applied the request.
+    pub fn never_sent(&self) -> bool {
+        let mut next: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(e) = next {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::ConnectionRefused
+            {
+                return true;
+            }
+            next = e.source();
+        }
+        false
+    }
+
     /// Keeps the underlying error as the `source()` chain, for logs.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));

@@ -341,8 +341,10 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
                 // The claim may have been applied with its answer lost (a reset, a timeout after
                 // DynamoDB wrote it). Why release: that lease is ours and nobody else could free
                 // it; left alone, every redelivery would be `busy` until it expires. The release
-                // is conditional on our owner id, so it is harmless if the claim never landed.
-                if e.is_retryable() {
+                // is conditional on our owner id, so it is harmless if the claim never landed;
+                // a refused connection certainly never landed, and retrying a release against a
+                // dead endpoint would only make the caller wait (a stale local.env).
+                if e.is_retryable() && !e.never_sent() {
                     self.release(&key, &owner, None).await;
                 }
                 return Err(e);
