@@ -802,7 +802,12 @@ fn rejection(current: &LedgerItem, sequencer: Option<&str>, source_bucket: &str,
         }
     }
     let left = current.lease_expires_ms.map(|t| (t - now).max(0) / 1000).unwrap_or(0);
-    (Outcome::Busy, format!("another worker holds the lease for {left} more seconds"))
+    // The lease's end is a bound (its holder's deadline), not the expected wait: holders
+    // release when they finish, and a busy record is tried again within seconds.
+    (
+        Outcome::Busy,
+        format!("another worker is copying this object now (its lease lapses in at most {left} seconds if it dies)"),
+    )
 }
 
 /// Whether GCS's object has the source's size and a checksum that proves the same bytes: the
@@ -1027,7 +1032,7 @@ mod tests {
         let leased = LedgerItem { lease_owner: Some("x".into()), lease_expires_ms: Some(65_000), ..Default::default() };
         let (outcome, why) = rejection(&leased, None, "src", 5_000);
         assert_eq!(outcome, Outcome::Busy);
-        assert!(why.contains("60 more seconds"), "{why}");
+        assert!(why.contains("at most 60 seconds"), "{why}");
     }
 
     #[test]
