@@ -10,6 +10,8 @@ PY           := $(VENV)/bin/python
 STACK_DIR    ?= .xcr
 DEMO_DIR     := .xcr/demo
 CARGO        ?= cargo
+# The GCS emulator local-up and demo start: gcp-storage-emulator (default) or fake-gcs-server.
+GCS          ?= gcp-storage-emulator
 
 # deploy-local, deploy, deploy-plan, infra-check, cfn-guard
 include infra/infra.mk
@@ -38,8 +40,8 @@ build: fetch ## Debug build of the workspace
 release: fetch ## Release build of the workspace
 	$(CARGO) build --workspace --release --locked
 
-local-up: venv ## Start the local stack (moto + GCS emulator) and write .xcr/local.env (STACK_DIR=... elsewhere)
-	$(PY) scripts/stack.py up --dir $(STACK_DIR)
+local-up: venv ## Start the local stack (moto + GCS emulator; GCS=fake-gcs-server for the stricter one) and write .xcr/local.env (STACK_DIR=... elsewhere)
+	$(PY) scripts/stack.py up --dir $(STACK_DIR) --gcs $(GCS)
 
 local-down: ## Stop exactly the processes local-up started
 	@if [ -x $(PY) ]; then $(PY) scripts/stack.py down --dir $(STACK_DIR); else python3 scripts/stack.py down --dir $(STACK_DIR); fi
@@ -49,7 +51,7 @@ local-status: ## Show whether the local stack is running
 
 demo: venv release ## Replicate sample objects end to end on a private local stack and verify them
 	@$(PY) scripts/stack.py down --dir $(DEMO_DIR) >/dev/null 2>&1 || true
-	$(PY) scripts/stack.py up --dir $(DEMO_DIR)
+	$(PY) scripts/stack.py up --dir $(DEMO_DIR) --gcs $(GCS)
 	@rc=0; $(PY) scripts/demo.py --env $(DEMO_DIR)/local.env --xcr target/release/xcr || rc=$$?; \
 	  $(PY) scripts/stack.py down --dir $(DEMO_DIR) >/dev/null || true; \
 	  exit $$rc

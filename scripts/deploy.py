@@ -353,6 +353,8 @@ def _local_stack(args: argparse.Namespace, template: dict[str, Any], params: dic
         dest = current.get("XCR_DEST_BUCKET", args.dest_bucket)
         stack.create_gcs_bucket(gcs.url, dest)
         values = stack.env_values(outputs, aws_url=moto.url, gcs_url=gcs.url, dest_bucket=dest, stack_dir=stack_dir)
+        if "XCR_GCS_EMULATOR" in current:  # which emulator `up --gcs` started: still the one running
+            values["XCR_GCS_EMULATOR"] = current["XCR_GCS_EMULATOR"]
         stack._write_atomic(env_path, stack.render_env(values, stack_dir))
     _print_summary(values, deployer.notes)
     say(f"env file: {env_path}")
