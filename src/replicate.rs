@@ -692,13 +692,15 @@ pub struct LeaseJournal<'a, L> {
 struct JournalState {
     /// The session being written and the last offset reported (not necessarily written).
     upload: Option<UploadCheckpoint>,
-    last_write: Instant,
+    /// Tokio's clock (the same as std's outside tests), so that the journal's timing is tested
+    /// with paused time instead of sleeps that a loaded machine can outlast.
+    last_write: tokio::time::Instant,
     lease_until_ms: i64,
 }
 
 impl<'a, L: Ledger> LeaseJournal<'a, L> {
     pub fn new(ledger: &'a L, key: &'a str, owner: &'a str, lease_until_ms: i64, ttl: Option<Duration>) -> Self {
-        let state = JournalState { upload: None, last_write: Instant::now(), lease_until_ms };
+        let state = JournalState { upload: None, last_write: tokio::time::Instant::now(), lease_until_ms };
         Self { ledger, key, owner, ttl, state: Mutex::new(state) }
     }
 
@@ -720,7 +722,7 @@ impl<'a, L: Ledger> LeaseJournal<'a, L> {
             if let Some(ttl) = self.ttl {
                 st.lease_until_ms = st.lease_until_ms.max(now_ms() + ttl.as_millis() as i64);
             }
-            st.last_write = Instant::now();
+            st.last_write = tokio::time::Instant::now();
             st.lease_until_ms
         };
         self.ledger.checkpoint(self.key, self.owner, upload, until).await
@@ -976,7 +978,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    // Paused time: the interval is judged on tokio's clock, which only the sleeps below move, so
+    // a loaded machine cannot make a write come "late" (#19: no timing a scheduler can break).
+    #[tokio::test(start_paused = true)]
     async fn the_journal_records_the_session_then_progress_at_most_every_interval() {
         let ledger = Writes::default();
         let claimed_until = now_ms() + 1_000;
