@@ -67,7 +67,7 @@ use crate::routing::Router;
 use crate::transfer::{Copy, Paused, Transfer, TransferReport};
 use serde::Serialize;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
 
 /// How a task ended for one destination.
