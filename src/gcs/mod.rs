@@ -109,6 +109,38 @@ impl GcsClient {
         check(resp, "list the destination bucket").await.map(|_| ())
     }
 
+    /// One page of the objects whose names start with `prefix`, in the order GCS lists them
+    /// (lexicographic by the UTF-8 bytes of the name), after `page_token`; the next token, if
+    /// any. For the drift audit ([`crate::audit`]), which merge-walks it against S3's listing.
+    pub async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_token: Option<&str>,
+        max_results: u32,
+    ) -> Result<(Vec<crate::audit::DestEntry>, Option<String>)> {
+        let mut url = format!(
+            "{}/storage/v1/b/{}/o?maxResults={}&fields=items(name,generation,size,crc32c,md5Hash,contentType,metadata),nextPageToken",
+            self.base,
+            utf8_percent_encode(bucket, SEGMENT),
+            max_results.clamp(1, 1000)
+        );
+        if !prefix.is_empty() {
+            url.push_str(&format!("&prefix={}", utf8_percent_encode(prefix, SEGMENT)));
+        }
+        if let Some(t) = page_token {
+            url.push_str(&format!("&pageToken={}", utf8_percent_encode(t, SEGMENT)));
+        }
+        let what = format!("list gs://{bucket}/{prefix}");
+        let resp = self.send(self.http.get(url), &what).await?;
+        if resp.status().as_u16() == 404 {
+            return Err(Error::new(ErrorKind::Config, format!("{what}: bucket gs://{bucket} does not exist")));
+        }
+        let resp = check(resp, &what).await?;
+        let text = resp.text().await.map_err(|e| transport_error(e, &what))?;
+        read_list(&text).map_err(|e| e.context(what))
+    }
+
     /// A delete of exactly `generation`, or of the live object fenced on `if_generation_match`.
     fn delete_url(
         &self,
@@ -335,6 +367,35 @@ fn number_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// A page of an objects.list answer. `items` is absent when the page is empty.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListPage {
+    #[serde(default)]
+    items: Vec<Value>,
+    next_page_token: Option<String>,
+}
+
+/// Reads an objects.list page into audit entries.
+fn read_list(text: &str) -> Result<(Vec<crate::audit::DestEntry>, Option<String>)> {
+    let page: ListPage = serde_json::from_str(text).map_err(|e| {
+        Error::new(ErrorKind::Transient, format!("unexpected GCS list response: {}", truncate(text, 300)))
+            .with_source(e)
+    })?;
+    let mut out = Vec::with_capacity(page.items.len());
+    for item in page.items {
+        let stored = read_object(&item.to_string())?;
+        let content_type = item.get("contentType").and_then(Value::as_str).map(str::to_string);
+        let metadata = item
+            .get("metadata")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        out.push(crate::audit::DestEntry { object: stored, content_type, metadata });
+    }
+    Ok((out, page.next_page_token.filter(|t| !t.is_empty())))
 }
 
 /// Reads an object resource (see [`ObjectResource`] for the defaults).
