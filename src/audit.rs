@@ -1,9 +1,12 @@
 //! Drift audit: does GCS hold what S3 holds?
 //!
-//! Both sides are listed page by page and merge-walked: S3's ListObjectsV2 and GCS's
-//! objects.list both return keys in lexicographic order of their UTF-8 bytes, and a destination
-//! name is a constant prefix plus the source key, which keeps that order. So the walk holds one
-//! page of each side, never the whole bucket.
+//! Both sides are listed page by page and merge-walked: S3's ListObjectsV2 returns general
+//! purpose buckets' keys "in ascending order of the respective key names" (UTF-8 binary order,
+//! per the S3 user guide; directory buckets list in no order and cannot be audited this way),
+//! and GCS's objects.list orders names "lexicographically by name"; a destination name is a
+//! constant prefix plus the source key, which keeps that order. So the walk holds one page of
+//! each side, never the whole bucket. A listing found out of order stops the audit with an
+//! error instead of reporting false drift.
 //!
 //! Each key present on both sides is compared (see [`compare`]): size first, then a checksum
 //! both clouds share (S3's single-part MD5 ETag against GCS's md5Hash, or S3's stored
@@ -251,6 +254,7 @@ pub async fn walk(
     let (mut src_done, mut dst_done) = (false, false);
     let gcs_prefix = format!("{}{}", scope.dest_prefix, scope.source_prefix);
     let dest_url = |name: &str| format!("gs://{}/{}", scope.dest_bucket, name);
+    let (mut last_src, mut last_dst): (Option<String>, Option<String>) = (None, None);
     loop {
         if src_page.is_empty() && !src_done {
             let (items, next) = list_s3(s3, scope, src_token.as_deref()).await?;
@@ -267,6 +271,8 @@ pub async fn walk(
         }
         let src_name = src_page.front().map(|(k, _, _): &(String, u64, String)| format!("{}{k}", scope.dest_prefix));
         let dst_name = dst_page.front().map(|d: &DestEntry| d.object.name.clone());
+        in_order(&mut last_src, src_name.as_deref(), "S3")?;
+        in_order(&mut last_dst, dst_name.as_deref(), "GCS")?;
         let Some(step) = step(src_name.as_deref(), dst_name.as_deref()) else { break };
         let finding = match step {
             Step::SourceOnly => {
@@ -327,6 +333,22 @@ pub async fn walk(
         }
     }
     Ok(counts)
+}
+
+/// Fails unless `next` sorts after the last head seen on that side (the merge walk's premise).
+fn in_order(last: &mut Option<String>, next: Option<&str>, side: &str) -> Result<()> {
+    if let Some(n) = next {
+        if let Some(l) = last.as_deref()
+            && n.as_bytes() < l.as_bytes()
+        {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("the {side} listing is not in key order ({n:?} after {l:?}): it cannot be merge-walked"),
+            ));
+        }
+        *last = Some(n.to_string());
+    }
+    Ok(())
 }
 
 /// One ListObjectsV2 page: (key, size, ETag without quotes).

@@ -190,6 +190,15 @@ async fn audit_reports_each_kind_of_drift_and_repair_closes_it() {
     assert_eq!(meta["metadata"]["xcr-source-key"], "c/corrupt");
     assert!(gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), "e/extra").await.is_none(), "extra deleted");
 
+    // Once xcr has copied the multipart object, the ledger's record of that verified copy (same
+    // generation, size and CRC32C as GCS holds) vouches for it.
+    let (code, _, err) = xcr(&stack, &[], &["replicate", &format!("s3://{src}/f/unverifiable"), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, lines, err) = audit(&deletes, "1000", &[]);
+    let (found, counts) = findings(&lines);
+    assert!(found.is_empty(), "{found:?} {err}");
+    assert_eq!((counts["matching"].as_u64(), code), (Some(7), 0), "{counts}");
+
     // Bad usage.
     let (code, _, err) = xcr(&stack, &[], &["audit", "gs://not-s3"]);
     assert_eq!(code, 2, "{err}");
