@@ -22,8 +22,8 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::gcs::GcsClient;
 use crate::ledger::AnyLedger;
-use crate::model::Destination;
 use crate::model::StoredObject;
+use crate::model::{ContentHeaders, Destination};
 use crate::ports::DoneRecord;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, VecDeque};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestEntry {
     pub object: StoredObject,
-    pub content_type: Option<String>,
+    pub headers: ContentHeaders,
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -47,7 +47,7 @@ pub struct SourceEntry {
     pub etag_is_md5: bool,
     /// The stored CRC32C when it describes the whole object (base64).
     pub crc32c: Option<String>,
-    pub content_type: Option<String>,
+    pub headers: ContentHeaders,
     pub user_metadata: BTreeMap<String, String>,
 }
 
@@ -183,10 +183,24 @@ pub fn compare(src: &SourceEntry, dst: &DestEntry, done: Option<&DoneRecord>) ->
 /// How the GCS object's content type and user metadata differ from what xcr writes for the
 /// source, if they do. Provenance keys (`xcr-source-*`) are xcr's own and not compared.
 pub fn metadata_difference(src: &SourceEntry, dst: &DestEntry) -> Option<String> {
-    let want = src.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
-    let got = dst.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
-    if want != got {
-        return Some(format!("content-type: S3 {want:?}, GCS {got:?}"));
+    let (s, d) = (&src.headers, &dst.headers);
+    let headers = [
+        (
+            "content-type",
+            Some(s.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE)),
+            Some(d.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE)),
+        ),
+        ("content-encoding", s.content_encoding.as_deref(), d.content_encoding.as_deref()),
+        ("content-language", s.content_language.as_deref(), d.content_language.as_deref()),
+        ("content-disposition", s.content_disposition.as_deref(), d.content_disposition.as_deref()),
+        ("cache-control", s.cache_control.as_deref(), d.cache_control.as_deref()),
+    ];
+    for (name, want, got) in headers {
+        // An empty header is no header on either side.
+        let (want, got) = (want.filter(|v| !v.is_empty()), got.filter(|v| !v.is_empty()));
+        if want != got {
+            return Some(format!("{name}: S3 {want:?}, GCS {got:?}"));
+        }
     }
     let gcs_user: BTreeMap<&String, &String> = dst.metadata.iter().filter(|(k, _)| !is_provenance(k)).collect();
     let s3_user: BTreeMap<&String, &String> = src.user_metadata.iter().filter(|(k, _)| !is_provenance(k)).collect();
@@ -426,7 +440,13 @@ async fn head_s3(
         etag_is_md5: !multipart && !encrypted_with_key,
         etag,
         crc32c,
-        content_type: out.content_type().map(str::to_string),
+        headers: ContentHeaders {
+            content_type: out.content_type().map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
+            content_language: out.content_language().map(str::to_string),
+            content_disposition: out.content_disposition().map(str::to_string),
+            cache_control: out.cache_control().map(str::to_string),
+        },
         user_metadata: out
             .metadata()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -444,7 +464,7 @@ mod tests {
             size,
             etag: etag.into(),
             etag_is_md5: !etag.contains('-'),
-            content_type: Some("text/plain".into()),
+            headers: ContentHeaders { content_type: Some("text/plain".into()), ..Default::default() },
             ..Default::default()
         }
     }
@@ -461,7 +481,7 @@ mod tests {
                 crc32c: crc.map(str::to_string),
                 md5: md5.map(str::to_string),
             },
-            content_type: Some("text/plain".into()),
+            headers: ContentHeaders { content_type: Some("text/plain".into()), ..Default::default() },
             metadata,
         }
     }
@@ -510,12 +530,14 @@ mod tests {
         assert!(why.contains("owner"), "{why}");
         d.metadata.insert("owner".into(), "ann".into());
         assert_eq!(compare(&s, &d, None), None);
-        d.content_type = Some("image/png".into());
+        d.headers.content_type = Some("image/png".into());
         assert!(compare(&s, &d, None).expect("content type").1.contains("content-type"));
         // No content type in S3: xcr writes application/octet-stream.
-        s.content_type = None;
-        d.content_type = Some(DEFAULT_CONTENT_TYPE.into());
+        s.headers.content_type = None;
+        d.headers.content_type = Some(DEFAULT_CONTENT_TYPE.into());
         assert_eq!(compare(&s, &d, None), None);
+        d.headers.cache_control = Some("no-cache".into());
+        assert!(compare(&s, &d, None).expect("cache-control").1.starts_with("cache-control"));
     }
 
     #[test]

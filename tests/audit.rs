@@ -199,6 +199,18 @@ async fn audit_reports_each_kind_of_drift_and_repair_closes_it() {
     assert!(found.is_empty(), "{found:?} {err}");
     assert_eq!((counts["matching"].as_u64(), code), (Some(7), 0), "{counts}");
 
+    // A source prefix and a destination prefix: names are PREFIX + key, listed under both.
+    let (code, lines, err) = xcr(
+        &stack,
+        &deletes,
+        &["audit", &format!("s3://{src}/a/"), "--dest", &format!("gs://{}/copies/", stack.dest_bucket()), "--json"],
+    );
+    let (found, counts) = findings(&lines);
+    assert_eq!(found.iter().filter(|(k, _)| k == "missing").count(), 3, "{found:?} {err}");
+    assert_eq!((counts["compared"].as_u64(), code), (Some(0), 1), "{counts}");
+    let copy = format!("gs://{}/copies/a/match-1", stack.dest_bucket());
+    assert!(lines.iter().any(|l| l["destination"] == copy.as_str()), "{lines:?}");
+
     // Bad usage.
     let (code, _, err) = xcr(&stack, &[], &["audit", "gs://not-s3"]);
     assert_eq!(code, 2, "{err}");

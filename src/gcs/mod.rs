@@ -120,7 +120,7 @@ impl GcsClient {
         max_results: u32,
     ) -> Result<(Vec<crate::audit::DestEntry>, Option<String>)> {
         let mut url = format!(
-            "{}/storage/v1/b/{}/o?maxResults={}&fields=items(name,generation,size,crc32c,md5Hash,contentType,metadata),nextPageToken",
+            "{}/storage/v1/b/{}/o?maxResults={}&fields=items(name,generation,size,crc32c,md5Hash,contentType,contentEncoding,contentLanguage,contentDisposition,cacheControl,metadata),nextPageToken",
             self.base,
             utf8_percent_encode(bucket, SEGMENT),
             max_results.clamp(1, 1000)
@@ -387,13 +387,20 @@ fn read_list(text: &str) -> Result<(Vec<crate::audit::DestEntry>, Option<String>
     let mut out = Vec::with_capacity(page.items.len());
     for item in page.items {
         let stored = read_object(&item.to_string())?;
-        let content_type = item.get("contentType").and_then(Value::as_str).map(str::to_string);
+        let text = |field: &str| item.get(field).and_then(Value::as_str).map(str::to_string);
+        let headers = crate::model::ContentHeaders {
+            content_type: text("contentType"),
+            content_encoding: text("contentEncoding"),
+            content_language: text("contentLanguage"),
+            content_disposition: text("contentDisposition"),
+            cache_control: text("cacheControl"),
+        };
         let metadata = item
             .get("metadata")
             .and_then(Value::as_object)
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
             .unwrap_or_default();
-        out.push(crate::audit::DestEntry { object: stored, content_type, metadata });
+        out.push(crate::audit::DestEntry { object: stored, headers, metadata });
     }
     Ok((out, page.next_page_token.filter(|t| !t.is_empty())))
 }
