@@ -3,6 +3,8 @@
 //!
 //! Exit codes: 0 success; 1 the operation failed (or `busy`: try again); 2 bad usage or
 //! configuration; 3 the source object does not exist (`xcr status`: nothing is recorded for it).
+//! `xcr audit`: 0 no drift, 1 drift found, 2 bad usage or configuration, 4 the audit could not
+//! finish.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};

@@ -541,6 +541,24 @@ mod tests {
     }
 
     #[test]
+    fn a_list_page_reads_items_headers_metadata_and_the_next_token() {
+        // An empty page: GCS leaves out `items` (and the token on the last page).
+        let (items, next) = read_list("{}").expect("empty page");
+        assert!(items.is_empty() && next.is_none());
+        let text = r#"{"items":[{"name":"a/é","generation":"5","size":"3","crc32c":"AAAAAQ==","md5Hash":"bQ==",
+            "contentType":"text/plain","cacheControl":"no-cache","metadata":{"owner":"ann","xcr-source-key":"a/%C3%A9"}},
+            {"name":"b","generation":"6"}],"nextPageToken":"tok"}"#;
+        let (items, next) = read_list(text).expect("page");
+        assert_eq!(next.as_deref(), Some("tok"));
+        assert_eq!((items[0].object.name.as_str(), items[0].object.size), ("a/é", 3));
+        assert_eq!(items[0].headers.cache_control.as_deref(), Some("no-cache"));
+        assert_eq!(items[0].metadata.get("owner").map(String::as_str), Some("ann"));
+        assert_eq!((items[1].object.size, items[1].headers.content_type.as_deref()), (0, None));
+        // An item without a generation is no object resource.
+        assert!(read_list(r#"{"items":[{"name":"x"}]}"#).is_err());
+    }
+
+    #[test]
     fn object_names_are_one_encoded_segment() {
         let c = GcsClient::new(Some("http://127.0.0.1:1"), Auth::Anonymous, Duration::from_secs(1)).expect("client");
         assert_eq!(c.object_url("b", "a b/c+d%é"), "http://127.0.0.1:1/storage/v1/b/b/o/a%20b%2Fc%2Bd%25%C3%A9");
