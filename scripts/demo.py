@@ -15,7 +15,9 @@
    as reported by GCS, as reported by xcr, and as stored by S3), the content
    headers, user metadata and xcr's provenance metadata against what S3
    reports for the source object.
-4. Prints one line per object and a summary; exits 1 if anything differs.
+4. Runs `xcr audit s3://BUCKET --json`: the drift audit must report no key
+   missing, different, extra or unverifiable.
+5. Prints one line per object and a summary; exits 1 if anything differs.
 
 The expected values are always recomputed from the bytes uploaded here or read
 from the source with HeadObject, never taken from xcr's own report: the point
@@ -415,6 +417,27 @@ class Demo:
         print(f"xcr pump: {stats.get('messages', '?')} messages in {stats.get('batches', '?')} batches, "
               f"{stats.get('failed', '?')} failed, in {time.monotonic() - started:.1f} s")
 
+    def audit(self) -> list[str]:
+        """`xcr audit s3://BUCKET --json`: lists both sides and compares every key by size,
+        checksum and metadata. Every sample went through xcr, so the audit must find no drift
+        and nothing it cannot verify (the ledger vouches for the multipart copies). Returns the
+        problems found."""
+        assert self.xcr is not None
+        argv = [str(self.xcr), "audit", f"s3://{self.bucket}", "--json"]
+        run = subprocess.run(argv, env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,
+                             capture_output=True, timeout=self.timeout)
+        lines = [json.loads(l) for l in run.stdout.decode(errors="replace").splitlines() if l.strip().startswith("{")]
+        counts = next((l["counts"] for l in lines if "counts" in l), None)
+        if counts is None or run.returncode not in (0, 1):
+            tail = run.stderr.decode(errors="replace").strip().splitlines()[-5:]
+            raise DemoError(f"xcr audit failed ({run.returncode}): " + " | ".join(tail))
+        print(f"xcr audit: {counts['compared']} compared, {counts['matching']} matching, {counts['missing']} missing, "
+              f"{counts['different']} different, {counts['extra']} extra, {counts['unverifiable']} unverifiable")
+        problems = [f"{l['kind']} {l['key']!r}: {l['reason']}" for l in lines if "kind" in l]
+        if run.returncode != 0 and not problems:
+            problems.append(f"xcr audit exit {run.returncode}")
+        return problems
+
     # c. ---------------------------------------------------------------------
 
     def verify(self, sample: Sample) -> None:
@@ -573,7 +596,11 @@ def main(argv: list[str] | None = None) -> int:
         for sample in samples:
             if sample.xcr_error is None:
                 demo.verify(sample)
-        print(f"verified against gs://{demo.dest.name} in {time.monotonic() - started:.1f} s\n")
+        print(f"verified against gs://{demo.dest.name} in {time.monotonic() - started:.1f} s")
+        # Last: the drift audit over the whole bucket must agree that nothing is missing,
+        # different, extra or unverifiable.
+        audit_problems = demo.audit() if xcr is not None else []
+        print()
     except DemoError as err:
         print(f"demo.py: error: {err}", file=sys.stderr)
         return 2
@@ -595,9 +622,14 @@ def main(argv: list[str] | None = None) -> int:
             print("  xcr stderr (last lines):")
             for line in sample.xcr_stderr.splitlines()[-10:]:
                 print(f"    {line}")
+    if audit_problems:
+        print("\nFAILED xcr audit:")
+        for problem in audit_problems:
+            print(f"  - {problem}")
     print(f"\n{len(samples)} objects, {human(total)}, S3 -> GCS")
-    print(f"demo: {len(samples) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    print(f"demo: {len(samples) - len(failed)} passed, {len(failed)} failed"
+          + (f"; audit: {len(audit_problems)} findings" if xcr is not None else ""))
+    return 1 if failed or audit_problems else 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 //! * [`telemetry`]: JSON logs; [`metrics`]: CloudWatch EMF lines.
 
 pub mod api;
+pub mod audit;
 pub mod aws;
 pub mod budget;
 pub mod config;

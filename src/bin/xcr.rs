@@ -3,6 +3,8 @@
 //!
 //! Exit codes: 0 success; 1 the operation failed (or `busy`: try again); 2 bad usage or
 //! configuration; 3 the source object does not exist (`xcr status`: nothing is recorded for it).
+//! `xcr audit`: 0 no drift, 1 drift found, 2 bad usage or configuration, 4 the audit could not
+//! finish.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -80,6 +82,27 @@ enum Command {
         /// Print the status as one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Drift audit: compare S3 with GCS key by key (size, checksum, content type, user metadata)
+    /// and report what is missing, different, extra or unverifiable. Exit 0 no drift, 1 drift
+    /// found, 2 bad usage or configuration, 4 the audit could not finish.
+    Audit {
+        /// What to audit, as s3://BUCKET or s3://BUCKET/PREFIX.
+        source: String,
+        /// gs://BUCKET or gs://BUCKET/PREFIX/ (the name is PREFIX + key). Default: the same key
+        /// in XCR_DEST_BUCKET; required when XCR_RULES is set.
+        #[arg(long)]
+        dest: Option<String>,
+        /// Enqueue on XCR_QUEUE_URL the copies (and, with XCR_REPLICATE_DELETES, the deletes)
+        /// that close the drift; `xcr pump` or the replicate function then applies them.
+        #[arg(long)]
+        repair: bool,
+        /// One JSON object per finding, then one with the counts.
+        #[arg(long)]
+        json: bool,
+        /// Keys per listing page on each side (1 to 1000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        page_size: u32,
     },
     /// Dead-letter queue operations.
     Dlq {
@@ -215,6 +238,9 @@ async fn main() -> ExitCode {
         }
         Command::Dlq { command: DlqCommand::Count { dlq, json } } => report(dlq_count(dlq).await, json),
         Command::Jobs { command } => jobs::run(command).await,
+        Command::Audit { source, dest, repair, json, page_size } => {
+            audit(&source, dest.as_deref(), repair, json, page_size).await
+        }
         Command::Status { source, dest, json } => status(&source, dest.as_deref(), json).await,
         Command::Serve { port, bind } => match serve(bind, port).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -453,6 +479,125 @@ async fn status(source: &str, dest: Option<&str>, json: bool) -> ExitCode {
         println!("{line}");
     }
     ExitCode::SUCCESS
+}
+
+/// `xcr audit`: see [`xcr::audit`].
+async fn audit(source: &str, dest: Option<&str>, repair: bool, json: bool, page_size: u32) -> ExitCode {
+    let fail = |message: String, code: u8| {
+        eprintln!("xcr: {message}");
+        ExitCode::from(code)
+    };
+    let Some((source_bucket, source_prefix)) =
+        source.strip_prefix("s3://").map(|r| r.split_once('/').unwrap_or((r, ""))).filter(|(b, _)| !b.is_empty())
+    else {
+        return fail("the source must look like s3://BUCKET or s3://BUCKET/PREFIX".into(), 2);
+    };
+    let needs = Needs { ledger: false, destination: dest.is_none(), queue: repair, ..Needs::default() };
+    let cfg = match Config::from_env(needs) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string(), 2),
+    };
+    let (dest_bucket, dest_prefix) = match dest {
+        Some(d) => {
+            let Some(rest) = d.strip_prefix("gs://") else {
+                return fail("--dest must look like gs://BUCKET or gs://BUCKET/PREFIX/".into(), 2);
+            };
+            let (b, p) = rest.split_once('/').unwrap_or((rest, ""));
+            if let Err(why) = xcr::config::validate_gcs_bucket(b) {
+                return fail(format!("--dest bucket {b:?}: {why}"), 2);
+            }
+            (b.to_string(), p.to_string())
+        }
+        None if cfg.rules.as_deref().is_some_and(|r| !r.trim().is_empty()) => {
+            return fail("XCR_RULES is set: name the destination to audit with --dest".into(), 2);
+        }
+        None => match cfg.dest_bucket.clone() {
+            Some(b) => (b.trim_start_matches("gs://").trim_end_matches('/').to_string(), String::new()),
+            None => return fail("no destination: pass --dest or set XCR_DEST_BUCKET".into(), 2),
+        },
+    };
+    let scope = xcr::audit::Scope {
+        source_bucket: source_bucket.to_string(),
+        source_prefix: source_prefix.to_string(),
+        dest_bucket,
+        dest_prefix,
+        page_size,
+    };
+    let sdk = xcr::aws::with_timeouts(&xcr::aws::sdk_config().await, cfg.transfer.request_timeout);
+    let s3 = xcr::aws::s3::S3Source::new(&sdk).client().clone();
+    let gcs = match wiring::gcs_client(&cfg) {
+        Ok(g) => g,
+        Err(e) => return fail(e.chain(), 2),
+    };
+    let ledger = match &cfg.ledger_table {
+        Some(t) => xcr::ledger::AnyLedger::Dynamo(xcr::aws::dynamodb::DynamoLedger::new(&sdk, t)),
+        None => xcr::ledger::AnyLedger::Disabled,
+    };
+    let deletes = cfg.replicate_deletes;
+    let mut commands: Vec<String> = Vec::new();
+    let result = xcr::audit::walk(&s3, &gcs, &ledger, &scope, |f| {
+        if json {
+            println!("{}", serde_json::to_string(f).unwrap_or_default());
+        } else {
+            println!("{:<12} {} -> {}: {}", f.kind.as_str(), f.key, f.destination, f.reason);
+        }
+        if repair {
+            let cmd = match f.kind {
+                // `always`: the ledger may remember a copy that GCS no longer holds intact.
+                xcr::audit::Kind::Missing | xcr::audit::Kind::Different => Some(serde_json::json!({
+                    "bucket": scope.source_bucket, "key": f.key, "destination": f.destination, "overwrite": "always"})),
+                xcr::audit::Kind::Extra if deletes => Some(serde_json::json!({
+                    "bucket": scope.source_bucket, "key": f.key, "destination": f.destination, "action": "delete"})),
+                _ => None,
+            };
+            commands.extend(cmd.map(|c| c.to_string()));
+        }
+    })
+    .await;
+    let counts = match result {
+        Ok(c) => c,
+        Err(e) => return fail(format!("the audit did not finish: {}", e.chain()), 4),
+    };
+    let mut enqueued = 0;
+    if repair && !commands.is_empty() {
+        let Some(url) = cfg.queue_url.clone() else {
+            return fail("--repair needs XCR_QUEUE_URL".into(), 2);
+        };
+        let queue = Queue::new(&sdk, url);
+        if let Err(e) = xcr::ports::TaskQueue::send_all(&queue, &commands).await {
+            return fail(format!("the repair commands were not all enqueued: {}", e.chain()), 4);
+        }
+        enqueued = commands.len();
+    }
+    let drift = counts.drift(deletes);
+    if json {
+        let mut line = serde_json::to_value(counts).unwrap_or_default();
+        line["drift"] = serde_json::json!(drift);
+        line["deletes_replicated"] = serde_json::json!(deletes);
+        if repair {
+            line["enqueued"] = serde_json::json!(enqueued);
+        }
+        println!("{}", serde_json::json!({"counts": line}));
+    } else {
+        println!(
+            "audited s3://{}/{} against gs://{}/{}: {} compared, {} matching, {} missing, {} different, {} extra{}, {} unverifiable",
+            scope.source_bucket,
+            scope.source_prefix,
+            scope.dest_bucket,
+            scope.dest_prefix,
+            counts.compared,
+            counts.matching,
+            counts.missing,
+            counts.different,
+            counts.extra,
+            if deletes { "" } else { " (not drift: XCR_REPLICATE_DELETES is off)" },
+            counts.unverifiable
+        );
+        if repair {
+            println!("enqueued {enqueued} repair commands on the queue (run `xcr pump --until-idle 5` locally)");
+        }
+    }
+    if drift == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 /// Parses `s3://BUCKET/KEY` and `gs://BUCKET[/NAME]`.

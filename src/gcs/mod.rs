@@ -109,6 +109,38 @@ impl GcsClient {
         check(resp, "list the destination bucket").await.map(|_| ())
     }
 
+    /// One page of the objects whose names start with `prefix`, in the order GCS lists them
+    /// (lexicographic by the UTF-8 bytes of the name), after `page_token`; the next token, if
+    /// any. For the drift audit ([`crate::audit`]), which merge-walks it against S3's listing.
+    pub async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_token: Option<&str>,
+        max_results: u32,
+    ) -> Result<(Vec<crate::audit::DestEntry>, Option<String>)> {
+        let mut url = format!(
+            "{}/storage/v1/b/{}/o?maxResults={}&fields=items(name,generation,size,crc32c,md5Hash,contentType,contentEncoding,contentLanguage,contentDisposition,cacheControl,metadata),nextPageToken",
+            self.base,
+            utf8_percent_encode(bucket, SEGMENT),
+            max_results.clamp(1, 1000)
+        );
+        if !prefix.is_empty() {
+            url.push_str(&format!("&prefix={}", utf8_percent_encode(prefix, SEGMENT)));
+        }
+        if let Some(t) = page_token {
+            url.push_str(&format!("&pageToken={}", utf8_percent_encode(t, SEGMENT)));
+        }
+        let what = format!("list gs://{bucket}/{prefix}");
+        let resp = self.send(self.http.get(url), &what).await?;
+        if resp.status().as_u16() == 404 {
+            return Err(Error::new(ErrorKind::Config, format!("{what}: bucket gs://{bucket} does not exist")));
+        }
+        let resp = check(resp, &what).await?;
+        let text = resp.text().await.map_err(|e| transport_error(e, &what))?;
+        read_list(&text).map_err(|e| e.context(what))
+    }
+
     /// A delete of exactly `generation`, or of the live object fenced on `if_generation_match`.
     fn delete_url(
         &self,
@@ -337,6 +369,42 @@ fn number_text(v: &Value) -> String {
     }
 }
 
+/// A page of an objects.list answer. `items` is absent when the page is empty.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListPage {
+    #[serde(default)]
+    items: Vec<Value>,
+    next_page_token: Option<String>,
+}
+
+/// Reads an objects.list page into audit entries.
+fn read_list(text: &str) -> Result<(Vec<crate::audit::DestEntry>, Option<String>)> {
+    let page: ListPage = serde_json::from_str(text).map_err(|e| {
+        Error::new(ErrorKind::Transient, format!("unexpected GCS list response: {}", truncate(text, 300)))
+            .with_source(e)
+    })?;
+    let mut out = Vec::with_capacity(page.items.len());
+    for item in page.items {
+        let stored = read_object(&item.to_string())?;
+        let text = |field: &str| item.get(field).and_then(Value::as_str).map(str::to_string);
+        let headers = crate::model::ContentHeaders {
+            content_type: text("contentType"),
+            content_encoding: text("contentEncoding"),
+            content_language: text("contentLanguage"),
+            content_disposition: text("contentDisposition"),
+            cache_control: text("cacheControl"),
+        };
+        let metadata = item
+            .get("metadata")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        out.push(crate::audit::DestEntry { object: stored, headers, metadata });
+    }
+    Ok((out, page.next_page_token.filter(|t| !t.is_empty())))
+}
+
 /// Reads an object resource (see [`ObjectResource`] for the defaults).
 fn read_object(text: &str) -> Result<StoredObject> {
     let o: ObjectResource = serde_json::from_str(text).map_err(|e| {
@@ -470,6 +538,24 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Transient, "{bad}");
             assert!(!e.was_applied(), "a read alone applies nothing: {bad}");
         }
+    }
+
+    #[test]
+    fn a_list_page_reads_items_headers_metadata_and_the_next_token() {
+        // An empty page: GCS leaves out `items` (and the token on the last page).
+        let (items, next) = read_list("{}").expect("empty page");
+        assert!(items.is_empty() && next.is_none());
+        let text = r#"{"items":[{"name":"a/é","generation":"5","size":"3","crc32c":"AAAAAQ==","md5Hash":"bQ==",
+            "contentType":"text/plain","cacheControl":"no-cache","metadata":{"owner":"ann","xcr-source-key":"a/%C3%A9"}},
+            {"name":"b","generation":"6"}],"nextPageToken":"tok"}"#;
+        let (items, next) = read_list(text).expect("page");
+        assert_eq!(next.as_deref(), Some("tok"));
+        assert_eq!((items[0].object.name.as_str(), items[0].object.size), ("a/é", 3));
+        assert_eq!(items[0].headers.cache_control.as_deref(), Some("no-cache"));
+        assert_eq!(items[0].metadata.get("owner").map(String::as_str), Some("ann"));
+        assert_eq!((items[1].object.size, items[1].headers.content_type.as_deref()), (0, None));
+        // An item without a generation is no object resource.
+        assert!(read_list(r#"{"items":[{"name":"x"}]}"#).is_err());
     }
 
     #[test]
