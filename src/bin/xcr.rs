@@ -199,9 +199,9 @@ enum DlqCommand {
         /// Target queue (default: XCR_QUEUE_URL).
         #[arg(long)]
         queue: Option<String>,
-        /// Move at most this many messages.
-        #[arg(long, default_value_t = u64::MAX)]
-        max: u64,
+        /// Move at most this many messages (default: all of them).
+        #[arg(long)]
+        max: Option<u64>,
         #[arg(long)]
         json: bool,
     },
@@ -234,7 +234,7 @@ async fn main() -> ExitCode {
             report(pump(queue, opts).await, json)
         }
         Command::Dlq { command: DlqCommand::Redrive { dlq, queue, max, json } } => {
-            report(redrive(dlq, queue, max).await.map(|n| serde_json::json!({"redriven": n})), json)
+            report(redrive(dlq, queue, max.unwrap_or(u64::MAX)).await.map(|n| serde_json::json!({"redriven": n})), json)
         }
         Command::Dlq { command: DlqCommand::Count { dlq, json } } => report(dlq_count(dlq).await, json),
         Command::Jobs { command } => jobs::run(command).await,
