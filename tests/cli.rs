@@ -81,3 +81,29 @@ fn bad_configuration_lists_every_problem() {
         assert!(err.contains(needle), "missing {needle}: {err}");
     }
 }
+
+/// `xcr jobs cancel` answers as `POST /v1/jobs/{id}/cancel` does: cancelling is idempotent
+/// (a cancelled job cancelled again: rc 0), a job that ended otherwise is refused (rc 1).
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_cancel_is_idempotent_and_refuses_an_ended_job() {
+    let stack = Stack::up();
+    let (code, job, err) =
+        xcr(&stack, &["jobs", "create", "--source-bucket", stack.source_bucket(), "--prefix", "none/", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let id = job["id"].as_str().expect("job id").to_string();
+    let (code, out, err) = xcr(&stack, &["jobs", "cancel", &id, "--json"]);
+    assert_eq!((code, out["status"].as_str()), (0, Some("CANCELLED")), "{err}");
+    let (code, out, err) = xcr(&stack, &["jobs", "cancel", &id, "--json"]);
+    assert_eq!((code, out["status"].as_str()), (0, Some("CANCELLED")), "cancelling again: {err}");
+
+    // A job over nothing ends SUCCEEDED once pumped; cancelling it then is refused.
+    let (code, job, err) =
+        xcr(&stack, &["jobs", "create", "--source-bucket", stack.source_bucket(), "--prefix", "none/", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let id = job["id"].as_str().expect("job id").to_string();
+    let (code, _, err) = xcr(&stack, &["pump", "--until-idle", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = xcr(&stack, &["jobs", "cancel", &id]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already SUCCEEDED"), "{err}");
+}

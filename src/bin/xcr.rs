@@ -795,9 +795,13 @@ mod jobs {
 
     async fn cancel(id: &str) -> anyhow::Result<serde_json::Value> {
         let store = store().await?;
+        // As the API answers: cancelling a cancelled job is done (200, rc 0); one that ended
+        // otherwise is refused (409, rc 1).
         if !store.cancel(id).await? {
             let job = store.get(id).await?.with_context(|| format!("no job {id}"))?;
-            bail!("job {id} is already {}", job.status.as_str());
+            if job.status != xcr::jobs::JobStatus::Cancelled {
+                bail!("job {id} is already {}", job.status.as_str());
+            }
         }
         Ok(serde_json::json!({"id": id, "status": "CANCELLED"}))
     }
