@@ -517,3 +517,25 @@ async fn default_deny_without_an_allowlist() {
     }
     assert!(gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), "api/secret.txt").await.is_none());
 }
+
+/// A destination bucket that does not exist is the operator's (or the caller's) problem, named:
+/// 503 `misconfigured` with the bucket in the message, never 500 "internal error".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_destination_bucket_is_named_not_internal() {
+    let stack = Stack::up();
+    let app = api(&stack, &[("XCR_ALLOWED_DESTINATIONS", "gs://xcr-dest gs://no-such-bucket-xcr/copies/")]).await;
+    let bucket = stack.source_bucket().to_string();
+    put(&stack.s3().await, &bucket, "api/nodest.txt", b"x".to_vec()).await;
+    let a = call(
+        &app,
+        Method::POST,
+        "/v1/replicate",
+        Some(json!({"bucket": bucket, "key": "api/nodest.txt", "destination": "gs://no-such-bucket-xcr/copies/"})),
+    )
+    .await;
+    assert_eq!(a.status, 503, "{}", a.text);
+    assert_eq!(error_code(&a), "misconfigured");
+    let message = a.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("gs://no-such-bucket-xcr does not exist"), "{message}");
+    assert!(a.headers.get("retry-after").is_none(), "no retry fixes it");
+}

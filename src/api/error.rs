@@ -75,8 +75,9 @@ impl ApiError {
 }
 
 impl From<Error> for ApiError {
-    /// Client-side kinds keep their message (it names the object and what was wrong); server-side
-    /// kinds are logged with their whole chain and answered with a fixed text.
+    /// Client-side kinds keep their message (it names the object and what was wrong), and so
+    /// does `misconfigured` (it names the missing resource); other server-side kinds are logged
+    /// with their whole chain and answered with a fixed text.
     fn from(e: Error) -> Self {
         let detail = e.chain();
         match e.kind() {
@@ -111,9 +112,13 @@ impl From<Error> for ApiError {
                 )
                 .with_retry_after(5)
             }
+            // A resource the deployment names is missing (the destination bucket, a table, a
+            // queue) or an expired Workload Identity config: an operator's problem that no retry
+            // fixes. Answered with its own code and the message, which names the resource and
+            // holds no secret (the chain, with SDK details, stays in the log), never "internal".
             ErrorKind::Config => {
-                tracing::error!(error = %detail, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the service logs")
+                tracing::error!(error = %detail, "misconfigured: a resource the deployment names is missing or refused");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "misconfigured", e.message().to_string())
             }
         }
     }

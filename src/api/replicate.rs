@@ -206,7 +206,7 @@ pub struct BatchQueuedResponse {
         (status = 413, description = "Body too large", body = super::error::ErrorBody),
         (status = 415, description = "Body is not JSON", body = super::error::ErrorBody),
         (status = 500, description = "Internal error", body = super::error::ErrorBody),
-        (status = 503, description = "A dependency failed after retries (Retry-After)", body = super::error::ErrorBody),
+        (status = 503, description = "A dependency failed after retries (`unavailable`, Retry-After), or the deployment is misconfigured (`misconfigured`: e.g. the destination bucket does not exist; the message names it)", body = super::error::ErrorBody),
     )
 )]
 pub async fn replicate_one(State(api): State<SharedApi>, ApiJson(req): ApiJson<ReplicateRequest>) -> Response {
