@@ -256,7 +256,8 @@ async fn versions_of_one_key_raced_against_each_other_end_at_the_newest() {
     let outcomes: Vec<Vec<Outcome>> = futures::future::join_all(all).await;
     let flat: Vec<&Outcome> = outcomes.iter().flatten().collect();
     assert!(
-        flat.iter().all(|o| matches!(o, Outcome::Replicated | Outcome::AlreadyReplicated | Outcome::Stale | Outcome::Busy)),
+        flat.iter()
+            .all(|o| matches!(o, Outcome::Replicated | Outcome::AlreadyReplicated | Outcome::Stale | Outcome::Busy)),
         "{outcomes:?}"
     );
     let named = r.transfer().sink().named.lock().expect("lock").clone();
