@@ -106,6 +106,12 @@ struct Targeted {
 }
 
 impl Service {
+    /// Every fault the seeded rate injects on this service's path, so that a test can check
+    /// that each kind really happened.
+    pub fn rate_faults(self) -> Vec<Fault> {
+        self.weights().iter().map(|(f, _)| *f).collect()
+    }
+
     /// Relative weights of each fault for this service. Stalls are kept rare: each costs a full
     /// client timeout of wall time.
     fn weights(self) -> &'static [(Fault, u64)] {
@@ -167,6 +173,12 @@ pub struct Seen {
     /// The upstream's status when the request was forwarded (what the service did, whatever
     /// the client was then told).
     pub upstream: Option<u16>,
+    /// How long the upstream took to answer, from the request's arrival at the proxy, in ms.
+    /// Why: an answer that took longer than the client's timeout never reached the client.
+    pub upstream_ms: Option<u64>,
+    /// GCS: the name of the object a forwarded upload request completed (answered 200 or 201
+    /// with an object resource: a one-request upload, or a resumable session's last chunk).
+    pub completed: Option<String>,
 }
 
 struct State {
@@ -521,6 +533,7 @@ async fn handle(
     st: Arc<State>,
     ctl: Arc<TcpStream>,
 ) -> Result<Response<Body>, BoxError> {
+    let arrived = std::time::Instant::now();
     let n = st.next.fetch_add(1, Ordering::SeqCst);
     let (decided, detail) = st.decide(n);
     let (parts, body) = req.into_parts();
@@ -556,12 +569,15 @@ async fn handle(
             query: parts.uri.query().unwrap_or_default().to_string(),
             fault,
             upstream: None,
+            upstream_ms: None,
+            completed: None,
         });
         seen.len() - 1
     };
     let record = |status: u16| {
         if let Some(s) = st.seen.lock().expect("lock").get_mut(index) {
             s.upstream = Some(status);
+            s.upstream_ms = Some(arrived.elapsed().as_millis() as u64);
         }
     };
     match fault {
@@ -613,6 +629,7 @@ async fn handle(
                     && let Some(s) = late.seen.lock().expect("lock").get_mut(index)
                 {
                     s.upstream = Some(resp.status().as_u16());
+                    s.upstream_ms = Some(arrived.elapsed().as_millis() as u64);
                 }
             });
             tokio::time::sleep(stall).await;
@@ -626,6 +643,14 @@ async fn handle(
     record(status.as_u16());
     let headers = resp.headers().clone();
     let mut bytes = resp.bytes().await?;
+    if st.service == Service::Gcs && path.starts_with("/upload/") && matches!(status.as_u16(), 200 | 201) {
+        let name = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["name"].as_str().map(str::to_string));
+        if let Some(s) = st.seen.lock().expect("lock").get_mut(index) {
+            s.completed = name;
+        }
+    }
     let mut rewritten = false;
     if status.is_success() {
         match fault {
