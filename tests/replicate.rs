@@ -249,7 +249,7 @@ async fn versions_of_one_key_raced_against_each_other_end_at_the_newest() {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             loop {
                 let o = outcome(r, &task).await;
-                seen.push(o.clone());
+                seen.push(o);
                 if o != Outcome::Busy {
                     return seen;
                 }
