@@ -1,7 +1,10 @@
 //! One exact fault at a time, each at the spot where the fault test (`tests/faults.rs`) found
-//! xcr mishandling it: the fault proxy's script faults chosen requests and forwards the rest.
-//! Each case replicates one object through the production wiring and checks the outcome, the
-//! ledger and the bytes in GCS (read without the proxy).
+//! xcr mishandling it: each fault is armed at the request it belongs to, named by what the
+//! request is (DynamoDB `X-Amz-Target` plus the update expression it carries, the S3 operation,
+//! the GCS upload step: [`FaultProxy::fault_next`]), not by arrival number, so one more request
+//! elsewhere in xcr does not move it. Each case replicates one object through the production
+//! wiring, asserts that its fault fired, and checks the outcome, the ledger and, whenever GCS
+//! holds the object, its bytes (read without the proxy).
 
 mod common;
 mod fault_proxy;
@@ -24,14 +27,24 @@ const CHUNK: usize = 256 * 1024;
 /// A case that hangs fails here instead of hanging the suite.
 const CASE_LIMIT: Duration = Duration::from_secs(60);
 
-/// Proxies scripted per service (no fault where none is given).
+/// One fault armed at one exact request, by what the request is (see
+/// [`FaultProxy::fault_next`]): the operation (DynamoDB `X-Amz-Target`, S3 operation, GCS upload
+/// step), a string its body must contain (empty: any), the fault, how many times.
+type Armed = (&'static str, &'static str, Fault, u32);
+
+/// The ledger's calls, told apart by their update expressions (every DynamoDB call is `POST /`,
+/// and claim, completion and release are all `UpdateItem` on the same table).
+const CLAIM: &str = "SET lease_owner = :owner, lease_expires = :until";
+const COMPLETE: &str = "done_action = :action";
+
+/// Faults per service (none where none is given).
 struct Scripts {
     /// How long a stall holds its request: past the client's timeout, or past `CASE_LIMIT` to
     /// show that xcr does not wait on it at all.
     stall: Duration,
-    s3: Vec<Option<Fault>>,
-    dynamodb: Vec<Option<Fault>>,
-    gcs: Vec<Option<Fault>>,
+    s3: Vec<Armed>,
+    dynamodb: Vec<Armed>,
+    gcs: Vec<Armed>,
     /// Configuration overrides on top of the stack's.
     env: Vec<(&'static str, String)>,
 }
@@ -46,15 +59,31 @@ fn none() -> Scripts {
     }
 }
 
-/// Puts `size` bytes at `key`, replicates it once through proxies scripted with `scripts`, and
-/// checks the copy in GCS. Returns the replication's result.
-async fn run_case(stack: &Stack, key: &str, size: usize, scripts: Scripts) -> xcr::Result<Replication> {
+/// The three proxies of one case, kept for the case's own checks.
+struct Proxies {
+    dynamodb: FaultProxy,
+    #[allow(dead_code)]
+    s3: FaultProxy,
+    #[allow(dead_code)]
+    gcs: FaultProxy,
+}
+
+/// Puts `size` bytes at `key`, replicates it once through proxies armed with `scripts`, checks
+/// that every armed fault fired, and, whenever GCS holds the object (whatever the result), that
+/// it holds these bytes. Returns the replication's result and the proxies.
+async fn run_case(stack: &Stack, key: &str, size: usize, scripts: Scripts) -> (xcr::Result<Replication>, Proxies) {
     let stall = scripts.stall;
-    let s3p = FaultProxy::start(Service::S3, stack.var("AWS_ENDPOINT_URL"), Plan::script(stall, scripts.s3)).await;
-    let ddbp =
-        FaultProxy::start(Service::DynamoDb, stack.var("AWS_ENDPOINT_URL"), Plan::script(stall, scripts.dynamodb))
-            .await;
-    let gcsp = FaultProxy::start(Service::Gcs, stack.gcs_endpoint(), Plan::script(stall, scripts.gcs)).await;
+    let start = |service, upstream: String, armed: Vec<Armed>| async move {
+        let p = FaultProxy::start(service, &upstream, Plan::script(stall, vec![])).await;
+        for (operation, body, fault, times) in armed {
+            p.fault_next(operation, body, fault, times);
+        }
+        p
+    };
+    let aws = stack.var("AWS_ENDPOINT_URL").to_string();
+    let s3p = start(Service::S3, aws.clone(), scripts.s3).await;
+    let ddbp = start(Service::DynamoDb, aws, scripts.dynamodb).await;
+    let gcsp = start(Service::Gcs, stack.gcs_endpoint().to_string(), scripts.gcs).await;
     let data = bytes_of(size, size as u64);
     put(&stack.s3().await, stack.source_bucket(), key, data.clone()).await;
 
@@ -82,13 +111,14 @@ async fn run_case(stack: &Stack, key: &str, size: usize, scripts: Scripts) -> xc
     let result = tokio::time::timeout(CASE_LIMIT, r.replicate(&obj, None, now_ms() + 10_000))
         .await
         .unwrap_or_else(|_| panic!("{key}: replication hung for {CASE_LIMIT:?}"));
-    if result.is_ok() {
-        let (bytes, _) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), key)
-            .await
-            .unwrap_or_else(|| panic!("{key} not in GCS"));
-        assert!(bytes == data, "{key}: GCS bytes differ");
+    for (name, p) in [("S3", &s3p), ("DynamoDB", &ddbp), ("GCS", &gcsp)] {
+        assert_eq!(p.armed(), 0, "{key}: a fault armed for {name} never fired: {:?}", p.counts().by_fault);
     }
-    result
+    match gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), key).await {
+        Some((bytes, _)) => assert!(bytes == data, "{key}: GCS bytes differ"),
+        None => assert!(result.is_err(), "{key}: replicated, yet not in GCS"),
+    }
+    (result, Proxies { dynamodb: ddbp, s3: s3p, gcs: gcsp })
 }
 
 async fn lease_of(stack: &Stack, key: &str) -> Option<String> {
@@ -103,100 +133,119 @@ async fn each_fault_at_its_worst_spot() {
 
     // A claim applied in DynamoDB whose answer is lost: the SDK's retry finds the lease taken, by
     // this very claim. It is ours: replicated at once, not `busy` until the lease expires.
-    let r = run_case(
+    let (r, _) = run_case(
         &stack,
         "cases/lost-claim-answer",
         1000,
-        Scripts { dynamodb: vec![Some(Fault::LostResponse)], ..none() },
+        Scripts { dynamodb: vec![("UpdateItem", CLAIM, Fault::LostResponse, 1)], ..none() },
     )
-    .await
-    .expect("replicated");
+    .await;
+    let r = r.expect("replicated");
     assert_eq!(r.outcome, Outcome::Replicated, "a lost claim answer is still our claim");
     assert_eq!(lease_of(&stack, "cases/lost-claim-answer").await, None);
 
     // The completion applied, its answer lost: the retry finds our own record, not a lost lease.
-    let r = run_case(
+    let (r, _) = run_case(
         &stack,
         "cases/lost-completion-answer",
         1000,
-        Scripts { dynamodb: vec![None, Some(Fault::LostResponse)], ..none() },
+        Scripts { dynamodb: vec![("UpdateItem", COMPLETE, Fault::LostResponse, 1)], ..none() },
     )
-    .await
-    .expect("replicated, not 'lease lost'");
+    .await;
+    let r = r.expect("replicated, not 'lease lost'");
     assert_eq!(r.outcome, Outcome::Replicated);
     assert_eq!(lease_of(&stack, "cases/lost-completion-answer").await, None);
 
     // A claim applied, then every retry refused: the task fails, and gives back the lease it may
     // hold, so the next delivery copies at once instead of waiting for the lease to expire.
     let key = "cases/failed-claim-releases";
-    let e = run_case(
+    let (e, _) = run_case(
         &stack,
         key,
         1000,
-        Scripts { dynamodb: vec![Some(Fault::LostResponse), Some(Fault::Reset), Some(Fault::Reset)], ..none() },
+        Scripts {
+            dynamodb: vec![("UpdateItem", CLAIM, Fault::LostResponse, 1), ("UpdateItem", CLAIM, Fault::Reset, 2)],
+            ..none()
+        },
     )
-    .await
-    .expect_err("three failed attempts fail the claim");
+    .await;
+    let e = e.expect_err("three failed attempts fail the claim");
     assert!(e.is_retryable(), "{}", e.chain());
     assert_eq!(lease_of(&stack, key).await, None, "the lease the failed claim took was released");
-    let r = run_case(&stack, key, 1000, none()).await.expect("redelivery");
-    assert_eq!(r.outcome, Outcome::Replicated, "the redelivery is not busy");
+    let (r, _) = run_case(&stack, key, 1000, none()).await;
+    assert_eq!(r.expect("redelivery").outcome, Outcome::Replicated, "the redelivery is not busy");
 
     // The claim's first attempt reaches DynamoDB only after the client gave up on it, retried,
     // copied and completed: applied then, it must not take the lease again.
     let key = "cases/late-claim";
-    let r = run_case(&stack, key, 1000, Scripts { dynamodb: vec![Some(Fault::LateDelivery)], ..none() })
-        .await
-        .expect("replicated");
-    assert_eq!(r.outcome, Outcome::Replicated);
-    // The late copy lands `stall` after it was sent; look once it surely has.
-    tokio::time::sleep(Duration::from_millis(TIMEOUT_SECS * 1000 + 2500)).await;
+    let (r, proxies) = run_case(
+        &stack,
+        key,
+        1000,
+        Scripts { dynamodb: vec![("UpdateItem", CLAIM, Fault::LateDelivery, 1)], ..none() },
+    )
+    .await;
+    assert_eq!(r.expect("replicated").outcome, Outcome::Replicated);
+    // The late claim lands `stall` after it was sent: wait until DynamoDB has answered it, and
+    // see that it refused it (400: the condition failed), then that no lease was taken.
+    let late = || {
+        proxies
+            .dynamodb
+            .seen_since(0)
+            .into_iter()
+            .find(|s| s.fault == Some(Fault::LateDelivery))
+            .and_then(|s| s.upstream)
+    };
+    wait_until("the late claim to reach DynamoDB", Duration::from_secs(30), || async { late().is_some() }).await;
+    assert_eq!(late(), Some(400), "DynamoDB refused the late claim (its condition failed)");
     assert_eq!(lease_of(&stack, key).await, None, "a late claim took the lease after the task completed");
 
-    // DynamoDB holds a request (for longer than this case may take): the attempt times out and
+    // DynamoDB holds the claim (for longer than this case may take): the attempt times out and
     // is retried.
     let forever = Duration::from_secs(2 * CASE_LIMIT.as_secs());
-    let r = run_case(
+    let (r, _) = run_case(
         &stack,
         "cases/stalled-dynamodb",
         1000,
-        Scripts { stall: forever, dynamodb: vec![Some(Fault::Stall)], ..none() },
+        Scripts { stall: forever, dynamodb: vec![("UpdateItem", CLAIM, Fault::Stall, 1)], ..none() },
     )
-    .await
-    .expect("replicated");
-    assert_eq!(r.outcome, Outcome::Replicated);
+    .await;
+    assert_eq!(r.expect("replicated").outcome, Outcome::Replicated);
 
     // S3 holds a GetObject (as long).
-    let r =
-        run_case(&stack, "cases/stalled-s3", 1000, Scripts { stall: forever, s3: vec![Some(Fault::Stall)], ..none() })
-            .await
-            .expect("replicated");
-    assert_eq!(r.outcome, Outcome::Replicated);
+    let (r, _) = run_case(
+        &stack,
+        "cases/stalled-s3",
+        1000,
+        Scripts { stall: forever, s3: vec![("GetObject", "", Fault::Stall, 1)], ..none() },
+    )
+    .await;
+    assert_eq!(r.expect("replicated").outcome, Outcome::Replicated);
 
     // S3 sends half a body and then nothing: the SDK's stalled-stream protection fails the read,
     // and the stream is re-opened where it stopped.
-    let r = run_case(
+    let (r, _) = run_case(
         &stack,
         "cases/stalled-s3-body",
         3 * CHUNK,
-        Scripts { stall: forever, s3: vec![Some(Fault::BodyStall)], ..none() },
+        Scripts { stall: forever, s3: vec![("GetObject", "", Fault::BodyStall, 1)], ..none() },
     )
-    .await
-    .expect("replicated");
+    .await;
+    let r = r.expect("replicated");
     let report = r.transfer.as_ref().expect("a transfer report");
     assert!(report.source_reopens >= 1, "the stalled body was re-opened: {report:?}");
 
     // The first chunk of a resumable upload is lost before it arrives. The emulator's status
     // answer for an empty session (`Range: bytes=0-0`) names one byte; the chunk sent from byte 1
     // is refused, and is sent again from its start.
-    let r = run_case(
+    let (r, _) = run_case(
         &stack,
         "cases/first-chunk-lost",
         3 * CHUNK,
-        Scripts { gcs: vec![None, Some(Fault::Reset)], ..none() },
+        Scripts { gcs: vec![("insert.chunk.first", "", Fault::Reset, 1)], ..none() },
     )
-    .await
-    .expect("replicated");
+    .await;
+    let r = r.expect("replicated");
     let report = r.transfer.as_ref().expect("a transfer report");
     assert!(report.resumed_chunks >= 1, "the first chunk was resumed: {report:?}");
 }
@@ -242,26 +291,26 @@ async fn dynamodb_refusals_are_classified_where_they_happen() {
     let jobs_table = format!("\"{}\"", stack.var("XCR_JOBS_TABLE"));
 
     // The ledger claim answers ResourceNotFoundException: a configuration error, not retried.
-    let e = run_case(
+    let (e, _) = run_case(
         &stack,
         "cases/ledger-table-missing",
         1000,
-        Scripts { dynamodb: vec![Some(Fault::ResourceNotFound)], ..none() },
+        Scripts { dynamodb: vec![("UpdateItem", CLAIM, Fault::ResourceNotFound, 1)], ..none() },
     )
-    .await
-    .expect_err("a missing ledger table fails the task");
+    .await;
+    let e = e.expect_err("a missing ledger table fails the task");
     assert_eq!(e.kind(), ErrorKind::Config, "{}", e.chain());
     assert!(e.to_string().contains("does not exist (wrong name or region?)"), "{e}");
 
     // The same from the emulator itself: a ledger table name that does not exist.
-    let e = run_case(
+    let (e, _) = run_case(
         &stack,
         "cases/ledger-table-misnamed",
         1000,
         Scripts { env: vec![("XCR_LEDGER_TABLE", "xcr-no-such-table".into())], ..none() },
     )
-    .await
-    .expect_err("a misnamed ledger table fails the task");
+    .await;
+    let e = e.expect_err("a misnamed ledger table fails the task");
     assert_eq!(e.kind(), ErrorKind::Config, "{}", e.chain());
 
     // SQS's answer for a queue that does not exist (a busy record's requeue) is configuration too.
@@ -273,14 +322,14 @@ async fn dynamodb_refusals_are_classified_where_they_happen() {
     assert_eq!(e.kind(), ErrorKind::Config, "{}", e.chain());
 
     // A claim refused by a running transaction is retried, and the copy goes through.
-    let r = run_case(
+    let (r, _) = run_case(
         &stack,
         "cases/claim-conflict",
         1000,
-        Scripts { dynamodb: vec![Some(Fault::TransactionConflict), Some(Fault::TransactionConflict)], ..none() },
+        Scripts { dynamodb: vec![("UpdateItem", CLAIM, Fault::TransactionConflict, 2)], ..none() },
     )
-    .await
-    .expect("a transaction conflict on the claim is retried");
+    .await;
+    let r = r.expect("a transaction conflict on the claim is retried");
     assert_eq!(r.outcome, Outcome::Replicated);
 
     // Through the handler: an SQS record whose claim meets a missing table is reported in

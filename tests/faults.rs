@@ -7,11 +7,23 @@
 //! * nothing is lost: delivered as SQS would (failed records again, until none fails), every
 //!   object reaches GCS byte-exact with its content type and user metadata, read back without
 //!   the proxies and without xcr's code;
-//! * nothing is duplicated: every event delivered again through the faulty proxies ends
-//!   `already_replicated`, no upload reaches GCS, and every GCS generation stays the same;
+//! * nothing is duplicated: in the first round one record in five is delivered twice at once
+//!   (in two batches run together); uploads are counted per object where they complete (at the
+//!   GCS proxy: a one-request upload or a session's last chunk answered 200/201), and every
+//!   object has at least one and at most one whose answer reached xcr in time. (The emulator
+//!   ignores preconditions, so a retry after a lost or late answer completes again here, where
+//!   GCS would answer 412 to its `ifGenerationMatch=0`; those are counted and printed, not
+//!   refused.) Then every event delivered again through the faulty proxies ends
+//!   `already_replicated`, no upload request at all reaches GCS, and every GCS generation stays
+//!   the same;
 //! * the ledger ends consistent: each item's done record names the generation, size and CRC32C
 //!   GCS holds, and no lease is left held;
-//! * the faults really happened: at least 20% of the requests on each path were faulted.
+//! * the faults really happened: at least 20% of the requests on each path were faulted, and
+//!   every kind of fault the path injects (`Service::rate_faults`) was injected at least once
+//!   in the copy phase.
+//!
+//! The job store is left out here: tests/migrate_faults.rs runs migration jobs through the
+//! same faults.
 //!
 //! `XCR_FAULT_OBJECTS` changes the object count, `XCR_FAULT_SEED` the seed; with `XCR_LOG` set
 //! (e.g. `warn`), xcr's logs go to stderr.
@@ -125,6 +137,27 @@ fn sqs_batch(bucket: &str, objects: &[Object], ids: &[usize]) -> Value {
         })
         .collect();
     json!({ "Records": records })
+}
+
+/// One SQS batch invocation: the indexes of the records to deliver again (the reported
+/// failures, or the whole batch when the invocation itself failed, as SQS would).
+async fn deliver(handler: &xcr::wiring::S3ToGcsHandler, payload: &Value, ids: Vec<usize>) -> Vec<usize> {
+    // Lambda's deadline for this invocation; leases last until it plus a margin.
+    match handler.handle(payload, now_ms() + 10_000).await {
+        Ok(resp) => resp["batchItemFailures"]
+            .as_array()
+            .expect("batchItemFailures")
+            .iter()
+            .map(|f| {
+                let id = f["itemIdentifier"].as_str().expect("itemIdentifier");
+                id.trim_start_matches("m-").parse::<usize>().expect("message id")
+            })
+            .collect(),
+        Err(e) => {
+            eprintln!("invocation failed: {}", e.chain());
+            ids
+        }
+    }
 }
 
 async fn sdk_at(stack: &Stack, endpoint: &str) -> aws_config::SdkConfig {
@@ -314,45 +347,70 @@ async fn every_object_arrives_once_through_injected_faults() {
 
     // Phase 1: deliver every event as SQS batches of ten, four batches at a time (four Lambda
     // instances); redeliver whatever a batch reports as failed, as SQS would, until nothing fails.
+    // In the first round, one record in five is also delivered a second time at once (SQS is
+    // at-least-once): batches go in pairs started together, each carrying, first, the twins of
+    // its partner's every fifth record.
     let mut pending: Vec<usize> = (0..count).collect();
     let mut rounds = 0;
+    let mut twin_pairs = 0;
+    let mut overlapped = 0;
     while !pending.is_empty() {
         rounds += 1;
         assert!(rounds <= MAX_ROUNDS, "{} records still failing after {MAX_ROUNDS} deliveries", pending.len());
         let batches: Vec<Vec<usize>> = pending.chunks(10).map(<[usize]>::to_vec).collect();
-        let failed: Vec<Vec<usize>> = futures::stream::iter(batches.into_iter().map(|ids| {
+        let pairs: Vec<(Vec<usize>, Vec<usize>)> = batches
+            .chunks(2)
+            .map(|pair| {
+                let a = pair[0].clone();
+                let b = pair.get(1).cloned().unwrap_or_default();
+                if rounds > 1 {
+                    return (a, b);
+                }
+                let twins = |of: &[usize]| of.iter().copied().filter(|i| i % 5 == 0).collect::<Vec<_>>();
+                let b = if b.is_empty() { b } else { twins(&a).into_iter().chain(b.iter().copied()).collect() };
+                let a = twins(&b).into_iter().filter(|i| !a.contains(i)).chain(a.iter().copied()).collect();
+                (a, b)
+            })
+            .collect();
+        let invoke = |ids: Vec<usize>| {
             let payload = sqs_batch(&bucket, &objects, &ids);
             let handler = &handler;
             async move {
-                // Lambda's deadline for this invocation; leases last until it plus a margin.
-                match handler.handle(&payload, now_ms() + 10_000).await {
-                    Ok(resp) => resp["batchItemFailures"]
-                        .as_array()
-                        .expect("batchItemFailures")
-                        .iter()
-                        .map(|f| {
-                            let id = f["itemIdentifier"].as_str().expect("itemIdentifier");
-                            id.trim_start_matches("m-").parse::<usize>().expect("message id")
-                        })
-                        .collect(),
-                    // The whole invocation failed: SQS delivers the whole batch again.
-                    Err(e) => {
-                        eprintln!("invocation failed: {}", e.chain());
-                        ids
-                    }
-                }
+                let begun = Instant::now();
+                let failed = deliver(handler, &payload, ids).await;
+                (failed, begun, Instant::now())
+            }
+        };
+        let failed: Vec<Vec<usize>> = futures::stream::iter(pairs.into_iter().map(|(a, b)| {
+            let (a_twins, b_twins) =
+                (a.iter().filter(|i| b.contains(i)).count(), b.iter().filter(|i| a.contains(i)).count());
+            let (fa, fb) = (invoke(a), invoke(b));
+            async move {
+                let ((fa, a0, a1), (fb, b0, b1)) = futures::join!(fa, fb);
+                let twins = a_twins.max(b_twins);
+                (fa.into_iter().chain(fb).collect::<Vec<_>>(), twins, a0 < b1 && b0 < a1)
             }
         }))
-        .buffer_unordered(4)
+        .buffer_unordered(2)
+        .map(|(failed, twins, overlap)| {
+            if twins > 0 {
+                twin_pairs += 1;
+                overlapped += usize::from(overlap);
+            }
+            failed
+        })
         .collect()
         .await;
         pending = failed.into_iter().flatten().collect();
         pending.sort_unstable();
+        pending.dedup();
         eprintln!("round {rounds}: {} records to redeliver ({:.1}s)", pending.len(), started.elapsed().as_secs_f32());
         if !pending.is_empty() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+    eprintln!("twins: {} records delivered twice, in {twin_pairs} pairs of batches run at once", count.div_ceil(5));
+    assert!(twin_pairs > 0 && overlapped == twin_pairs, "twin deliveries ran at once: {overlapped} of {twin_pairs}");
     let phase1 = started.elapsed();
 
     // Read back without proxies and without xcr's code.
@@ -371,6 +429,34 @@ async fn every_object_arrives_once_through_injected_faults() {
             c.by_fault
         );
     }
+
+    // Uploads per object, counted where they complete: at the GCS proxy, a forwarded upload
+    // request the emulator answered 200/201 with the object (a one-request upload, or a
+    // session's last chunk). The emulator ignores preconditions, so a retry after an answer
+    // xcr never got (a lost answer, or one slower than xcr's timeout) completes a second
+    // upload here where GCS would refuse it with 412 (`ifGenerationMatch=0`). What "once"
+    // means here, then: every object completed at least one upload, and at most one whose
+    // answer reached xcr in time, i.e. xcr never uploads again an object it saw stored, twin
+    // deliveries included.
+    let mut completed: HashMap<String, (usize, usize)> = HashMap::new();
+    let answered_within = Duration::from_secs(TIMEOUT_SECS).as_millis() as u64 * 3 / 4;
+    for s in gcsp.seen_since(0) {
+        if let Some(name) = s.completed {
+            let e = completed.entry(name).or_default();
+            e.0 += 1;
+            let answered = s.fault.is_none() && s.upstream_ms.is_some_and(|ms| ms < answered_within);
+            e.1 += usize::from(answered);
+        }
+    }
+    for o in &objects {
+        let (all, answered) = completed.get(&o.key).copied().unwrap_or_default();
+        assert!(all >= 1, "{}: no completed upload seen", o.key);
+        assert!(answered <= 1, "{}: {answered} uploads completed and answered in time ({all} in all)", o.key);
+    }
+    let again = completed.values().filter(|(all, _)| *all > 1).count();
+    eprintln!("  uploads: {} completed for {count} objects; {again} objects uploaded again after an unseen answer", {
+        completed.values().map(|(all, _)| all).sum::<usize>()
+    });
 
     // Phase 2: every event again, through the same faults, one direct invocation per event
     // (S3 -> Lambda); a failed invocation is retried, as Lambda retries asynchronous invokes.
@@ -435,10 +521,30 @@ async fn every_object_arrives_once_through_injected_faults() {
         gcsp.counts_since(marks.2).requests
     );
 
-    // The faults really happened, on every path.
-    for (name, c) in [("s3", s3p.counts()), ("dynamodb", ddbp.counts()), ("gcs", gcsp.counts())] {
+    // The faults really happened, on every path, each kind of them.
+    for (name, service, c) in [
+        ("s3", Service::S3, s3p.counts()),
+        ("dynamodb", Service::DynamoDb, ddbp.counts()),
+        ("gcs", Service::Gcs, gcsp.counts()),
+    ] {
         assert!(c.requests >= 100, "{name}: only {} requests went through the proxy", c.requests);
         assert!(c.rate() >= 0.20, "{name}: only {:.1}% of {} requests were faulted", c.rate() * 100.0, c.requests);
+        for f in service.rate_faults() {
+            let n = c.by_fault.get(&format!("{f:?}")).copied().unwrap_or(0);
+            assert!(n > 0, "{name}: no {f:?} was injected ({:?})", c.by_fault);
+        }
+    }
+    // And in phase 1, where the copies were made, on every path.
+    for (name, service, c) in
+        [("s3", Service::S3, &s3_1), ("dynamodb", Service::DynamoDb, &ddb_1), ("gcs", Service::Gcs, &gcs_1)]
+    {
+        for f in service.rate_faults() {
+            assert!(
+                c.by_fault.get(&format!("{f:?}")).is_some_and(|n| *n > 0),
+                "{name}, phase 1: no {f:?} ({:?})",
+                c.by_fault
+            );
+        }
     }
     eprintln!("total {:.1}s", started.elapsed().as_secs_f32());
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use xcr::aws::dynamodb::DynamoLedger;
@@ -22,9 +23,14 @@ use xcr::routing::Router;
 use xcr::transfer::{Transfer, TransferConfig};
 
 /// Records every upload (the source version it carried), around the real GCS client.
+/// Optionally holds each upload of a source version for a set time (`delays`, by version id),
+/// so that copies of different versions overlap in races.
 struct RecordingSink {
     inner: GcsClient,
     uploads: Mutex<Vec<String>>,
+    /// (object name, source version) of every upload, in the order they started.
+    named: Mutex<Vec<(String, String)>>,
+    delays: Mutex<HashMap<String, u64>>,
     count: AtomicU32,
 }
 
@@ -32,13 +38,23 @@ impl RecordingSink {
     fn note(&self, spec: &UploadSpec) {
         self.count.fetch_add(1, Ordering::SeqCst);
         let v = spec.metadata.get("xcr-source-version-id").cloned().unwrap_or_default();
-        self.uploads.lock().expect("lock").push(v);
+        self.uploads.lock().expect("lock").push(v.clone());
+        self.named.lock().expect("lock").push((spec.name.clone(), v));
+    }
+
+    async fn hold(&self, spec: &UploadSpec) {
+        let v = spec.metadata.get("xcr-source-version-id").cloned().unwrap_or_default();
+        let ms = self.delays.lock().expect("lock").get(&v).copied();
+        if let Some(ms) = ms {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
     }
 }
 
 impl ObjectSink for RecordingSink {
     async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<StoredObject> {
         self.note(spec);
+        self.hold(spec).await;
         self.inner.upload_single(spec, data).await
     }
     async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
@@ -68,7 +84,13 @@ impl ObjectSink for RecordingSink {
 
 async fn recording(stack: &Stack, deletes: bool) -> Replicator<S3Source, RecordingSink, DynamoLedger> {
     let sdk = stack.sdk().await;
-    let sink = RecordingSink { inner: stack.gcs(), uploads: Mutex::new(vec![]), count: AtomicU32::new(0) };
+    let sink = RecordingSink {
+        inner: stack.gcs(),
+        uploads: Mutex::new(vec![]),
+        named: Mutex::new(vec![]),
+        delays: Mutex::new(HashMap::new()),
+        count: AtomicU32::new(0),
+    };
     let transfer = Transfer::new(S3Source::new(&sdk), sink, TransferConfig::default(), fast_retry());
     let router = Router::new(Some(stack.dest_bucket()), None).expect("router");
     let settings = ReplicateSettings { replicate_deletes: deletes, ..Default::default() };
@@ -165,9 +187,243 @@ async fn versions_in_any_order_end_at_the_newest() {
             order.windows(2).all(|w| w[0] < w[1]),
             "trial {trial}: uploads went back in time: {order:?} for deliveries {deliveries:?}"
         );
-        let (got, _) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), &key).await.expect("copied");
+        let (got, meta) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), &key).await.expect("copied");
         assert!(got == versions[2].1, "trial {trial}: GCS must hold the newest version (deliveries {deliveries:?})");
+        let done = ledger(&stack.sdk().await, &stack)
+            .get(&format!("gs://{}/{key}", stack.dest_bucket()))
+            .await
+            .expect("ledger")
+            .and_then(|i| i.done)
+            .expect("a done record");
+        assert_eq!(done.version_id.as_deref(), Some(versions[2].0.as_str()), "trial {trial}: the ledger's version");
+        assert_eq!(done.generation, Some(generation_of(&meta)), "trial {trial}: the ledger's generation");
     }
+}
+
+/// Different versions of one key raced against each other, many seeds: each of three versions
+/// is delivered once or twice, all deliveries start together (seeded start offsets) and every
+/// upload is held for a seeded time, so an older version's copy is often in flight when a newer
+/// event arrives. A delivery told `busy` is redelivered, as SQS would. Every seed ends with GCS
+/// at the newest version, the ledger's record naming that version and GCS's generation, uploads
+/// that never went back in time and the newest uploaded exactly once; across the seeds both
+/// `busy` (a newer event met an older copy in flight) and `stale` (an older event met a newer
+/// record) happened, so the races this names did run.
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_of_one_key_raced_against_each_other_end_at_the_newest() {
+    const SEEDS: u64 = 16;
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    let sdk = stack.sdk().await;
+    let bucket = stack.source_bucket().to_string();
+    let r = recording(&stack, false).await;
+    let led = ledger(&sdk, &stack);
+    let seqs = ["0055AED6DCD90281E5", "0055AED6DCD90281E6", "0055AED6DCD9028200"];
+    let mut plans = Vec::new();
+    for seed in 0..SEEDS {
+        let mut rng = fastrand::Rng::with_seed(1000 + seed);
+        let key = format!("race/{seed}.bin");
+        let mut versions = Vec::new();
+        for v in 0..3u64 {
+            let data = bytes_of(2000 + v as usize, 100 * seed + v);
+            let out = put(&s3, &bucket, &key, data.clone()).await;
+            let id = out.version_id().expect("versioned bucket").to_string();
+            r.transfer().sink().delays.lock().expect("lock").insert(id.clone(), rng.u64(20..150));
+            versions.push((id, data));
+        }
+        // Each version once or twice, with a start offset within the others' upload time.
+        let mut deliveries: Vec<(usize, u64)> = Vec::new();
+        for v in 0..3 {
+            for _ in 0..rng.usize(1..=2) {
+                deliveries.push((v, rng.u64(0..40)));
+            }
+        }
+        rng.shuffle(&mut deliveries);
+        plans.push((key, versions, deliveries));
+    }
+    let deliver = |key: String, version: String, seq: &'static str, offset: u64| {
+        let (r, bucket) = (&r, &bucket);
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(offset)).await;
+            let task = copy_task(bucket, &key, Some(&version), Some(seq));
+            let mut seen = Vec::new();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let o = outcome(r, &task).await;
+                seen.push(o);
+                if o != Outcome::Busy {
+                    return seen;
+                }
+                assert!(std::time::Instant::now() < deadline, "{key} {version}: busy for a minute: {seen:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let all = plans.iter().flat_map(|(key, versions, deliveries)| {
+        deliveries.iter().map(|&(v, offset)| deliver(key.clone(), versions[v].0.clone(), seqs[v], offset))
+    });
+    let outcomes: Vec<Vec<Outcome>> = futures::future::join_all(all).await;
+    let flat: Vec<&Outcome> = outcomes.iter().flatten().collect();
+    assert!(
+        flat.iter()
+            .all(|o| matches!(o, Outcome::Replicated | Outcome::AlreadyReplicated | Outcome::Stale | Outcome::Busy)),
+        "{outcomes:?}"
+    );
+    let named = r.transfer().sink().named.lock().expect("lock").clone();
+    for (key, versions, deliveries) in &plans {
+        let order: Vec<usize> = named
+            .iter()
+            .filter(|(n, _)| n == key)
+            .map(|(_, v)| versions.iter().position(|(id, _)| id == v).expect("known version"))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{key}: uploads went back in time: {order:?} ({deliveries:?})");
+        assert_eq!(order.last(), Some(&2), "{key}: the newest was uploaded, once ({order:?})");
+        let (got, meta) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), key).await.expect("copied");
+        assert!(got == versions[2].1, "{key}: GCS must hold the newest version ({deliveries:?})");
+        let done = led
+            .get(&format!("gs://{}/{key}", stack.dest_bucket()))
+            .await
+            .expect("ledger")
+            .and_then(|i| i.done)
+            .expect("a done record");
+        assert_eq!(done.version_id.as_deref(), Some(versions[2].0.as_str()), "{key}: the ledger names the newest");
+        assert_eq!(done.generation, Some(generation_of(&meta)), "{key}: the ledger names GCS's generation");
+        assert_eq!(done.crc32c.as_deref(), Some(crc32c_b64(&versions[2].1).as_str()));
+    }
+    let busy = flat.iter().filter(|o| ***o == Outcome::Busy).count();
+    let stale = flat.iter().filter(|o| ***o == Outcome::Stale).count();
+    eprintln!("{SEEDS} seeds: {} deliveries, {busy} busy, {stale} stale", outcomes.len());
+    assert!(busy > 0 && stale > 0, "the versions never overlapped: {busy} busy, {stale} stale");
+}
+
+/// Holds the upload of one source version (`held`) until `release` is notified, after telling
+/// `entered` that it is in flight. Every upload's result is recorded.
+struct GateSink {
+    inner: GcsClient,
+    held: String,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    results: Mutex<Vec<(String, Result<String, xcr::ErrorKind>)>>,
+}
+
+impl ObjectSink for GateSink {
+    async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<StoredObject> {
+        let v = spec.metadata.get("xcr-source-version-id").cloned().unwrap_or_default();
+        if v == self.held {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+        let res = self.inner.upload_single(spec, data).await;
+        let noted = res.as_ref().map(|s| s.generation.clone()).map_err(|e| e.kind());
+        self.results.lock().expect("lock").push((v, noted));
+        res
+    }
+    async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
+        self.inner.start_session(spec).await
+    }
+    async fn upload_chunk(
+        &self,
+        s: &str,
+        o: u64,
+        d: bytes::Bytes,
+        t: u64,
+        c: Option<&str>,
+    ) -> xcr::Result<UploadProgress> {
+        self.inner.upload_chunk(s, o, d, t, c).await
+    }
+    async fn session_status(&self, s: &str, t: u64) -> xcr::Result<UploadProgress> {
+        self.inner.session_status(s, t).await
+    }
+    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
+        self.inner.delete(b, n, g, m).await
+    }
+    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
+        self.inner.stat(b, n).await
+    }
+}
+
+/// The race that matters, built deterministically: the older version's copy is held in its
+/// upload; the newer event, delivered meanwhile, is `busy` while the older holder's lease runs;
+/// once that lease has expired the newer copy claims, uploads and completes; only then is the
+/// older copy's upload released. Its late write carries the generation precondition it claimed
+/// with (none yet: `ifGenerationMatch=0`), GCS (fake-gcs-server, which enforces it) refuses it,
+/// and the old holder gives up without recording. GCS ends at the newer version and the
+/// ledger's record names it with GCS's generation.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_copy_still_uploading_when_a_newer_completes_is_refused() {
+    const DEST: &str = "race-fenced";
+    let stack = Stack::up();
+    let gcs = FakeGcs::start(DEST).await;
+    let s3 = stack.s3().await;
+    let sdk = stack.sdk().await;
+    let (b, k) = (stack.source_bucket().to_string(), "race/late.bin");
+    let old = put(&s3, &b, k, bytes_of(3000, 41)).await.version_id().expect("versioned").to_string();
+    let newer_bytes = bytes_of(3001, 42);
+    let newer = put(&s3, &b, k, newer_bytes.clone()).await.version_id().expect("versioned").to_string();
+    let sink = GateSink {
+        inner: gcs.client(),
+        held: old.clone(),
+        entered: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+        results: Mutex::new(vec![]),
+    };
+    let transfer = Transfer::new(S3Source::new(&sdk), sink, TransferConfig::default(), fast_retry());
+    // A short lease (the time-to-live form callers without a hard deadline use), so that the
+    // held copy outlives it in seconds.
+    let lease = std::time::Duration::from_secs(3);
+    let r = Replicator::new(transfer, ledger(&sdk, &stack), Router::new(Some(DEST), None).expect("router"), {
+        ReplicateSettings::default()
+    })
+    .with_lease_ttl(Some(lease));
+    let old_task = copy_task(&b, k, Some(&old), Some("0055AED6DCD90281E5"));
+    let new_task = copy_task(&b, k, Some(&newer), Some("0055AED6DCD90281E6"));
+    let gate = r.transfer().sink();
+    let apply = |t: Task| {
+        let r = &r;
+        async move { r.apply(&t, deadline()).await.remove(0) }
+    };
+    let newer_run = async {
+        tokio::time::timeout(std::time::Duration::from_secs(30), gate.entered.notified())
+            .await
+            .expect("the older copy reached its upload");
+        let started = std::time::Instant::now();
+        let first = apply(new_task.clone()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+        if started.elapsed() < lease {
+            assert_eq!(first.outcome, Outcome::Busy, "the older holder's lease still runs");
+        }
+        // Redelivered until the older holder's lease has expired and the newer copy lands.
+        let mut last = first.outcome;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while last != Outcome::Replicated {
+            assert_eq!(last, Outcome::Busy);
+            assert!(std::time::Instant::now() < deadline, "the newer copy never got the lease");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            last = apply(new_task.clone()).await.unwrap_or_else(|e| panic!("{}", e.chain())).outcome;
+        }
+        gate.release.notify_one();
+    };
+    let (old_result, ()) = tokio::join!(apply(old_task.clone()), newer_run);
+    match old_result {
+        Err(e) => assert!(e.chain().contains("lease"), "the old holder stops on its lost lease: {}", e.chain()),
+        Ok(o) => panic!("the late older copy must not succeed: {o:?}"),
+    }
+    let results = gate.results.lock().expect("lock").clone();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0].0, newer);
+    assert!(results[0].1.is_ok(), "{results:?}");
+    assert_eq!(results[1], (old.clone(), Err(xcr::ErrorKind::Conflict)), "GCS refused the late write");
+    let (bytes, generation) = gcs.read(k).await.expect("in GCS");
+    assert!(bytes == newer_bytes, "GCS holds the newer version");
+    let done = ledger(&sdk, &stack)
+        .get(&format!("gs://{DEST}/{k}"))
+        .await
+        .expect("ledger")
+        .and_then(|i| i.done)
+        .expect("done record");
+    assert_eq!(done.version_id.as_deref(), Some(newer.as_str()));
+    assert_eq!(done.generation.as_deref(), Some(generation.as_str()), "ledger and GCS agree");
+    // A redelivery of the older event now is stale and uploads nothing.
+    assert_eq!(apply(old_task).await.expect("stale").outcome, Outcome::Stale);
+    assert_eq!(gate.results.lock().expect("lock").len(), 2);
 }
 
 /// A claim whose holder crashed blocks the key only until its lease expires.
@@ -189,8 +445,17 @@ async fn crashed_claim_expires_and_the_next_delivery_succeeds() {
     assert!(matches!(r.ledger().claim(&crashed).await.expect("claim"), Claim::Acquired { .. }));
     let task = copy_task(stack.source_bucket(), "crash/obj.bin", None, None);
     assert_eq!(outcome(&r, &task).await, Outcome::Busy);
-    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    assert_eq!(outcome(&r, &task).await, Outcome::Replicated);
+    // Redelivered until the lease has expired (a condition, not a sleep guessed at the lease).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match outcome(&r, &task).await {
+            Outcome::Replicated => break,
+            Outcome::Busy => assert!(std::time::Instant::now() < deadline, "the crashed claim never expired"),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(now_ms() >= crashed.lease_until_ms, "replicated only once the crashed lease had expired");
 }
 
 /// A batch with a good record, a missing source, an unreadable body and a busy key: exactly the
@@ -247,8 +512,15 @@ async fn partial_batch_failure_is_reported_exactly() {
 
     assert_eq!(failed(with_requeue.handle(&event, deadline()).await.expect("handled")), vec!["m-garbage"]);
     assert_eq!(queue.depth().await.expect("depth"), (0, 1), "the busy record waits, delayed, in the queue");
-    tokio::time::sleep(std::time::Duration::from_secs(21)).await;
-    let back = queue.receive(10, 2, Some(30)).await.expect("receive");
+    // It comes back once its delay is over: received with long polls until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let back = loop {
+        let got = queue.receive(10, 5, Some(30)).await.expect("receive");
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(std::time::Instant::now() < deadline, "the requeued record never came back");
+    };
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].body, busy_body);
     assert_eq!(back[0].receive_count, 1, "requeued as a new message");

