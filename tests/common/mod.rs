@@ -214,7 +214,7 @@ pub fn crc32c_b64(data: &[u8]) -> String {
 /// installable GCS emulator that enforces `ifGenerationMatch` (on JSON multipart uploads, the
 /// protocol xcr uses below the resumable threshold), so a test of a late stale write can see GCS
 /// refuse it; the stack's gcp-storage-emulator ignores every precondition (EMULATORS.md).
-/// (tests/fencing.rs has its own copy of this with a fixed bucket.)
+/// Shared by tests/fencing.rs, tests/gcs_conformance.rs and tests/replicate.rs.
 pub struct FakeGcs {
     child: std::process::Child,
     pub url: String,
