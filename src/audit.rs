@@ -410,7 +410,7 @@ async fn head_s3(
     listed_size: u64,
     listed_etag: String,
 ) -> Result<Option<SourceEntry>> {
-    use aws_sdk_s3::types::{ChecksumMode, ChecksumType, ServerSideEncryption};
+    use aws_sdk_s3::types::ChecksumMode;
     let what = format!("head s3://{bucket}/{key}");
     let out = match s3.head_object().bucket(bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await {
         Ok(out) => out,
@@ -422,31 +422,16 @@ async fn head_s3(
     let etag = out.e_tag().map(|e| e.trim_matches('"').to_string()).unwrap_or(listed_etag);
     let multipart = etag.contains('-');
     let encrypted_with_key =
-        matches!(out.server_side_encryption(), Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
-            || out.sse_customer_algorithm().is_some();
+        crate::aws::s3::encrypted_with_key(out.server_side_encryption(), out.sse_customer_algorithm());
     // As the transfer engine reads it (crate::aws::s3): a composite checksum is no full-object one.
-    let crc32c = out
-        .checksum_crc32_c()
-        .filter(|c| !c.contains('-'))
-        .filter(|_| match out.checksum_type() {
-            Some(ChecksumType::FullObject) => true,
-            Some(_) => false,
-            None => !multipart,
-        })
-        .map(str::to_string);
+    let crc32c = crate::aws::s3::full_object_crc32c(out.checksum_crc32_c(), out.checksum_type(), &etag);
     Ok(Some(SourceEntry {
         key: key.to_string(),
         size: out.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(listed_size),
         etag_is_md5: !multipart && !encrypted_with_key,
         etag,
         crc32c,
-        headers: ContentHeaders {
-            content_type: out.content_type().map(str::to_string),
-            content_encoding: out.content_encoding().map(str::to_string),
-            content_language: out.content_language().map(str::to_string),
-            content_disposition: out.content_disposition().map(str::to_string),
-            cache_control: out.cache_control().map(str::to_string),
-        },
+        headers: crate::aws::s3::content_headers!(out),
         user_metadata: out
             .metadata()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())

@@ -2,12 +2,47 @@
 
 use super::classify;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{ContentHeaders, ObjectRef, SourceMeta};
+use crate::model::{ObjectRef, SourceMeta};
 use crate::ports::{Listed, ObjectLister, ObjectSource, ReadPin, SourceRead};
 use crate::transfer::checksum::md5_from_etag;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType, ServerSideEncryption};
 use aws_smithy_types::date_time::Format;
 use futures::stream;
+/// The five content headers of a `GetObject` or `HeadObject` answer (the SDK gives the two
+/// operations distinct output types with the same accessors).
+macro_rules! content_headers {
+    ($out:expr) => {
+        crate::model::ContentHeaders {
+            content_type: $out.content_type().map(str::to_string),
+            content_encoding: $out.content_encoding().map(str::to_string),
+            content_language: $out.content_language().map(str::to_string),
+            content_disposition: $out.content_disposition().map(str::to_string),
+            cache_control: $out.cache_control().map(str::to_string),
+        }
+    };
+}
+pub(crate) use content_headers;
+
+/// Whether the object is encrypted with a key S3 does not own (SSE-KMS, DSSE-KMS, SSE-C): then
+/// its ETag is not the MD5 of its bytes.
+pub(crate) fn encrypted_with_key(sse: Option<&ServerSideEncryption>, sse_customer_algorithm: Option<&str>) -> bool {
+    matches!(sse, Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
+        || sse_customer_algorithm.is_some()
+}
+
+/// The stored CRC32C when it describes the whole object: S3 says FULL_OBJECT, or says nothing
+/// and the object was a single-part upload (ETag without `-N`). A composite (multipart)
+/// checksum is a checksum of part checksums and cannot be compared with GCS's.
+pub(crate) fn full_object_crc32c(crc: Option<&str>, kind: Option<&ChecksumType>, etag: &str) -> Option<String> {
+    let multipart = etag.contains('-');
+    crc.filter(|c| !c.contains('-'))
+        .filter(|_| match kind {
+            Some(ChecksumType::FullObject) => true,
+            Some(_) => false,
+            None => !multipart,
+        })
+        .map(str::to_string)
+}
 
 #[derive(Debug, Clone)]
 pub struct S3Source {
@@ -65,36 +100,15 @@ impl ObjectSource for S3Source {
         }
         .ok_or_else(|| Error::new(ErrorKind::Transient, format!("read {obj}: S3 sent no usable length")))?;
         let etag = out.e_tag().unwrap_or("").trim_matches('"').to_string();
-        let encrypted_with_key = matches!(
-            out.server_side_encryption(),
-            Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
-        ) || out.sse_customer_algorithm().is_some();
-        // A stored CRC32C describes the whole object only when S3 says FULL_OBJECT, or says
-        // nothing and the object was a single-part upload (ETag without `-N`). A composite
-        // (multipart) checksum is a checksum of part checksums and cannot be compared.
-        let multipart = etag.contains('-');
-        let full_object_crc = out
-            .checksum_crc32_c()
-            .filter(|c| !c.contains('-'))
-            .filter(|_| match out.checksum_type() {
-                Some(ChecksumType::FullObject) => true,
-                Some(_) => false,
-                None => !multipart,
-            })
-            .map(str::to_string);
+        let encrypted_with_key = encrypted_with_key(out.server_side_encryption(), out.sse_customer_algorithm());
+        let full_object_crc = full_object_crc32c(out.checksum_crc32_c(), out.checksum_type(), &etag);
         let meta = SourceMeta {
             size,
             md5: if encrypted_with_key { None } else { md5_from_etag(&etag) },
             etag,
             version_id: out.version_id().filter(|v| *v != "null").map(str::to_string),
             last_modified: out.last_modified().and_then(|t| t.fmt(Format::DateTime).ok()),
-            headers: ContentHeaders {
-                content_type: out.content_type().map(str::to_string),
-                content_encoding: out.content_encoding().map(str::to_string),
-                content_language: out.content_language().map(str::to_string),
-                content_disposition: out.content_disposition().map(str::to_string),
-                cache_control: out.cache_control().map(str::to_string),
-            },
+            headers: content_headers!(out),
             user_metadata: out
                 .metadata()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
