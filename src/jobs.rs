@@ -305,6 +305,65 @@ impl Job {
     }
 }
 
+/// Bytes of a staged page's keys (their JSON encoding) at most: the page and its position fit
+/// in one DynamoDB item (400 KB) with room to spare. A page of 1,000 ordinary keys (about 100
+/// bytes each) fits; a page of long keys is cut shorter (see [`StagedPage::fit`]).
+pub const STAGED_PAGE_BYTES: usize = 320 * 1024;
+
+/// Where a listing position that is a key (S3's `StartAfter`) starts in a job's checkpoint. An
+/// older version stored S3's opaque continuation token there; no token contains a `:`.
+pub const AFTER_KEY: &str = "after:";
+
+/// A listed page written down before its tasks are enqueued, and enqueued from what was written.
+///
+/// Why: a driver that dies between enqueueing a page and committing its checkpoint repeats the
+/// page. Listing it again would count the first attempt's tasks against a second listing that
+/// may differ (a key deleted in between is counted although the committed page lacks it, and
+/// the job would end before its last task). Staged, the repeat enqueues exactly the same tasks,
+/// which the per-task marker counts once, and the commit (which removes the staged page in the
+/// same transaction) adds exactly the tasks the page holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedPage {
+    /// The checkpoint the page was listed after (`None`: the start of the listing).
+    pub from: Option<String>,
+    /// The checkpoint after the page.
+    pub next: Option<String>,
+    /// Whether the listing ends with this page.
+    pub done: bool,
+    /// The keys of the page that the job's filters keep, in listing order.
+    pub keys: Vec<String>,
+}
+
+impl StagedPage {
+    /// The page of `listed` (one listing after `from`, with `more` following it) whose kept
+    /// keys (`keep`) fit [`STAGED_PAGE_BYTES`]: all of it, or the longest prefix that fits,
+    /// continued after its last listed key. At least one key is always taken, so a job always
+    /// advances (one key is at most 1,024 bytes).
+    pub fn fit(from: Option<String>, listed: &[crate::ports::Listed], more: bool, keep: impl Fn(&str) -> bool) -> Self {
+        let mut keys = Vec::new();
+        let mut bytes = 0;
+        let mut taken = 0;
+        for item in listed {
+            if keep(&item.key) {
+                let size = serde_json::to_string(&item.key).map_or(item.key.len() + 2, |j| j.len()) + 1;
+                if bytes + size > STAGED_PAGE_BYTES && !keys.is_empty() {
+                    break;
+                }
+                bytes += size;
+                keys.push(item.key.clone());
+            }
+            taken += 1;
+        }
+        let cut = taken < listed.len();
+        let done = !more && !cut;
+        let next = match listed[..taken].last() {
+            Some(last) if !done => Some(format!("{AFTER_KEY}{}", last.key)),
+            _ => from.clone(),
+        };
+        Self { from, next, done, keys }
+    }
+}
+
 /// How a finished job task counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskTally {
@@ -342,6 +401,39 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::Listed;
+
+    fn listing(keys: &[String]) -> Vec<Listed> {
+        keys.iter().map(|k| Listed { key: k.clone(), size: 1 }).collect()
+    }
+
+    #[test]
+    fn a_page_that_fits_is_staged_whole_and_continues_after_its_last_key() {
+        let keys: Vec<String> = (0..5).map(|i| format!("p/{i}")).collect();
+        let page = StagedPage::fit(Some("after:a".into()), &listing(&keys), true, |k| k != "p/1");
+        assert_eq!(page.keys, ["p/0", "p/2", "p/3", "p/4"], "filtered, in listing order");
+        assert_eq!((page.next.as_deref(), page.done), (Some("after:p/4"), false));
+        // The last page of a listing: done, the checkpoint stays where it was.
+        let last = StagedPage::fit(Some("after:a".into()), &listing(&keys), false, |_| true);
+        assert_eq!((last.next.as_deref(), last.done, last.keys.len()), (Some("after:a"), true, 5));
+        // A filter that keeps nothing still moves past the page (after its last listed key).
+        let none = StagedPage::fit(None, &listing(&keys), true, |_| false);
+        assert_eq!((none.keys.len(), none.next.as_deref(), none.done), (0, Some("after:p/4"), false));
+    }
+
+    #[test]
+    fn a_page_of_long_keys_is_cut_to_the_staged_page_budget() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("{i:04}/{}", "x".repeat(1015))).collect();
+        let page = StagedPage::fit(None, &listing(&keys), false, |_| true);
+        let bytes: usize = page.keys.iter().map(|k| serde_json::to_string(k).map_or(0, |j| j.len()) + 1).sum();
+        assert!(bytes <= STAGED_PAGE_BYTES, "{bytes} bytes staged");
+        assert!(page.keys.len() > 300 && page.keys.len() < 1000, "{} keys", page.keys.len());
+        let last = page.keys.last().map(String::as_str).unwrap_or_default();
+        assert_eq!(page.next, Some(format!("{AFTER_KEY}{last}")), "resumes after the last key kept");
+        assert!(!page.done, "a cut page never ends the listing, even its last one");
+        // The whole staged page, as stored, fits one DynamoDB item (400 KB) with room for the rest.
+        assert!(serde_json::to_string(&page).map_or(0, |t| t.len()) < 380 * 1024);
+    }
 
     #[test]
     fn task_ids_tell_versions_of_one_key_apart() {

@@ -1,11 +1,13 @@
 //! The migration job driver: lists a bucket (or reads a manifest) in bounded steps and turns
 //! every object into a replicate command on the replicate queue.
 //!
-//! One step: read the job; list one page after the stored checkpoint; enqueue the page's
-//! commands (tagged with the job id); then store the new checkpoint together with the counters
-//! in one conditional write that only succeeds if the checkpoint is still the one this step
-//! started from. A crash anywhere in a step therefore repeats at most that page: its commands
-//! may be enqueued twice, but the replicate side counts each object once per job
+//! One step: read the job; list one page after the stored checkpoint and stage it (write the
+//! page down, [`crate::jobs::StagedPage`]); enqueue the page's commands (tagged with the job
+//! id); then store the new checkpoint together with the counters, and drop the staged page, in
+//! one conditional write that only succeeds if the checkpoint is still the one this step
+//! started from. A crash anywhere in a step therefore repeats at most that page, and repeats it
+//! from what was staged, never from a new listing of a bucket that may have changed since: its
+//! commands may be enqueued twice, but the replicate side counts each object once per job
 //! ([`crate::ports::JobStore::record_task`]), so counters stay exact and nothing is lost.
 //! Steps repeat until the invocation's deadline is near; the caller continues the job in a new
 //! invocation (the function re-invokes itself; locally `xcr pump` drives open jobs). A driver
@@ -34,7 +36,7 @@
 //! schedule (`{"sweep": true}`); `xcr pump` runs it every so often and before it stops idle.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::jobs::{Job, JobStatus, parse_manifest, parse_s3_url};
+use crate::jobs::{AFTER_KEY, Job, JobStatus, StagedPage, parse_manifest, parse_s3_url};
 use crate::ports::{DeadLetters, JobStore, ObjectLister, TaskQueue};
 use crate::replicate::now_ms;
 use serde::Serialize;
@@ -215,7 +217,33 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
         if job.listing_done {
             return self.finish(id).await;
         }
-        let (keys, next, done) = self.page(&job).await?;
+        // A bucket listing is staged before it is enqueued (see [`StagedPage`]); a manifest page
+        // needs no staging (its tasks carry their byte position, and the same range reads the
+        // same lines), nor does a dry run (it enqueues nothing).
+        let staging = job.spec.manifest.is_none() && !job.spec.dry_run;
+        let (keys, next, done, staged) = if staging {
+            let page = match self.jobs.staged_page(id).await? {
+                Some(page) if page.from == job.checkpoint => {
+                    tracing::info!(job_id = id, tasks = page.keys.len(), "enqueueing the page a previous step staged");
+                    page
+                }
+                _ => {
+                    let page = self.list_page(&job).await?;
+                    if !self.jobs.stage_page(id, &page).await? {
+                        // Another driver staged this page, or moved on, or the job ended: look again.
+                        tracing::info!(job_id = id, "the page was staged or the job moved meanwhile; re-reading");
+                        return self.settled(id).await;
+                    }
+                    page
+                }
+            };
+            let bucket = &job.spec.source_bucket;
+            let keys = page.keys.iter().map(|k| (bucket.clone(), k.clone(), None, None)).collect();
+            (keys, page.next.clone(), page.done, Some(page))
+        } else {
+            let (keys, next, done) = self.page(&job).await?;
+            (keys, next, done, None)
+        };
         let listed = keys.len() as u64;
         let queued = if job.spec.dry_run {
             0
@@ -240,19 +268,45 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
             self.queue.send_all(&bodies).await?;
             listed
         };
-        let committed =
-            self.jobs.commit_page(id, job.checkpoint.as_deref(), next.as_deref(), done, listed, queued).await?;
+        let committed = match &staged {
+            Some(page) => self.jobs.commit_staged_page(id, page, queued).await?,
+            None => self.jobs.commit_page(id, job.checkpoint.as_deref(), next.as_deref(), done, listed, queued).await?,
+        };
         if !committed {
             // Cancelled meanwhile, or another driver moved on: re-read next time.
             tracing::warn!(
                 job_id = id,
                 "checkpoint moved under this step; its page will be recounted by whoever holds it"
             );
-            let now = self.jobs.get(id).await?.map(|j| j.status).unwrap_or(JobStatus::Cancelled);
-            return Ok(if now.is_terminal() { Step::Ended(now) } else { Step::Progress });
+            return self.settled(id).await;
         }
         tracing::info!(job_id = id, listed, queued, done, "job step committed");
         if done { self.finish(id).await } else { Ok(Step::Progress) }
+    }
+
+    /// What to report after a conditional write found the job changed under this step.
+    async fn settled(&self, id: &str) -> Result<Step> {
+        let now = self.jobs.get(id).await?.map(|j| j.status).unwrap_or(JobStatus::Cancelled);
+        Ok(if now.is_terminal() { Step::Ended(now) } else { Step::Progress })
+    }
+
+    /// The next page of a bucket listing after the job's checkpoint, cut to what a staged page
+    /// holds ([`StagedPage::fit`]). The checkpoint is a key (`after:KEY`, S3's `StartAfter`);
+    /// one stored by an older version (S3's continuation token) is read once the old way.
+    async fn list_page(&self, job: &Job) -> Result<StagedPage> {
+        let spec = &job.spec;
+        let max = i32::try_from(self.page_size).unwrap_or(1000);
+        let (items, more) = match job.checkpoint.as_deref() {
+            Some(token) if !token.starts_with(AFTER_KEY) => {
+                let (items, next) = self.lister.list_page(&spec.source_bucket, &spec.prefix, Some(token), max).await?;
+                (items, next.is_some())
+            }
+            after => {
+                let start = after.and_then(|a| a.strip_prefix(AFTER_KEY));
+                self.lister.list_after(&spec.source_bucket, &spec.prefix, start, max).await?
+            }
+        };
+        Ok(StagedPage::fit(job.checkpoint.clone(), &items, more, |k| spec.matches(k)))
     }
 
     async fn finish(&self, id: &str) -> Result<Step> {
@@ -283,16 +337,9 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
                 .collect();
             return Ok((keys, Some(end.to_string()), end >= entries.len()));
         }
-        let max = i32::try_from(self.page_size).unwrap_or(1000);
-        let (items, next) =
-            self.lister.list_page(&spec.source_bucket, &spec.prefix, job.checkpoint.as_deref(), max).await?;
-        let keys = items
-            .into_iter()
-            .filter(|o| spec.matches(&o.key))
-            .map(|o| (spec.source_bucket.clone(), o.key, None, None))
-            .collect();
-        let done = next.is_none();
-        Ok((keys, next.or_else(|| job.checkpoint.clone()), done))
+        let page = self.list_page(job).await?;
+        let keys = page.keys.into_iter().map(|k| (spec.source_bucket.clone(), k, None, None)).collect();
+        Ok((keys, page.next, page.done))
     }
 
     /// The next page of a manifest: one ranged read from the checkpoint's byte offset, the

@@ -128,6 +128,16 @@ pub trait ObjectLister: Send + Sync {
         token: Option<&str>,
         max_keys: i32,
     ) -> impl Future<Output = Result<(Vec<Listed>, Option<String>)>> + Send;
+    /// One page of keys under `prefix` that sort after `start_after` (S3's `StartAfter`), and
+    /// whether more follow. A position that is a key, unlike an opaque token, lets a job cut a
+    /// page anywhere and resume after the last key it kept (see [`crate::jobs::StagedPage`]).
+    fn list_after(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: i32,
+    ) -> impl Future<Output = Result<(Vec<Listed>, bool)>> + Send;
     /// A whole (small) object as text.
     fn fetch_text(&self, bucket: &str, key: &str, max_bytes: u64) -> impl Future<Output = Result<String>> + Send;
     /// At most `len` bytes of an object from byte `offset`, and the object's whole size: a
@@ -368,6 +378,23 @@ pub trait JobStore: Send + Sync {
         new: Option<&str>,
         listing_done: bool,
         listed: u64,
+        queued: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// The page staged for the job's current checkpoint, if a step staged one and has not
+    /// committed it yet ([`crate::jobs::StagedPage`]).
+    fn staged_page(&self, id: &str) -> impl Future<Output = Result<Option<crate::jobs::StagedPage>>> + Send;
+    /// Stores a listed page before any of its tasks is enqueued, only if the job is RUNNING,
+    /// its checkpoint is still `page.from`, and no page is staged for that checkpoint already
+    /// (a concurrent driver's page wins; a page left from an older checkpoint is replaced).
+    /// False when a condition failed.
+    fn stage_page(&self, id: &str, page: &crate::jobs::StagedPage) -> impl Future<Output = Result<bool>> + Send;
+    /// [`Self::commit_page`] for a staged page, in one transaction with the staged page's
+    /// removal: the checkpoint moves to `page.next` and the counters grow by the page's tasks,
+    /// only if the checkpoint is still `page.from`.
+    fn commit_staged_page(
+        &self,
+        id: &str,
+        page: &crate::jobs::StagedPage,
         queued: u64,
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Counts one finished task, once per task id ([`crate::jobs::task_id`]): false if this

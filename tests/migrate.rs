@@ -12,7 +12,7 @@ use std::time::Duration;
 use xcr::aws::jobs::DynamoJobStore;
 use xcr::aws::s3::S3Source;
 use xcr::aws::sqs::Queue;
-use xcr::jobs::{Job, JobSpec, JobStatus, Overwrite, TaskTally, now_rfc3339};
+use xcr::jobs::{Job, JobSpec, JobStatus, Overwrite, StagedPage, TaskTally, now_rfc3339};
 use xcr::migrate::{Driver, Step};
 use xcr::ports::JobStore;
 use xcr::pump::{PumpOptions, pump};
@@ -231,6 +231,18 @@ impl JobStore for CrashingJobs {
         }
         self.inner.commit_page(id, old, new, done, listed, queued).await
     }
+    async fn staged_page(&self, id: &str) -> xcr::Result<Option<StagedPage>> {
+        self.inner.staged_page(id).await
+    }
+    async fn stage_page(&self, id: &str, page: &StagedPage) -> xcr::Result<bool> {
+        self.inner.stage_page(id, page).await
+    }
+    async fn commit_staged_page(&self, id: &str, page: &StagedPage, queued: u64) -> xcr::Result<bool> {
+        if self.commits.fetch_add(1, Ordering::SeqCst) + 1 == self.crash_at {
+            return Err(xcr::Error::new(xcr::ErrorKind::Transient, "injected: the driver died before its checkpoint"));
+        }
+        self.inner.commit_staged_page(id, page, queued).await
+    }
     async fn record_task(&self, id: &str, task_id: &str, tally: TaskTally) -> xcr::Result<bool> {
         if self.lost_counts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(xcr::Error::new(xcr::ErrorKind::Transient, "injected: counting the task failed"));
@@ -277,6 +289,99 @@ async fn a_driver_killed_mid_listing_resumes_with_exact_counters() {
     let c = done.counters;
     assert_eq!((c.listed, c.replicated, c.skipped, c.failed, c.pending), (300, 300, 0, 0, 0), "{c:?}");
     assert_eq!(e.gcs_listing().await.len(), objects.len());
+}
+
+/// A driver that dies after enqueueing a page and before committing it repeats that page from
+/// what it staged, not from a new listing: when the bucket changed in between (a key of the
+/// page deleted, another added in its range), the job still counts exactly the tasks it
+/// queued, `pending` reaches zero only after the last of them, and the counters add up
+/// (replicated + skipped = listed). Listing the page again would have queued the added key on
+/// top of the first attempt's tasks, one task more than the committed page counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_repeated_after_a_crash_is_the_page_first_listed() {
+    let e = env().await;
+    let objects = e.seed("relist/", 300).await;
+    let job = e.create(JobSpec { prefix: "relist/".into(), ..spec(e.stack.source_bucket()) }).await;
+    let crashing = CrashingJobs { crash_at: 2, ..CrashingJobs::new(e.jobs.clone()) };
+    let mut driver = Driver::new(S3Source::new(&e.sdk), e.queue.clone(), crashing);
+    driver.page_size = 100;
+    assert_eq!(driver.step(&job.id).await.expect("first page"), Step::Progress);
+    assert!(driver.step(&job.id).await.is_err(), "the second page crashes after enqueueing");
+    let staged = e.jobs.staged_page(&job.id).await.expect("read staged").expect("the second page is staged");
+    assert_eq!(staged.keys.len(), 100);
+
+    // The bucket changes under the uncommitted page: one of its keys goes, one appears.
+    let mut keys: Vec<&String> = objects.keys().collect();
+    keys.sort();
+    let (gone, added) = (keys[150].clone(), format!("{}-added", keys[150]));
+    assert!(staged.keys.contains(&gone), "{gone} is on the staged page");
+    let s3 = aws_sdk_s3::Client::new(&e.sdk);
+    s3.delete_object().bucket(e.stack.source_bucket()).key(&gone).send().await.expect("delete");
+    s3.put_object()
+        .bucket(e.stack.source_bucket())
+        .key(&added)
+        .body(b"late".to_vec().into())
+        .send()
+        .await
+        .expect("put");
+
+    // The same driver resumes (its crash injection is spent) and enqueues the staged page again.
+    assert_eq!(driver.step(&job.id).await.expect("the second page again"), Step::Progress);
+    assert!(e.jobs.staged_page(&job.id).await.expect("read staged").is_none(), "the commit removed it");
+    e.pump().await;
+    let done = e.job(&job.id).await;
+    // The deleted key's two tasks (one per enqueue) count once, as failed (a listed object the
+    // job could not copy fails it, as any vanished source does); the key added after the page
+    // was listed is not part of the job.
+    assert_eq!(done.status, JobStatus::Failed, "{done:?}");
+    let c = done.counters;
+    assert_eq!((c.listed, c.queued, c.replicated, c.skipped, c.failed, c.pending), (300, 300, 299, 0, 1, 0), "{c:?}");
+    // Every object the job listed and that still exists is in GCS, byte for byte (the added key
+    // arrives there too, through its own S3 event, not through the job).
+    let listing = e.gcs_listing().await;
+    assert!(!listing.contains_key(&gone), "the deleted key was not copied");
+    for (key, data) in objects.iter().filter(|(k, _)| **k != gone) {
+        let (crc, _) = listing.get(key).unwrap_or_else(|| panic!("{key} missing in GCS"));
+        assert_eq!(crc, &crc32c_b64(data), "{key}");
+    }
+}
+
+/// A page of long keys is cut to what one staged page holds (a DynamoDB item is at most
+/// 400 KB): the job lists it in more steps, resumes after the last key it kept, and copies and
+/// counts every object exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_of_long_keys_is_cut_to_fit_and_resumed_after_its_last_key() {
+    let e = env().await;
+    let long = "k".repeat(900);
+    let s3 = aws_sdk_s3::Client::new(&e.sdk);
+    let n = 420;
+    for i in 0..n {
+        s3.put_object()
+            .bucket(e.stack.source_bucket())
+            .key(format!("long/{i:04}/{long}"))
+            .body(format!("{i}").into_bytes().into())
+            .send()
+            .await
+            .expect("put");
+    }
+    e.purge().await;
+    let job = e.create(JobSpec { prefix: "long/".into(), ..spec(e.stack.source_bucket()) }).await;
+    let driver = e.driver();
+    assert_eq!(driver.step(&job.id).await.expect("first page"), Step::Progress);
+    let first = e.job(&job.id).await;
+    let per_page = first.counters.listed;
+    assert!(per_page > 0 && per_page < n, "a page of {n} keys of ~910 bytes is cut: {per_page} kept");
+    assert!(
+        first.checkpoint.as_deref().is_some_and(|cp| cp.starts_with(xcr::jobs::AFTER_KEY)),
+        "the checkpoint is the last key kept: {:?}",
+        first.checkpoint
+    );
+    e.pump().await;
+    let done = e.job(&job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    let c = done.counters;
+    assert_eq!((c.listed, c.replicated, c.skipped, c.failed, c.pending), (n, n, 0, 0, 0), "{c:?}");
+    assert_eq!(e.gcs_listing().await.len() as u64, n);
 }
 
 /// A task whose copy landed but whose count failed is delivered again; that delivery finds the

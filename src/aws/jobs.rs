@@ -7,10 +7,10 @@
 use super::attrs::{Item, get_n, get_s, n, s};
 use super::{TRANSACTION_RETRY, cancellation_reasons, classify, is_retryable_cancellation, is_transaction_conflict};
 use crate::error::{Error, ErrorKind, Result};
-use crate::jobs::{Counters, Job, JobSpec, JobStatus, TaskTally, now_rfc3339};
+use crate::jobs::{Counters, Job, JobSpec, JobStatus, StagedPage, TaskTally, now_rfc3339};
 use crate::ports::JobStore;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
 
 /// The partition holding every job item (jobs are few; their tasks' markers are not here).
 const JOBS_PK: &str = "jobs";
@@ -23,6 +23,32 @@ pub struct DynamoJobStore {
 
 fn job_sk(id: &str) -> AttributeValue {
     s(format!("job#{id}"))
+}
+
+/// The sort key of a job's staged page, in the job's task partition (`pk = job#ID`): beside
+/// the job item rather than in it, so that the job item every task reads stays small.
+const PAGE_SK: &str = "page";
+
+/// A checkpoint as stored in a staged page's `page_from` (the start of the listing is "").
+fn page_from(cp: Option<&str>) -> AttributeValue {
+    s(cp.unwrap_or_default())
+}
+
+/// The job item's condition that its checkpoint is still `old` and the job RUNNING, with the
+/// values it needs (`#st` names `status`).
+fn at_checkpoint(old: Option<&str>) -> (&'static str, Vec<(&'static str, AttributeValue)>) {
+    let running = (":running", s(JobStatus::Running.as_str()));
+    match old {
+        Some(cp) => ("#st = :running AND list_checkpoint = :old", vec![running, (":old", s(cp))]),
+        None => (
+            "#st = :running AND attribute_not_exists(list_checkpoint) AND listing_done = :false",
+            vec![running, (":false", AttributeValue::Bool(false))],
+        ),
+    }
+}
+
+fn build_err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorKind::Invalid, format!("bad request: {what}")).with_source(e)
 }
 
 fn parse_job(item: &Item) -> Result<Job> {
@@ -86,6 +112,36 @@ impl DynamoJobStore {
                         }
                         Err(e) => Err(classify(e, what)),
                     }
+                }
+            })
+            .await
+    }
+
+    /// One `TransactWriteItems`: true when written, false when a condition failed, retried
+    /// while DynamoDB cancels it for a conflict with another transaction (every task count is
+    /// one on the same job item) or a throttle.
+    async fn transact(&self, what: &str, items: Vec<TransactWriteItem>) -> Result<bool> {
+        TRANSACTION_RETRY
+            .run_if(what, is_transaction_conflict, |_| {
+                let req = self.client.transact_write_items().set_transact_items(Some(items.clone()));
+                async move {
+                    let e = match req.send().await {
+                        Ok(_) => return Ok(true),
+                        Err(e) => e,
+                    };
+                    let reasons = cancellation_reasons(&e);
+                    if reasons.contains(&"ConditionalCheckFailed") {
+                        return Ok(false);
+                    }
+                    let kind = if is_retryable_cancellation(&reasons) {
+                        ErrorKind::Transient
+                    } else if reasons.is_empty() {
+                        return Err(classify(e, what));
+                    } else {
+                        ErrorKind::Invalid
+                    };
+                    let why = format!("{what}: transaction cancelled ({})", reasons.join(", "));
+                    Err(Error::new(kind, why).with_source(e))
                 }
             })
             .await
@@ -221,6 +277,104 @@ impl JobStore for DynamoJobStore {
             req = req.expression_attribute_values(":false", AttributeValue::Bool(false));
         }
         self.conditional(req.condition_expression(condition), "commit job checkpoint").await
+    }
+
+    async fn staged_page(&self, id: &str) -> Result<Option<StagedPage>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", job_sk(id))
+            .key("sk", s(PAGE_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(e, "read the job's staged page"))?;
+        let Some(item) = out.item() else { return Ok(None) };
+        let page = get_s(item, "page").and_then(|t| serde_json::from_str::<StagedPage>(&t).ok()).ok_or_else(|| {
+            Error::new(ErrorKind::Transient, format!("job {id}: staged page item without a valid page"))
+        })?;
+        Ok(Some(page))
+    }
+
+    async fn stage_page(&self, id: &str, page: &StagedPage) -> Result<bool> {
+        let text = serde_json::to_string(page)
+            .map_err(|e| Error::new(ErrorKind::Invalid, "cannot encode the staged page").with_source(e))?;
+        let (condition, values) = at_checkpoint(page.from.as_deref());
+        let mut check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(JOBS_PK))
+            .key("sk", job_sk(id))
+            .condition_expression(condition)
+            .expression_attribute_names("#st", "status");
+        for (k, v) in values {
+            check = check.expression_attribute_values(k, v);
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", job_sk(id))
+            .item("sk", s(PAGE_SK))
+            .item("page_from", page_from(page.from.as_deref()))
+            .item("page", s(text))
+            .item("updated_at", s(now_rfc3339()))
+            // A page staged for this very checkpoint is a concurrent driver's: it wins, and this
+            // driver enqueues that page instead. One staged for an older checkpoint is stale.
+            .condition_expression("attribute_not_exists(pk) OR page_from <> :from")
+            .expression_attribute_values(":from", page_from(page.from.as_deref()))
+            .build()
+            .map_err(|e| build_err("stage page", e))?;
+        let check = check.build().map_err(|e| build_err("stage page", e))?;
+        self.transact(
+            "stage the job's page",
+            vec![
+                TransactWriteItem::builder().condition_check(check).build(),
+                TransactWriteItem::builder().put(put).build(),
+            ],
+        )
+        .await
+    }
+
+    async fn commit_staged_page(&self, id: &str, page: &StagedPage, queued: u64) -> Result<bool> {
+        let listed = page.keys.len() as u64;
+        let (condition, values) = at_checkpoint(page.from.as_deref());
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(JOBS_PK))
+            .key("sk", job_sk(id))
+            .condition_expression(condition)
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":done", AttributeValue::Bool(page.done))
+            .expression_attribute_values(":listed", n(listed))
+            .expression_attribute_values(":queued", n(queued))
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        for (k, v) in values {
+            update = update.expression_attribute_values(k, v);
+        }
+        let add = "ADD n_listed :listed, n_queued :queued, n_pending :queued";
+        update = match page.next.as_deref() {
+            Some(cp) => update
+                .expression_attribute_values(":cp", s(cp))
+                .update_expression(format!("SET list_checkpoint = :cp, listing_done = :done, updated_at = :now {add}")),
+            None => update
+                .update_expression(format!("SET listing_done = :done, updated_at = :now {add} REMOVE list_checkpoint")),
+        };
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", job_sk(id))
+            .key("sk", s(PAGE_SK))
+            .condition_expression("page_from = :from")
+            .expression_attribute_values(":from", page_from(page.from.as_deref()))
+            .build()
+            .map_err(|e| build_err("commit page", e))?;
+        let update = update.build().map_err(|e| build_err("commit page", e))?;
+        self.transact(
+            "commit job checkpoint",
+            vec![
+                TransactWriteItem::builder().update(update).build(),
+                TransactWriteItem::builder().delete(delete).build(),
+            ],
+        )
+        .await
     }
 
     async fn record_task(&self, id: &str, task_id: &str, tally: TaskTally) -> Result<bool> {
