@@ -64,7 +64,7 @@ lint: venv fetch ## cargo fmt --check, clippy -D warnings, cfn-lint
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
-test: lint ## Everything: lints, unit and integration tests against the emulators, infra checks
+test: lint ## Everything: lints, unit and integration tests against the emulators, infra checks, bench smoke, docs test
 	$(CARGO) test --workspace --locked --no-fail-fast
 	@# After cargo test, so that the end-to-end infra test finds target/debug/xcr.
 	$(MAKE) --no-print-directory infra-check
