@@ -17,7 +17,7 @@ GCS          ?= gcp-storage-emulator
 include infra/infra.mk
 
 .DEFAULT_GOAL := help
-.PHONY: help venv fetch build release local-up local-down local-status demo test lint fmt bench bench-quick clean
+.PHONY: help venv fetch build release local-up local-down local-status demo test docs-test lint fmt bench bench-quick clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -64,11 +64,16 @@ lint: venv fetch ## cargo fmt --check, clippy -D warnings, cfn-lint
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
-test: lint ## Everything: lints, unit and integration tests against the emulators, infra checks
+test: lint ## Everything: lints, unit and integration tests against the emulators, infra checks, bench smoke, docs test
 	$(CARGO) test --workspace --locked --no-fail-fast
 	@# After cargo test, so that the end-to-end infra test finds target/debug/xcr.
 	$(MAKE) --no-print-directory infra-check
 	$(CARGO) build --workspace --locked --quiet && $(PY) scripts/bench.py --quick --profile debug --target-dir "$${CARGO_TARGET_DIR:-target}"  # bench smoke check (~1 min): it runs, not how fast
+	$(MAKE) --no-print-directory docs-test
+
+docs-test: venv ## Run the runnable shell blocks of README.md and docs/ on private local stacks (under 2 min after a debug build)
+	$(CARGO) build --locked --quiet --bin xcr
+	$(PY) scripts/docs_test.py --target-dir "$${CARGO_TARGET_DIR:-target}"
 
 bench: venv release ## P1-P5 on a private stack: 1 GiB copy, 1,000 small objects vs rclone, RSS/CPU, requests per object, footprint
 	$(PY) scripts/bench.py --target-dir "$${CARGO_TARGET_DIR:-target}" $(BENCH_ARGS)

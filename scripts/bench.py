@@ -323,7 +323,7 @@ def pump_env(ctx: "Ctx", extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def p2_xcr_job(ctx: "Ctx", n: int, prefix: str) -> dict:
-    """A migration job, created and pumped to completion, as README "Migration jobs" runs it."""
+    """A migration job, created and pumped to completion, as docs/jobs.md runs it."""
     dst = ctx.env["XCR_DEST_BUCKET"]
     env = pump_env(ctx)
     t0 = time.time()
@@ -491,7 +491,7 @@ def p4_requests(ctx: "Ctx", n: int) -> dict:
         gcs.stop()
     rows.pop("_job_ids", None)
 
-    # What the design needs at least (README "The replicate function"; src/replicate.rs).
+    # What the design needs at least (docs/replication.md; src/replicate.rs).
     minimum = {
         "event_new": {"s3": 1, "gcs": 1, "dynamodb": 2, "why": "GET; one multipart upload; claim + complete"},
         "event_duplicate": {"s3": 0, "gcs": 0, "dynamodb": 1, "why": "the claim is refused by the sequencer"},
@@ -724,8 +724,8 @@ def p5_footprint(ctx: "Ctx", runs: int) -> dict:
 # ---------------------------------------------------------------- what a run must show
 
 
-# Requests per object above the design minimum that are known and explained (README,
-# "Benchmarks"): path -> service -> the most a run may show. Anything above it fails the run,
+# Requests per object above the design minimum that are known and explained (docs/benchmarks.md,
+# P4): path -> service -> the most a run may show. Anything above it fails the run,
 # so that an extra request per object is a decision, never an accident.
 # Measured 2026-12-03 (quick run, 10 objects): a job task costs 5.3 DynamoDB requests against
 # the 3 of the design: besides claim, complete and its count, each task reads the job (is it

@@ -272,7 +272,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     if params.get("DeployFunctions") == "true":
         raise DeployError(
             "deploy-local deploys the data plane only (DeployFunctions=false): emulators here run no Lambda "
-            "code; run the functions with `xcr pump` or `cargo lambda watch` (see the README)"
+            "code; run the functions with `xcr pump` or `cargo lambda watch` (see docs/local-stack.md)"
         )
 
     if not endpoint or (not args.endpoint and _is_local_stack_endpoint(args.dir, endpoint)):

@@ -1,18 +1,25 @@
 //! xcr replicates S3 objects into Google Cloud Storage: streamed, verified, exactly once in effect.
 //!
-//! The map, from the inside out:
-//! * [`model`]: plain data (object references, destinations, metadata).
-//! * [`error`]: one error type, classified once into retryable or not and an HTTP status.
-//! * [`ports`]: the traits the use cases talk through ([`ports::ObjectSource`], [`ports::ObjectSink`]).
-//! * [`transfer`]: the streaming engine: chunking, pipelining, checksums, resumption; [`budget`]:
-//!   when a copy stops for a continuation.
-//! * [`events`]: notification payloads decoded into tasks (pure).
-//! * [`replicate`]: the use case every entry point shares.
-//! * [`handler`]: the replicate function's answers to its triggers; [`redelivery`]: when a failed
-//!   SQS record comes back.
-//! * [`aws`], [`gcs`]: adapters for S3 and the GCS upload APIs.
-//! * [`config`]: the environment, read and validated once; [`wiring`] builds the adapters from it.
-//! * [`telemetry`]: JSON logs; [`metrics`]: CloudWatch EMF lines.
+//! The code map, with the entry points and the invariants the whole code keeps, is
+//! `docs/architecture.md`. Every module, from the inside out:
+//!
+//! * Domain: [`model`] (plain data), [`error`] (one error type; its kind decides retry, HTTP
+//!   status and DLQ fate), [`events`] (payloads decoded into tasks, pure), [`routing`] (rules:
+//!   bucket and key to destinations), [`replicate`] (the use case every entry point shares),
+//!   [`budget`] (when a copy stops for a continuation), [`redelivery`] (when a failed SQS record
+//!   comes back), [`jobs`] (migration job rules, pure), [`migrate`] (the job driver and sweep),
+//!   [`status`] (per-object status from the ledger), [`audit`] (drift audit of S3 against GCS).
+//! * Ports: [`ports`] (the traits the use cases talk through: source, sink, ledger, queue,
+//!   job store, ...).
+//! * The streaming engine: [`transfer`] (chunking, pipelining, checksums, resumption) and
+//!   [`retry`] (the one retry policy for what the AWS SDK does not retry).
+//! * Adapters: [`aws`] (S3, the DynamoDB ledger and job store, SQS, Lambda; SDK error
+//!   classification) and [`gcs`] (the GCS upload protocols and Google auth).
+//! * Entry-point logic: [`handler`] (the replicate function's answers to its triggers),
+//!   [`pump`] (the local event source and DLQ redrive), [`api`] (the HTTP API Router).
+//! * Wiring and cross-cutting: [`config`] (the environment, read and validated once),
+//!   [`wiring`] (adapters built from the config), [`ledger`] (ledger choice), [`telemetry`]
+//!   (JSON logs), [`metrics`] (CloudWatch EMF lines).
 
 pub mod api;
 pub mod audit;

@@ -55,7 +55,7 @@ pub struct TransferConfig {
 impl Default for TransferConfig {
     /// 8 MiB chunks: GCS's recommended minimum for throughput, and three of them fit well inside
     /// the smallest Lambda. The threshold equals the chunk size so that the single-request path
-    /// holds no more than one chunk in memory; measured on the emulators (README, `make bench`),
+    /// holds no more than one chunk in memory; measured on the emulators (docs/benchmarks.md, `make bench`),
     /// a single request at this size costs one round trip instead of two or more.
     fn default() -> Self {
         Self {
