@@ -346,6 +346,50 @@ async fn a_page_repeated_after_a_crash_is_the_page_first_listed() {
     }
 }
 
+/// A job that an older version checkpointed with S3's opaque continuation token (before
+/// checkpoints became keys) goes on from that token after an upgrade: the rest of the bucket is
+/// listed once, from where the token points, and the job ends with exact counters.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_checkpointed_with_a_continuation_token_resumes_from_it() {
+    use xcr::ports::ObjectLister;
+    let e = env().await;
+    let objects = e.seed("legacy/", 250).await;
+    let job = e.create(JobSpec { prefix: "legacy/".into(), ..spec(e.stack.source_bucket()) }).await;
+    // What the older version left: the first 100 keys listed, queued and counted, the token of
+    // the next page as the checkpoint.
+    let (first, token) =
+        S3Source::new(&e.sdk).list_page(e.stack.source_bucket(), "legacy/", None, 100).await.expect("list");
+    let token = token.expect("a continuation token");
+    assert!(!token.starts_with(xcr::jobs::AFTER_KEY));
+    let n = |v: u64| aws_sdk_dynamodb::types::AttributeValue::N(v.to_string());
+    aws_sdk_dynamodb::Client::new(&e.sdk)
+        .update_item()
+        .table_name(e.stack.var("XCR_JOBS_TABLE"))
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("jobs".into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(format!("job#{}", job.id)))
+        .update_expression(
+            "SET #st = :running, list_checkpoint = :token, n_listed = :h, n_queued = :h, n_replicated = :h",
+        )
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_values(":running", aws_sdk_dynamodb::types::AttributeValue::S("RUNNING".into()))
+        .expression_attribute_values(":token", aws_sdk_dynamodb::types::AttributeValue::S(token))
+        .expression_attribute_values(":h", n(100))
+        .send()
+        .await
+        .expect("write the old checkpoint");
+
+    e.pump().await;
+    let done = e.job(&job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    let c = done.counters;
+    assert_eq!((c.listed, c.queued, c.replicated, c.failed, c.pending), (250, 250, 250, 0, 0), "{c:?}");
+    // Only what the token pointed at was copied now: the first page was the older version's.
+    let listing = e.gcs_listing().await;
+    assert_eq!(listing.len(), 150, "the rest of the bucket, once");
+    assert!(first.iter().all(|o| !listing.contains_key(&o.key)), "the first page was not listed again");
+    assert!(objects.keys().filter(|k| !first.iter().any(|o| &o.key == *k)).all(|k| listing.contains_key(k)));
+}
+
 /// A page of long keys is cut to what one staged page holds (a DynamoDB item is at most
 /// 400 KB): the job lists it in more steps, resumes after the last key it kept, and copies and
 /// counts every object exactly once.
