@@ -69,7 +69,7 @@ async fn a_job_of_2000_objects_through_20_percent_faults_ends_succeeded_with_exa
         rate_percent: FAULT_PERCENT,
         seed: 0x5eed_u64.wrapping_mul(31).wrapping_add(k),
         // Past the client's timeout, short enough not to pile up held connections.
-        stall: Duration::from_secs(TIMEOUT_SECS * 3),
+        stall: Duration::from_secs(TIMEOUT_SECS + 1),
         script: Vec::new(),
     };
     let s3p = FaultProxy::start(Service::S3, stack.var("AWS_ENDPOINT_URL"), plan(1)).await;
@@ -108,8 +108,9 @@ async fn a_job_of_2000_objects_through_20_percent_faults_ends_succeeded_with_exa
         visibility_secs: Some(5),
         until_idle: Some(Duration::from_secs(3)),
         sweep_every: Some(Duration::from_secs(20)),
-        // As two more concurrent invocations would: a stalled request holds its batch, not all.
-        concurrent_batches: 4,
+        // As more concurrent invocations would: a stalled request holds its batch, not all (the test
+        // waits on latency, not CPU: more batches in flight end it sooner).
+        concurrent_batches: 8,
         ..Default::default()
     };
     // A pump run can go idle while the job waits on a held driver lease (a step whose answer was
