@@ -17,7 +17,7 @@ GCS          ?= gcp-storage-emulator
 include infra/infra.mk
 
 .DEFAULT_GOAL := help
-.PHONY: help venv fetch build release local-up local-down local-status demo test docs-test lint fmt bench bench-quick clean
+.PHONY: help venv fetch build release local-up local-down local-status demo check test docs-test lint fmt bench bench-quick clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -63,6 +63,17 @@ lint: venv fetch ## cargo fmt --check, clippy -D warnings, cfn-lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
+
+# The fast tier: what needs no emulator, no .venv and no network (well under a minute after a
+# build). The library's and binaries' unit tests, and the property tests of event decoding and
+# of the API's request bodies (in process, against documented naming rules).
+FAST_TESTS := --test props_api --test props_events
+
+check: fetch ## Fast tier, no emulators: fmt --check, clippy -D warnings, unit and property tests
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) test --workspace --locked --lib --bins
+	$(CARGO) test --locked $(FAST_TESTS)
 
 test: lint ## Everything: lints, unit and integration tests against the emulators, infra checks, bench smoke, docs test
 	$(CARGO) test --workspace --locked --no-fail-fast

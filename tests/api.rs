@@ -146,7 +146,7 @@ async fn service_endpoints_docs_and_routing_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn replicate_answers_every_documented_status() {
+async fn replicate_answers_200_and_each_documented_4xx() {
     let stack = Stack::up();
     let app = api(&stack, &[]).await;
     let s3 = stack.s3().await;
@@ -300,7 +300,7 @@ async fn large_objects_are_queued_with_202() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn batch_copies_concurrently_or_queues() {
+async fn batch_copies_each_key_in_request_order_or_queues_them() {
     let stack = Stack::up();
     let app = api(&stack, &[]).await;
     let s3 = stack.s3().await;

@@ -47,8 +47,8 @@ fn size() -> u64 {
 }
 
 /// Counts what goes to GCS, around the real client.
-struct CountingSink {
-    inner: GcsClient,
+#[derive(Default)]
+struct Counting {
     sessions: AtomicU32,
     /// Bytes of every chunk sent, re-sends included.
     sent: AtomicU64,
@@ -56,17 +56,23 @@ struct CountingSink {
     statuses: AtomicU32,
 }
 
-impl ObjectSink for CountingSink {
-    async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<StoredObject> {
+impl SinkHooks for Counting {
+    async fn upload_single(
+        &self,
+        inner: &GcsClient,
+        spec: &UploadSpec,
+        data: bytes::Bytes,
+    ) -> xcr::Result<StoredObject> {
         self.sent.fetch_add(data.len() as u64, Ordering::SeqCst);
-        self.inner.upload_single(spec, data).await
+        inner.upload_single(spec, data).await
     }
-    async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
+    async fn start_session(&self, inner: &GcsClient, spec: &UploadSpec) -> xcr::Result<String> {
         self.sessions.fetch_add(1, Ordering::SeqCst);
-        self.inner.start_session(spec).await
+        inner.start_session(spec).await
     }
     async fn upload_chunk(
         &self,
+        inner: &GcsClient,
         s: &str,
         o: u64,
         d: bytes::Bytes,
@@ -74,17 +80,11 @@ impl ObjectSink for CountingSink {
         c: Option<&str>,
     ) -> xcr::Result<UploadProgress> {
         self.sent.fetch_add(d.len() as u64, Ordering::SeqCst);
-        self.inner.upload_chunk(s, o, d, t, c).await
+        inner.upload_chunk(s, o, d, t, c).await
     }
-    async fn session_status(&self, s: &str, t: u64) -> xcr::Result<UploadProgress> {
+    async fn session_status(&self, inner: &GcsClient, s: &str, t: u64) -> xcr::Result<UploadProgress> {
         self.statuses.fetch_add(1, Ordering::SeqCst);
-        self.inner.session_status(s, t).await
-    }
-    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
-        self.inner.delete(b, n, g, m).await
-    }
-    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
-        self.inner.stat(b, n).await
+        inner.session_status(s, t).await
     }
 }
 
@@ -101,12 +101,7 @@ async fn a_large_object_replicates_through_continuations_with_short_invocations(
     put(&s3, stack.source_bucket(), key, data.clone()).await;
     eprintln!("put {size} bytes in {:?}", t.elapsed());
 
-    let sink = CountingSink {
-        inner: stack.gcs(),
-        sessions: AtomicU32::new(0),
-        sent: AtomicU64::new(0),
-        statuses: AtomicU32::new(0),
-    };
+    let sink = Around::new(stack.gcs(), Counting::default());
     // A reserve scaled to the short invocations: about a second of each goes to chunks.
     let cfg = TransferConfig {
         chunk_size: CHUNK,
@@ -142,7 +137,7 @@ async fn a_large_object_replicates_through_continuations_with_short_invocations(
     .expect("pump");
     let took = t.elapsed();
 
-    let sink = handler.replicator().transfer().sink();
+    let sink = &handler.replicator().transfer().sink().hooks;
     let sent = sink.sent.load(Ordering::SeqCst);
     let continuations = u64::from(sink.statuses.load(Ordering::SeqCst));
     eprintln!(
@@ -169,11 +164,7 @@ async fn a_large_object_replicates_through_continuations_with_short_invocations(
     assert_eq!(meta["crc32c"].as_str(), Some(crc32c_b64(&data).as_str()));
 
     // Completed in the ledger: the session forgotten, the lease released.
-    let item = ledger(&sdk, &stack)
-        .get(&format!("gs://{}/{key}", stack.dest_bucket()))
-        .await
-        .expect("read ledger")
-        .expect("ledger item");
+    let item = ledger_item(&stack, stack.dest_bucket(), key).await.expect("ledger item");
     assert!(item.upload.is_none(), "the upload session is still recorded: {item:?}");
     assert!(item.lease_owner.is_none(), "the lease is released");
     assert_eq!(item.done.and_then(|d| d.size), Some(size));

@@ -87,26 +87,9 @@ async fn run_case(stack: &Stack, key: &str, size: usize, scripts: Scripts) -> (x
     let data = bytes_of(size, size as u64);
     put(&stack.s3().await, stack.source_bucket(), key, data.clone()).await;
 
-    let mut vars = stack.env.clone();
-    for (k, v) in [
-        ("STORAGE_EMULATOR_HOST", gcsp.url()),
-        ("XCR_CHUNK_SIZE", CHUNK.to_string()),
-        ("XCR_RESUMABLE_THRESHOLD", CHUNK.to_string()),
-        ("XCR_REQUEST_TIMEOUT_SECS", TIMEOUT_SECS.to_string()),
-    ]
-    .into_iter()
-    .chain(scripts.env)
-    {
-        vars.insert(k.to_string(), v);
-    }
-    let cfg = xcr::config::Config::from_vars(vars, xcr::config::Needs::FUNCTION).expect("config");
-    let region = stack.var("AWS_REGION");
-    let r = xcr::wiring::replicator_split(
-        &fault_proxy::sdk_via(&s3p.url(), region).await,
-        &fault_proxy::sdk_via(&ddbp.url(), region).await,
-        &cfg,
-    )
-    .expect("replicator");
+    let (_, r) =
+        fault_proxy::replicator_via(stack, [&s3p.url(), &ddbp.url(), &gcsp.url()], CHUNK, TIMEOUT_SECS, scripts.env)
+            .await;
     let obj = ObjectRef::new(stack.source_bucket(), key);
     let result = tokio::time::timeout(CASE_LIMIT, r.replicate(&obj, None, now_ms() + 10_000))
         .await

@@ -160,10 +160,6 @@ async fn deliver(handler: &xcr::wiring::S3ToGcsHandler, payload: &Value, ids: Ve
     }
 }
 
-async fn sdk_at(stack: &Stack, endpoint: &str) -> aws_config::SdkConfig {
-    fault_proxy::sdk_via(endpoint, stack.var("AWS_REGION")).await
-}
-
 /// Every object name in the bucket, read straight from the emulator.
 async fn gcs_list(endpoint: &str, bucket: &str) -> Vec<String> {
     let http = reqwest::Client::new();
@@ -328,20 +324,14 @@ async fn every_object_arrives_once_through_injected_faults() {
     let ddbp = FaultProxy::start(Service::DynamoDb, stack.var("AWS_ENDPOINT_URL"), plan(2)).await;
     let gcsp = FaultProxy::start(Service::Gcs, stack.gcs_endpoint(), plan(3)).await;
 
-    let mut vars = stack.env.clone();
-    for (k, v) in [
-        ("STORAGE_EMULATOR_HOST", gcsp.url()),
-        ("XCR_CHUNK_SIZE", CHUNK.to_string()),
-        ("XCR_RESUMABLE_THRESHOLD", CHUNK.to_string()),
-        ("XCR_REQUEST_TIMEOUT_SECS", TIMEOUT_SECS.to_string()),
-        ("XCR_BATCH_CONCURRENCY", "4".to_string()),
-    ] {
-        vars.insert(k.to_string(), v);
-    }
-    let cfg = xcr::config::Config::from_vars(vars, xcr::config::Needs::FUNCTION).expect("config");
-    let replicator =
-        xcr::wiring::replicator_split(&sdk_at(&stack, &s3p.url()).await, &sdk_at(&stack, &ddbp.url()).await, &cfg)
-            .expect("replicator");
+    let (cfg, replicator) = fault_proxy::replicator_via(
+        &stack,
+        [&s3p.url(), &ddbp.url(), &gcsp.url()],
+        CHUNK,
+        TIMEOUT_SECS,
+        vec![("XCR_BATCH_CONCURRENCY", "4".to_string())],
+    )
+    .await;
     // No requeue queue: a busy record is reported as a batch item failure and redelivered.
     let handler = xcr::handler::Handler::new(replicator, cfg.batch_concurrency, None::<Queue>, None::<DynamoJobStore>);
 
@@ -421,13 +411,7 @@ async fn every_object_arrives_once_through_injected_faults() {
     let (s3_1, ddb_1, gcs_1) = (s3p.counts(), ddbp.counts(), gcsp.counts());
     eprintln!("phase 1 (copy): {rounds} delivery rounds in {:.1}s", phase1.as_secs_f32());
     for (name, c) in [("s3", &s3_1), ("dynamodb", &ddb_1), ("gcs", &gcs_1)] {
-        eprintln!(
-            "  {name}: {} requests, {} faulted ({:.1}%): {:?}",
-            c.requests,
-            c.faulted,
-            c.rate() * 100.0,
-            c.by_fault
-        );
+        c.print(name);
     }
 
     // Uploads per object, counted where they complete: at the GCS proxy, a forwarded upload

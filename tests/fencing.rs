@@ -23,7 +23,7 @@ use xcr::events::{Action, Task};
 use xcr::gcs::GcsClient;
 use xcr::gcs::auth::Auth;
 use xcr::model::{ObjectRef, StoredObject};
-use xcr::ports::{ClaimRequest, Ledger, ObjectSink, UploadProgress, UploadSpec};
+use xcr::ports::{ClaimRequest, Ledger, ObjectSink, UploadSpec};
 use xcr::replicate::{Outcome, ReplicateSettings, Replicator, ledger_key, now_ms};
 use xcr::routing::Router;
 use xcr::transfer::{Transfer, TransferConfig};
@@ -63,49 +63,37 @@ async fn gcs_refuses_a_write_fenced_on_an_old_generation() {
 /// Wraps the GCS client: before the first upload, runs `hook` (which plays another writer), and
 /// records every precondition the replicator sends.
 struct Interloper<F> {
-    inner: GcsClient,
     hook: F,
     armed: AtomicBool,
     fences: Mutex<Vec<(String, Option<u64>)>>,
 }
 
-impl<F, Fut> ObjectSink for Interloper<F>
+impl<F, Fut> SinkHooks for Interloper<F>
 where
     F: Fn() -> Fut + Send + Sync,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<StoredObject> {
+    async fn upload_single(
+        &self,
+        inner: &GcsClient,
+        spec: &UploadSpec,
+        data: bytes::Bytes,
+    ) -> xcr::Result<StoredObject> {
         self.fences.lock().expect("lock").push(("upload".into(), spec.if_generation_match));
         if self.armed.swap(false, Ordering::SeqCst) {
             (self.hook)().await;
         }
-        self.inner.upload_single(spec, data).await
+        inner.upload_single(spec, data).await
     }
-    async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
+    async fn start_session(&self, inner: &GcsClient, spec: &UploadSpec) -> xcr::Result<String> {
         self.fences.lock().expect("lock").push(("session".into(), spec.if_generation_match));
-        self.inner.start_session(spec).await
+        inner.start_session(spec).await
     }
-    async fn upload_chunk(
-        &self,
-        s: &str,
-        o: u64,
-        d: bytes::Bytes,
-        t: u64,
-        c: Option<&str>,
-    ) -> xcr::Result<UploadProgress> {
-        self.inner.upload_chunk(s, o, d, t, c).await
-    }
-    async fn session_status(&self, s: &str, t: u64) -> xcr::Result<UploadProgress> {
-        self.inner.session_status(s, t).await
-    }
-    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
+    async fn delete(&self, inner: &GcsClient, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
         if g.is_none() {
             self.fences.lock().expect("lock").push(("delete".into(), m));
         }
-        self.inner.delete(b, n, g, m).await
-    }
-    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
-        self.inner.stat(b, n).await
+        inner.delete(b, n, g, m).await
     }
 }
 
@@ -129,17 +117,19 @@ async fn the_lease_holder_decides_again_after_a_foreign_write() {
     let sdk = stack.sdk().await;
     let (b, k) = (stack.source_bucket().to_string(), "fence/object.txt");
     let foreign = gcs.client();
-    let sink = Interloper {
-        inner: gcs.client(),
-        hook: move || {
-            let foreign = foreign.clone();
-            async move {
-                foreign.upload_single(&spec(k, b"foreign", None), "foreign".into()).await.expect("foreign write");
-            }
+    let sink = Around::new(
+        gcs.client(),
+        Interloper {
+            hook: move || {
+                let foreign = foreign.clone();
+                async move {
+                    foreign.upload_single(&spec(k, b"foreign", None), "foreign".into()).await.expect("foreign write");
+                }
+            },
+            armed: AtomicBool::new(false),
+            fences: Mutex::new(Vec::new()),
         },
-        armed: AtomicBool::new(false),
-        fences: Mutex::new(Vec::new()),
-    };
+    );
     let transfer = Transfer::new(S3Source::new(&sdk), sink, TransferConfig::default(), fast_retry());
     let settings = ReplicateSettings { replicate_deletes: true, ..Default::default() };
     let r = Replicator::new(transfer, ledger(&sdk, &stack), Router::new(Some(DEST), None).expect("router"), settings);
@@ -152,7 +142,7 @@ async fn the_lease_holder_decides_again_after_a_foreign_write() {
     let g1 = one.destination.generation.clone().expect("generation");
 
     // Another writer lands between our claim and our upload.
-    r.transfer().sink().armed.store(true, Ordering::SeqCst);
+    r.transfer().sink().hooks.armed.store(true, Ordering::SeqCst);
     put(&s3, &b, k, b"version two".to_vec()).await;
     let two = r.apply(&event(Action::Copy, &b, k, 2), now_ms() + 60_000).await.remove(0).expect("copy two");
     assert_eq!(two.outcome, Outcome::Replicated);
@@ -166,7 +156,7 @@ async fn the_lease_holder_decides_again_after_a_foreign_write() {
     assert_eq!(gone.outcome, Outcome::Deleted);
     assert_eq!(gcs.read(k).await, None);
 
-    let fences = r.transfer().sink().fences.lock().expect("lock").clone();
+    let fences = r.transfer().sink().hooks.fences.lock().expect("lock").clone();
     let foreign_gen: u64 = {
         // The refused write was fenced on g1; the retry on the foreign generation, which is
         // neither g1 nor the final one.
@@ -201,43 +191,45 @@ async fn a_holder_that_lost_its_lease_never_overwrites() {
     let foreign = gcs.client();
     let thief: DynamoLedger = ledger(&sdk, &stack);
     let key = ledger_key(&xcr::model::Destination::new(DEST, k));
-    let sink = Interloper {
-        inner: gcs.client(),
-        hook: move || {
-            let (foreign, thief, key) = (foreign.clone(), thief.clone(), key.clone());
-            async move {
-                // Wait until the stale holder's lease has expired, then take it as another
-                // worker would, and write the newer copy.
-                let deadline = std::time::Instant::now() + Duration::from_secs(30);
-                loop {
-                    let now = now_ms();
-                    let req = ClaimRequest {
-                        key: key.clone(),
-                        owner: "new-holder".into(),
-                        now_ms: now,
-                        lease_until_ms: now + 60_000,
-                        sequencer: None,
-                        source_bucket: String::new(),
-                    };
-                    if matches!(thief.claim(&req).await.expect("claim"), xcr::ports::Claim::Acquired { .. }) {
-                        break;
+    let sink = Around::new(
+        gcs.client(),
+        Interloper {
+            hook: move || {
+                let (foreign, thief, key) = (foreign.clone(), thief.clone(), key.clone());
+                async move {
+                    // Wait until the stale holder's lease has expired, then take it as another
+                    // worker would, and write the newer copy.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                    loop {
+                        let now = now_ms();
+                        let req = ClaimRequest {
+                            key: key.clone(),
+                            owner: "new-holder".into(),
+                            now_ms: now,
+                            lease_until_ms: now + 60_000,
+                            sequencer: None,
+                            source_bucket: String::new(),
+                        };
+                        if matches!(thief.claim(&req).await.expect("claim"), xcr::ports::Claim::Acquired { .. }) {
+                            break;
+                        }
+                        assert!(std::time::Instant::now() < deadline, "the lease never expired");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    assert!(std::time::Instant::now() < deadline, "the lease never expired");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    foreign.upload_single(&spec(k, b"newer", None), "newer".into()).await.expect("new holder writes");
                 }
-                foreign.upload_single(&spec(k, b"newer", None), "newer".into()).await.expect("new holder writes");
-            }
+            },
+            armed: AtomicBool::new(false),
+            fences: Mutex::new(Vec::new()),
         },
-        armed: AtomicBool::new(false),
-        fences: Mutex::new(Vec::new()),
-    };
+    );
     let transfer = Transfer::new(S3Source::new(&sdk), sink, TransferConfig::default(), fast_retry());
     let settings = ReplicateSettings { replicate_deletes: true, ..Default::default() };
     let r = Replicator::new(transfer, ledger(&sdk, &stack), Router::new(Some(DEST), None).expect("router"), settings)
         .with_lease_ttl(Some(Duration::from_secs(1)));
 
     put(&s3, &b, k, b"old".to_vec()).await;
-    r.transfer().sink().armed.store(true, Ordering::SeqCst);
+    r.transfer().sink().hooks.armed.store(true, Ordering::SeqCst);
     let err = r.apply(&event(Action::Copy, &b, k, 1), now_ms() + 60_000).await.remove(0).expect_err("refused");
     assert_eq!(err.kind(), xcr::ErrorKind::Transient, "{}", err.chain());
     assert!(err.chain().contains("lease"), "{}", err.chain());

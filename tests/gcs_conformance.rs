@@ -531,13 +531,17 @@ async fn an_unreadable_answer_to_the_last_chunk_is_read_back_never_uploaded_agai
 /// Plays another writer: after the wrapped client's upload returns (its answer unreadable),
 /// writes other bytes to the same name straight to the emulator, before xcr reads back.
 struct WriterAfter {
-    inner: GcsClient,
     direct: GcsClient,
 }
 
-impl ObjectSink for WriterAfter {
-    async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<xcr::model::StoredObject> {
-        let out = self.inner.upload_single(spec, data).await;
+impl SinkHooks for WriterAfter {
+    async fn upload_single(
+        &self,
+        inner: &GcsClient,
+        spec: &UploadSpec,
+        data: bytes::Bytes,
+    ) -> xcr::Result<xcr::model::StoredObject> {
+        let out = inner.upload_single(spec, data).await;
         let other = b"another writer".to_vec();
         let foreign = UploadSpec {
             size: other.len() as u64,
@@ -547,28 +551,6 @@ impl ObjectSink for WriterAfter {
         };
         self.direct.upload_single(&foreign, other.into()).await.expect("the other writer");
         out
-    }
-    async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
-        self.inner.start_session(spec).await
-    }
-    async fn upload_chunk(
-        &self,
-        s: &str,
-        o: u64,
-        d: bytes::Bytes,
-        t: u64,
-        c: Option<&str>,
-    ) -> xcr::Result<xcr::ports::UploadProgress> {
-        self.inner.upload_chunk(s, o, d, t, c).await
-    }
-    async fn session_status(&self, s: &str, t: u64) -> xcr::Result<xcr::ports::UploadProgress> {
-        self.inner.session_status(s, t).await
-    }
-    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
-        self.inner.delete(b, n, g, m).await
-    }
-    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<xcr::model::StoredObject>> {
-        self.inner.stat(b, n).await
     }
 }
 
@@ -581,7 +563,7 @@ async fn an_unreadable_answer_for_an_object_replaced_since_is_a_conflict() {
     let proxy = FaultProxy::start(Service::Gcs, &rig.fake.url, Plan::script(Duration::from_secs(1), vec![])).await;
     proxy.fault_next("storage.objects.insert", "", Fault::GarbledAnswer, 1);
     let client = |url: &str| GcsClient::new(Some(url), Auth::Anonymous, Duration::from_secs(30)).expect("client");
-    let sink = WriterAfter { inner: client(&proxy.url()), direct: client(&rig.fake.url) };
+    let sink = Around::new(client(&proxy.url()), WriterAfter { direct: client(&rig.fake.url) });
     let transfer = Transfer::new(S3Source::new(&rig.sdk), sink, config(), fast_retry());
     let key = "unreadable/replaced";
     put(&rig.s3, rig.stack.source_bucket(), key, bytes_of(32 * KIB, 5)).await;

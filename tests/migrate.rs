@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -40,14 +39,7 @@ impl Env {
         let bucket = self.stack.source_bucket().to_string();
         let objects: HashMap<String, Vec<u8>> =
             (0..n).map(|i| (format!("{prefix}{i:05}.bin"), bytes_of(100 + (i * 37) % 2000, i as u64))).collect();
-        futures::stream::iter(objects.iter())
-            .for_each_concurrent(16, |(k, v)| {
-                let (s3, bucket) = (s3.clone(), bucket.clone());
-                async move {
-                    put(&s3, &bucket, k, v.clone()).await;
-                }
-            })
-            .await;
+        put_all(&s3, &bucket, &objects).await;
         self.purge().await;
         objects
     }

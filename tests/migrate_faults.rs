@@ -20,7 +20,6 @@ mod fault_proxy;
 
 use common::*;
 use fault_proxy::{FaultProxy, Plan, Service};
-use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use xcr::aws::jobs::DynamoJobStore;
@@ -52,14 +51,7 @@ async fn a_job_of_2000_objects_through_20_percent_faults_ends_succeeded_with_exa
     let s3 = stack.s3().await;
     let objects: HashMap<String, Vec<u8>> =
         (0..n).map(|i| (format!("faulted/{}/{i:05}.bin", i % 17), bytes_of(i * 53 % 3000, i as u64 + 11))).collect();
-    futures::stream::iter(objects.iter())
-        .for_each_concurrent(16, |(k, v)| {
-            let (s3, bucket) = (s3.clone(), bucket.clone());
-            async move {
-                put(&s3, &bucket, k, v.clone()).await;
-            }
-        })
-        .await;
+    put_all(&s3, &bucket, &objects).await;
     let queue = Queue::new(&direct, stack.var("XCR_QUEUE_URL"));
     aws_sdk_sqs::Client::new(&direct).purge_queue().queue_url(queue.url()).send().await.expect("purge");
     let total_bytes: u64 = objects.values().map(|v| v.len() as u64).sum();
@@ -132,13 +124,7 @@ async fn a_job_of_2000_objects_through_20_percent_faults_ends_succeeded_with_exa
     }
     let (s3c, ddbc, gcsc) = (s3p.counts(), ddbp.counts(), gcsp.counts());
     for (name, c) in [("s3", &s3c), ("dynamodb", &ddbc), ("gcs", &gcsc)] {
-        eprintln!(
-            "  {name}: {} requests, {} faulted ({:.1}%): {:?}",
-            c.requests,
-            c.faulted,
-            c.rate() * 100.0,
-            c.by_fault
-        );
+        c.print(name);
     }
 
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");

@@ -16,7 +16,7 @@ use xcr::events::{Action, Task};
 use xcr::gcs::GcsClient;
 use xcr::handler::Handler;
 use xcr::model::{ObjectRef, StoredObject};
-use xcr::ports::{Claim, ClaimRequest, Ledger, ObjectSink, UploadProgress, UploadSpec};
+use xcr::ports::{Claim, ClaimRequest, Ledger, ObjectSink, UploadSpec};
 use xcr::pump::{PumpOptions, pump, redrive};
 use xcr::replicate::{Outcome, ReplicateSettings, Replicator, now_ms};
 use xcr::routing::Router;
@@ -26,7 +26,6 @@ use xcr::transfer::{Transfer, TransferConfig};
 /// Optionally holds each upload of a source version for a set time (`delays`, by version id),
 /// so that copies of different versions overlap in races.
 struct RecordingSink {
-    inner: GcsClient,
     uploads: Mutex<Vec<String>>,
     /// (object name, source version) of every upload, in the order they started.
     named: Mutex<Vec<(String, String)>>,
@@ -51,46 +50,34 @@ impl RecordingSink {
     }
 }
 
-impl ObjectSink for RecordingSink {
-    async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<StoredObject> {
+impl SinkHooks for RecordingSink {
+    async fn upload_single(
+        &self,
+        inner: &GcsClient,
+        spec: &UploadSpec,
+        data: bytes::Bytes,
+    ) -> xcr::Result<StoredObject> {
         self.note(spec);
         self.hold(spec).await;
-        self.inner.upload_single(spec, data).await
+        inner.upload_single(spec, data).await
     }
-    async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
+    async fn start_session(&self, inner: &GcsClient, spec: &UploadSpec) -> xcr::Result<String> {
         self.note(spec);
-        self.inner.start_session(spec).await
-    }
-    async fn upload_chunk(
-        &self,
-        s: &str,
-        o: u64,
-        d: bytes::Bytes,
-        t: u64,
-        c: Option<&str>,
-    ) -> xcr::Result<UploadProgress> {
-        self.inner.upload_chunk(s, o, d, t, c).await
-    }
-    async fn session_status(&self, s: &str, t: u64) -> xcr::Result<UploadProgress> {
-        self.inner.session_status(s, t).await
-    }
-    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
-        self.inner.delete(b, n, g, m).await
-    }
-    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
-        self.inner.stat(b, n).await
+        inner.start_session(spec).await
     }
 }
 
-async fn recording(stack: &Stack, deletes: bool) -> Replicator<S3Source, RecordingSink, DynamoLedger> {
+async fn recording(stack: &Stack, deletes: bool) -> Replicator<S3Source, Around<RecordingSink>, DynamoLedger> {
     let sdk = stack.sdk().await;
-    let sink = RecordingSink {
-        inner: stack.gcs(),
-        uploads: Mutex::new(vec![]),
-        named: Mutex::new(vec![]),
-        delays: Mutex::new(HashMap::new()),
-        count: AtomicU32::new(0),
-    };
+    let sink = Around::new(
+        stack.gcs(),
+        RecordingSink {
+            uploads: Mutex::new(vec![]),
+            named: Mutex::new(vec![]),
+            delays: Mutex::new(HashMap::new()),
+            count: AtomicU32::new(0),
+        },
+    );
     let transfer = Transfer::new(S3Source::new(&sdk), sink, TransferConfig::default(), fast_retry());
     let router = Router::new(Some(stack.dest_bucket()), None).expect("router");
     let settings = ReplicateSettings { replicate_deletes: deletes, ..Default::default() };
@@ -115,7 +102,7 @@ fn deadline() -> i64 {
     now_ms() + 60_000
 }
 
-async fn outcome(r: &Replicator<S3Source, RecordingSink, DynamoLedger>, task: &Task) -> Outcome {
+async fn outcome(r: &Replicator<S3Source, Around<RecordingSink>, DynamoLedger>, task: &Task) -> Outcome {
     let mut results = r.apply(task, deadline()).await;
     assert_eq!(results.len(), 1);
     results.remove(0).unwrap_or_else(|e| panic!("{}", e.chain())).outcome
@@ -136,7 +123,7 @@ async fn ten_concurrent_deliveries_upload_once() {
         outcomes.iter().all(|o| matches!(o, Outcome::Replicated | Outcome::AlreadyReplicated | Outcome::Busy)),
         "{outcomes:?}"
     );
-    assert_eq!(r.transfer().sink().count.load(Ordering::SeqCst), 1, "exactly one upload");
+    assert_eq!(r.transfer().sink().hooks.count.load(Ordering::SeqCst), 1, "exactly one upload");
     // Once settled, every redelivery is a duplicate and uploads nothing.
     assert_eq!(outcome(&r, &task).await, Outcome::AlreadyReplicated);
     // Without a sequencer (API call, job), the version and ETag tell the duplicate.
@@ -144,7 +131,7 @@ async fn ten_concurrent_deliveries_upload_once() {
         outcome(&r, &copy_task(stack.source_bucket(), "dup/object.bin", None, None)).await,
         Outcome::AlreadyReplicated
     );
-    assert_eq!(r.transfer().sink().count.load(Ordering::SeqCst), 1);
+    assert_eq!(r.transfer().sink().hooks.count.load(Ordering::SeqCst), 1);
 }
 
 /// Three versions, their events delivered in many orders with duplicates: GCS always ends at the
@@ -180,7 +167,7 @@ async fn versions_in_any_order_end_at_the_newest() {
                 outcome(&r, &task).await;
             }
         }
-        let uploads = r.transfer().sink().uploads.lock().expect("lock").clone();
+        let uploads = r.transfer().sink().hooks.uploads.lock().expect("lock").clone();
         let order: Vec<usize> =
             uploads.iter().map(|v| versions.iter().position(|(id, _)| id == v).expect("known version")).collect();
         assert!(
@@ -189,12 +176,7 @@ async fn versions_in_any_order_end_at_the_newest() {
         );
         let (got, meta) = gcs_read(stack.gcs_endpoint(), stack.dest_bucket(), &key).await.expect("copied");
         assert!(got == versions[2].1, "trial {trial}: GCS must hold the newest version (deliveries {deliveries:?})");
-        let done = ledger(&stack.sdk().await, &stack)
-            .get(&format!("gs://{}/{key}", stack.dest_bucket()))
-            .await
-            .expect("ledger")
-            .and_then(|i| i.done)
-            .expect("a done record");
+        let done = ledger_item(&stack, stack.dest_bucket(), &key).await.and_then(|i| i.done).expect("a done record");
         assert_eq!(done.version_id.as_deref(), Some(versions[2].0.as_str()), "trial {trial}: the ledger's version");
         assert_eq!(done.generation, Some(generation_of(&meta)), "trial {trial}: the ledger's generation");
     }
@@ -227,7 +209,7 @@ async fn versions_of_one_key_raced_against_each_other_end_at_the_newest() {
             let data = bytes_of(2000 + v as usize, 100 * seed + v);
             let out = put(&s3, &bucket, &key, data.clone()).await;
             let id = out.version_id().expect("versioned bucket").to_string();
-            r.transfer().sink().delays.lock().expect("lock").insert(id.clone(), rng.u64(20..150));
+            r.transfer().sink().hooks.delays.lock().expect("lock").insert(id.clone(), rng.u64(20..150));
             versions.push((id, data));
         }
         // Each version once or twice, with a start offset within the others' upload time.
@@ -268,7 +250,7 @@ async fn versions_of_one_key_raced_against_each_other_end_at_the_newest() {
             .all(|o| matches!(o, Outcome::Replicated | Outcome::AlreadyReplicated | Outcome::Stale | Outcome::Busy)),
         "{outcomes:?}"
     );
-    let named = r.transfer().sink().named.lock().expect("lock").clone();
+    let named = r.transfer().sink().hooks.named.lock().expect("lock").clone();
     for (key, versions, deliveries) in &plans {
         let order: Vec<usize> = named
             .iter()
@@ -298,46 +280,28 @@ async fn versions_of_one_key_raced_against_each_other_end_at_the_newest() {
 /// Holds the upload of one source version (`held`) until `release` is notified, after telling
 /// `entered` that it is in flight. Every upload's result is recorded.
 struct GateSink {
-    inner: GcsClient,
     held: String,
     entered: tokio::sync::Notify,
     release: tokio::sync::Notify,
     results: Mutex<Vec<(String, Result<String, xcr::ErrorKind>)>>,
 }
 
-impl ObjectSink for GateSink {
-    async fn upload_single(&self, spec: &UploadSpec, data: bytes::Bytes) -> xcr::Result<StoredObject> {
+impl SinkHooks for GateSink {
+    async fn upload_single(
+        &self,
+        inner: &GcsClient,
+        spec: &UploadSpec,
+        data: bytes::Bytes,
+    ) -> xcr::Result<StoredObject> {
         let v = spec.metadata.get("xcr-source-version-id").cloned().unwrap_or_default();
         if v == self.held {
             self.entered.notify_one();
             self.release.notified().await;
         }
-        let res = self.inner.upload_single(spec, data).await;
+        let res = inner.upload_single(spec, data).await;
         let noted = res.as_ref().map(|s| s.generation.clone()).map_err(|e| e.kind());
         self.results.lock().expect("lock").push((v, noted));
         res
-    }
-    async fn start_session(&self, spec: &UploadSpec) -> xcr::Result<String> {
-        self.inner.start_session(spec).await
-    }
-    async fn upload_chunk(
-        &self,
-        s: &str,
-        o: u64,
-        d: bytes::Bytes,
-        t: u64,
-        c: Option<&str>,
-    ) -> xcr::Result<UploadProgress> {
-        self.inner.upload_chunk(s, o, d, t, c).await
-    }
-    async fn session_status(&self, s: &str, t: u64) -> xcr::Result<UploadProgress> {
-        self.inner.session_status(s, t).await
-    }
-    async fn delete(&self, b: &str, n: &str, g: Option<&str>, m: Option<u64>) -> xcr::Result<()> {
-        self.inner.delete(b, n, g, m).await
-    }
-    async fn stat(&self, b: &str, n: &str) -> xcr::Result<Option<StoredObject>> {
-        self.inner.stat(b, n).await
     }
 }
 
@@ -359,13 +323,15 @@ async fn an_older_copy_still_uploading_when_a_newer_completes_is_refused() {
     let old = put(&s3, &b, k, bytes_of(3000, 41)).await.version_id().expect("versioned").to_string();
     let newer_bytes = bytes_of(3001, 42);
     let newer = put(&s3, &b, k, newer_bytes.clone()).await.version_id().expect("versioned").to_string();
-    let sink = GateSink {
-        inner: gcs.client(),
-        held: old.clone(),
-        entered: tokio::sync::Notify::new(),
-        release: tokio::sync::Notify::new(),
-        results: Mutex::new(vec![]),
-    };
+    let sink = Around::new(
+        gcs.client(),
+        GateSink {
+            held: old.clone(),
+            entered: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+            results: Mutex::new(vec![]),
+        },
+    );
     let transfer = Transfer::new(S3Source::new(&sdk), sink, TransferConfig::default(), fast_retry());
     // A short lease (the time-to-live form callers without a hard deadline use), so that the
     // held copy outlives it in seconds.
@@ -376,7 +342,7 @@ async fn an_older_copy_still_uploading_when_a_newer_completes_is_refused() {
     .with_lease_ttl(Some(lease));
     let old_task = copy_task(&b, k, Some(&old), Some("0055AED6DCD90281E5"));
     let new_task = copy_task(&b, k, Some(&newer), Some("0055AED6DCD90281E6"));
-    let gate = r.transfer().sink();
+    let gate = &r.transfer().sink().hooks;
     let apply = |t: Task| {
         let r = &r;
         async move { r.apply(&t, deadline()).await.remove(0) }
@@ -413,12 +379,7 @@ async fn an_older_copy_still_uploading_when_a_newer_completes_is_refused() {
     assert_eq!(results[1], (old.clone(), Err(xcr::ErrorKind::Conflict)), "GCS refused the late write");
     let (bytes, generation) = gcs.read(k).await.expect("in GCS");
     assert!(bytes == newer_bytes, "GCS holds the newer version");
-    let done = ledger(&sdk, &stack)
-        .get(&format!("gs://{DEST}/{k}"))
-        .await
-        .expect("ledger")
-        .and_then(|i| i.done)
-        .expect("done record");
+    let done = ledger_item(&stack, DEST, k).await.and_then(|i| i.done).expect("done record");
     assert_eq!(done.version_id.as_deref(), Some(newer.as_str()));
     assert_eq!(done.generation.as_deref(), Some(generation.as_str()), "ledger and GCS agree");
     // A redelivery of the older event now is stale and uploads nothing.
@@ -657,11 +618,7 @@ async fn notifications_flow_through_the_queue_into_gcs() {
         assert!(got == bytes_of(10_000 + i, i as u64), "{k}");
     }
     // The ledger recorded each copy.
-    let item = ledger(&sdk, &stack)
-        .get(&format!("gs://{}/flow/one.txt", stack.dest_bucket()))
-        .await
-        .expect("read")
-        .expect("item");
+    let item = ledger_item(&stack, stack.dest_bucket(), "flow/one.txt").await.expect("item");
     let done = item.done.expect("done record");
     assert_eq!(done.action, "copy");
     assert_eq!(done.crc32c.as_deref(), Some(crc32c_b64(&bytes_of(10_000, 0)).as_str()));

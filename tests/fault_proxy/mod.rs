@@ -88,6 +88,11 @@ pub enum Fault {
     ServerErrorAfter(u64),
     DropZeroFields,
     GarbledAnswer,
+    /// S3 (targeted only, not forwarded): `400 InvalidRequest`, S3's answer to a GET or HEAD of
+    /// an SSE-C object that does not carry the customer's key. moto ignores SSE-C altogether
+    /// (it stores such an object as plain and serves it without the key), so this is how a test
+    /// meets what AWS answers.
+    SseCustomerKeyRequired,
     /// Forwarded untouched (targeted only): uses up an armed place, so that the faults armed
     /// after it reach a later request of the same operation.
     Pass,
@@ -211,6 +216,17 @@ impl Counts {
     pub fn rate(&self) -> f64 {
         if self.requests == 0 { 0.0 } else { self.faulted as f64 / self.requests as f64 }
     }
+
+    /// One line for the test's log: requests, faults, and the faults by kind.
+    pub fn print(&self, service: &str) {
+        eprintln!(
+            "  {service}: {} requests, {} faulted ({:.1}%): {:?}",
+            self.requests,
+            self.faulted,
+            self.rate() * 100.0,
+            self.by_fault
+        );
+    }
 }
 
 impl FaultProxy {
@@ -323,6 +339,36 @@ pub async fn sdk_via(endpoint: &str, region: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// How the fault tests run xcr: its configuration as the functions read it from `stack`'s
+/// local.env, with GCS reached through the `gcs` proxy, `chunk`-byte chunks (and the resumable
+/// threshold there), a `timeout_secs` request timeout and `extra` on top; and the replicator
+/// built from it, with S3 and DynamoDB reached through the `s3` and `dynamodb` proxies.
+pub async fn replicator_via(
+    stack: &crate::common::Stack,
+    [s3, dynamodb, gcs]: [&str; 3],
+    chunk: usize,
+    timeout_secs: u64,
+    extra: Vec<(&'static str, String)>,
+) -> (xcr::config::Config, xcr::wiring::S3ToGcs) {
+    let mut vars = stack.env.clone();
+    for (k, v) in [
+        ("STORAGE_EMULATOR_HOST", gcs.to_string()),
+        ("XCR_CHUNK_SIZE", chunk.to_string()),
+        ("XCR_RESUMABLE_THRESHOLD", chunk.to_string()),
+        ("XCR_REQUEST_TIMEOUT_SECS", timeout_secs.to_string()),
+    ]
+    .into_iter()
+    .chain(extra)
+    {
+        vars.insert(k.to_string(), v);
+    }
+    let cfg = xcr::config::Config::from_vars(vars, xcr::config::Needs::FUNCTION).expect("config");
+    let region = stack.var("AWS_REGION");
+    let r = xcr::wiring::replicator_split(&sdk_via(s3, region).await, &sdk_via(dynamodb, region).await, &cfg)
+        .expect("replicator");
+    (cfg, r)
+}
+
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
@@ -426,6 +472,11 @@ fn synthetic(service: Service, fault: Fault, detail: u64) -> Response<Body> {
             503,
             "application/xml",
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>xcr-fault</RequestId></Error>".into(),
+        ),
+        (Service::S3, Fault::SseCustomerKeyRequired) => full(
+            400,
+            "application/xml",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidRequest</Code><Message>The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.</Message><RequestId>xcr-fault</RequestId></Error>".into(),
         ),
         (Service::S3, _) => {
             let (status, code) = if alt { (500, "InternalError") } else { (503, "ServiceUnavailable") };
@@ -615,7 +666,8 @@ async fn handle(
             | Fault::Throttle
             | Fault::ResourceNotFound
             | Fault::TransactionConflict
-            | Fault::TransactionCanceledByConflict),
+            | Fault::TransactionCanceledByConflict
+            | Fault::SseCustomerKeyRequired),
         ) => return Ok(synthetic(st.service, f, detail)),
         Some(Fault::LateDelivery) => {
             // Detached, so the late request is applied even though its client is long gone.
