@@ -24,8 +24,12 @@ pub const NOTE: &str = "xcr::note";
 /// command that copies one object prints that outcome itself, so its human output hides them.
 pub const TASK: &str = "xcr::task";
 
-/// The human output's default: warnings, errors and notes.
-const HUMAN_DEFAULT: &str = "warn,xcr::note=info";
+/// The human output's default: warnings, errors and notes. The [`CAPPED`] crates are named at
+/// `warn` too: [`filter`] would otherwise raise them to its cap, `info`.
+fn human_default() -> String {
+    let capped: Vec<String> = CAPPED.iter().map(|t| format!("{t}=warn")).collect();
+    format!("warn,{NOTE}=info,{}", capped.join(","))
+}
 
 /// Crates whose detailed logs carry secrets, capped at `info` whatever `XCR_LOG` says: at
 /// debug and trace the AWS SDK prints request and response bodies (ledger items hold
@@ -84,7 +88,7 @@ pub fn filter(spec: Option<&str>) -> EnvFilter {
 /// person reads each error once.
 pub fn init_human(hide: impl Fn(&Metadata<'_>) -> bool + Send + Sync + 'static) {
     let spec = std::env::var("XCR_LOG").ok().filter(|s| !s.trim().is_empty());
-    let filter = filter(Some(spec.as_deref().unwrap_or(HUMAN_DEFAULT)));
+    let filter = filter(Some(spec.unwrap_or_else(human_default).as_str()));
     let hide = tracing_subscriber::filter::filter_fn(move |m| !hide(m));
     let layer =
         tracing_subscriber::fmt::layer().event_format(Human).with_writer(std::io::stderr).with_filter(filter.and(hide));
@@ -176,8 +180,10 @@ pub fn init() {
 mod tests {
     #[test]
     fn the_human_default_shows_notes_warnings_and_errors_only() {
-        let f = super::filter(Some(super::HUMAN_DEFAULT)).to_string();
-        assert!(f.contains("xcr::note=info") && f.starts_with("warn"), "{f}");
+        let f = super::filter(Some(&super::human_default())).to_string();
+        let directives: Vec<&str> = f.split(',').collect();
+        assert!(directives.contains(&"warn") && directives.contains(&"xcr::note=info"), "{f}");
+        assert!(directives.contains(&"aws_smithy_runtime=warn") && !f.contains("aws_smithy_runtime=info"), "{f}");
     }
 
     #[test]
