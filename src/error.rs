@@ -163,8 +163,11 @@ impl Error {
             root = Some(e.to_string());
             cur = e.source();
         }
+        // A root that only repeats the message's parts (`NoSuchKey: The specified key ...`
+        // after `404 NoSuchKey The specified key ...`) adds nothing.
+        let adds = |r: &str| !r.is_empty() && !r.split(": ").all(|part| self.message.contains(part.trim()));
         match root.map(|r| without_dumps(&r)) {
-            Some(r) if !r.is_empty() && !self.message.contains(&r) => format!("{}: {r}", self.message),
+            Some(r) if adds(&r) => format!("{}: {r}", self.message),
             _ => self.message.clone(),
         }
     }
@@ -254,6 +257,10 @@ mod tests {
         let e = Error::new(ErrorKind::NotFound, "get object: 404 NoSuchBucket").with_source(Wrapper(Dump));
         assert_eq!(e.summary(), "get object: 404 NoSuchBucket");
         assert!(e.chain().contains("aws_request_id"), "the log keeps the whole chain: {}", e.chain());
+        let said = std::io::Error::other("NoSuchKey: The specified key does not exist.");
+        let e =
+            Error::new(ErrorKind::NotFound, "read: 404 NoSuchKey The specified key does not exist.").with_source(said);
+        assert_eq!(e.summary(), "read: 404 NoSuchKey The specified key does not exist.", "no repetition");
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
         let e = Error::new(ErrorKind::Transient, "claim: could not send the request").with_source(refused);
         assert_eq!(e.summary(), "claim: could not send the request: Connection refused (os error 111)");
