@@ -91,6 +91,9 @@ class Sample:
     xcr_stderr: str = ""
     xcr_seconds: float = 0.0
     dest_crc: str | None = None
+    # What xcr did with it: `xcr replicate`'s or the API's outcome, else the ledger's state
+    # (`xcr status`) for objects the queue or a job copied.
+    outcome: str | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -391,6 +394,7 @@ class Demo:
             print(f"POST /v1/replicate/batch ({len(samples) - 1} keys): {batch.get('summary')}")
             outcomes = [one.get("outcome")] + [r.get("outcome") for r in batch.get("results", [])]
             for sample, outcome in zip(samples, outcomes):
+                sample.outcome = outcome
                 if outcome != "replicated":
                     sample.problems.append(f"the API answered {outcome!r}, not 'replicated'")
         except OSError as err:
@@ -401,6 +405,21 @@ class Demo:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+    def outcomes(self, samples: list[Sample]) -> None:
+        """The ledger's state of each object not copied by a command that reported it: `xcr
+        status --json` (what an operator runs), so the table's OUTCOME says what xcr recorded
+        for the objects the queue and the job copied."""
+        assert self.xcr is not None
+        env = {**os.environ, **self.env}
+        for sample in samples:
+            if sample.outcome is not None or sample.report is not None:
+                continue
+            run = subprocess.run([str(self.xcr), "status", f"s3://{self.bucket}/{sample.key}", "--json"],
+                                 env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            status = parse_report(run.stdout.decode(errors="replace").strip()) or {}
+            states = [d.get("state") for d in status.get("destinations", []) if isinstance(d, dict)]
+            sample.outcome = ",".join(str(s) for s in states) if states else ("not recorded" if run.returncode == 3 else None)
 
     def pump(self) -> None:
         """Runs the replicate function over the queue until it has been idle for 3 s: the
@@ -514,7 +533,7 @@ def parse_report(stdout: str) -> dict[str, Any] | None:
 def print_table(samples: list[Sample]) -> None:
     rows = [("KEY", "SIZE", "SRC CRC32C", "DST CRC32C", "OUTCOME", "VERDICT")]
     for s in samples:
-        outcome = dig(s.report, "outcome") or ("error" if s.xcr_error else "-")
+        outcome = dig(s.report, "outcome") or s.outcome or ("error" if s.xcr_error else "-")
         verdict = "OK" if not s.problems else shorten(s.problems[0], 48) + (
             f" (+{len(s.problems) - 1})" if len(s.problems) > 1 else ""
         )
@@ -586,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"asking for {len(on_demand)} objects through the HTTP API (xcr serve) ...")
             demo.via_api(on_demand)
             samples = backfill + on_demand + samples
+            demo.outcomes(samples)
         elif xcr is not None:
             print(f"replicating each with {xcr} replicate s3://{demo.bucket}/KEY --json ...")
             for sample in samples:
@@ -626,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nFAILED xcr audit:")
         for problem in audit_problems:
             print(f"  - {problem}")
+    # Every object the demo copied: in queue mode the backfill and API ones too.
+    total = sum(len(s.data) for s in samples)
     print(f"\n{len(samples)} objects, {human(total)}, S3 -> GCS")
     print(f"demo: {len(samples) - len(failed)} passed, {len(failed)} failed"
           + (f"; audit: {len(audit_problems)} findings" if xcr is not None else ""))

@@ -103,6 +103,16 @@ pub mod vars {
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigError(pub Vec<String>);
 
+impl ConfigError {
+    /// Whether a required setting is missing (not only set wrong): then a shell that never
+    /// loaded the settings is the likely cause, and the CLI says where they are.
+    pub fn lacks_settings(&self) -> bool {
+        self.0.iter().any(|p| {
+            p.ends_with(" is required") || p.starts_with("no destination:") || p.starts_with("no GCS credentials:")
+        })
+    }
+}
+
 impl Config {
     /// Reads the process environment; `needs` says which optional settings this entry point
     /// cannot do without, so that their absence is reported with every other problem.
@@ -471,6 +481,7 @@ mod tests {
         .expect_err("invalid");
         let msg = err.to_string();
         assert_eq!(err.0.len(), 6, "{msg}");
+        assert!(err.lacks_settings());
         for needle in [
             "XCR_LEDGER_TABLE is required",
             "no destination",
@@ -579,6 +590,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("XCR_ALLOWED_DESTINATIONS"), "{e}");
+        assert!(!e.lacks_settings(), "set wrong, not missing: {e}");
     }
 
     #[test]

@@ -152,6 +152,26 @@ impl Error {
         self
     }
 
+    /// The message in words, for a person: the message and, when it adds something, the root
+    /// cause (e.g. `Connection refused`), but none of the SDK's wrappers or debug dumps
+    /// (`service error: unhandled error (X): Error { code: ... }`) that [`Error::chain`] keeps
+    /// for the JSON log.
+    pub fn summary(&self) -> String {
+        let mut root = None;
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            root = Some(e.to_string());
+            cur = e.source();
+        }
+        // A root that only repeats the message's parts (`NoSuchKey: The specified key ...`
+        // after `404 NoSuchKey The specified key ...`) adds nothing.
+        let adds = |r: &str| !r.is_empty() && !r.split(": ").all(|part| self.message.contains(part.trim()));
+        match root.map(|r| without_dumps(&r)) {
+            Some(r) if adds(&r) => format!("{}: {r}", self.message),
+            _ => self.message.clone(),
+        }
+    }
+
     /// The message followed by every cause in the chain, for one log line.
     pub fn chain(&self) -> String {
         let mut out = self.message.clone();
@@ -169,6 +189,22 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error chain (`a: b: c`) without the parts meant for a debugger: a `Type { field: ... }`
+/// dump and what follows it, and the AWS SDK's `service error` / `unhandled error (CODE)`
+/// wrappers (the code is in xcr's own message already). For lines a person reads; the JSON log
+/// keeps the whole chain.
+pub fn without_dumps(chain: &str) -> String {
+    let cut = match chain.find(" { ") {
+        Some(i) => chain[..i].rfind(": ").unwrap_or(0),
+        None => chain.len(),
+    };
+    chain[..cut]
+        .split(": ")
+        .filter(|part| *part != "service error" && !part.starts_with("unhandled error ("))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
 
 /// Classifies an HTTP status from either cloud. Shared by the S3 and GCS adapters so that a
 /// 503 means the same thing everywhere.
@@ -207,5 +243,30 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Transient);
         assert_eq!(e.to_string(), "gs://b/k: upload chunk");
         assert_eq!(e.chain(), "gs://b/k: upload chunk: reset by peer");
+    }
+
+    /// What a person reads: the message and its root cause, never the SDK's debug dump.
+    #[test]
+    fn summary_keeps_the_root_cause_and_drops_dumps() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("service error")]
+        struct Wrapper(#[source] Dump);
+        #[derive(Debug, thiserror::Error)]
+        #[error("Error {{ code: Some(\"NoSuchBucket\"), aws_request_id: \"r-1\" }}")]
+        struct Dump;
+        let e = Error::new(ErrorKind::NotFound, "get object: 404 NoSuchBucket").with_source(Wrapper(Dump));
+        assert_eq!(e.summary(), "get object: 404 NoSuchBucket");
+        assert!(e.chain().contains("aws_request_id"), "the log keeps the whole chain: {}", e.chain());
+        let said = std::io::Error::other("NoSuchKey: The specified key does not exist.");
+        let e =
+            Error::new(ErrorKind::NotFound, "read: 404 NoSuchKey The specified key does not exist.").with_source(said);
+        assert_eq!(e.summary(), "read: 404 NoSuchKey The specified key does not exist.", "no repetition");
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
+        let e = Error::new(ErrorKind::Transient, "claim: could not send the request").with_source(refused);
+        assert_eq!(e.summary(), "claim: could not send the request: Connection refused (os error 111)");
+        assert_eq!(
+            without_dumps("a: service error: unhandled error (NoSuchKey): Error { code: Some(\"NoSuchKey\") }"),
+            "a"
+        );
     }
 }

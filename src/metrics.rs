@@ -303,6 +303,15 @@ pub fn emit_migrate(role: &str, dead_letters_counted: u64, failed: Option<ErrorK
     Sink::from_env().emit(&m);
 }
 
+/// Set by the CLI when it speaks to a person ([`quiet_by_default`]).
+static QUIET_BY_DEFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Without `XCR_METRICS`, write no metric lines: the CLI's human output on a terminal, where
+/// EMF lines on stderr would bury what a person reads. An explicit `XCR_METRICS` still wins.
+pub fn quiet_by_default() {
+    QUIET_BY_DEFAULT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Where EMF lines are written.
 #[derive(Debug, Clone)]
 pub enum Sink {
@@ -317,7 +326,8 @@ pub enum Sink {
 
 impl Sink {
     /// `XCR_METRICS`: `stdout`, `stderr`, `off`, or a file path. Unset: stdout in Lambda,
-    /// stderr elsewhere (see the module doc).
+    /// stderr elsewhere (see the module doc), off for the CLI's human output
+    /// ([`quiet_by_default`]).
     pub fn from_env() -> Self {
         match std::env::var("XCR_METRICS").ok().as_deref().map(str::trim) {
             Some("stdout") => Self::Stdout,
@@ -325,6 +335,7 @@ impl Sink {
             Some("off") => Self::Off,
             Some(path) if !path.is_empty() => Self::File(PathBuf::from(path)),
             _ if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() => Self::Stdout,
+            _ if QUIET_BY_DEFAULT.load(std::sync::atomic::Ordering::Relaxed) => Self::Off,
             _ => Self::Stderr,
         }
     }

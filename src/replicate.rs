@@ -260,7 +260,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
                     "destination {dest} is not in XCR_ALLOWED_DESTINATIONS ({})",
                     self.router.allowed_destinations().describe()
                 );
-                span.in_scope(|| tracing::warn!(outcome = "refused", detail = %why, "task refused"));
+                span.in_scope(|| tracing::warn!(target: crate::telemetry::TASK, outcome = "refused", detail = %why, "task refused"));
                 out.push(Ok(result(task, &dest, Outcome::Refused, Some(why), std::time::Instant::now())));
                 continue;
             }
@@ -272,6 +272,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
             let result = self.apply_one(task, &dest, deadline_ms, budget).instrument(span.clone()).await;
             span.in_scope(|| match &result {
                 Ok(r) => tracing::info!(
+                    target: crate::telemetry::TASK,
                     outcome = r.outcome.as_str(),
                     bytes = r.bytes,
                     detail = r.detail.as_deref(),
@@ -279,7 +280,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
                     "task done"
                 ),
                 Err(e) => {
-                    tracing::error!(kind = %e.kind(), retryable = e.is_retryable(), error = %e.chain(), "task failed")
+                    tracing::error!(target: crate::telemetry::TASK, kind = %e.kind(), retryable = e.is_retryable(), error = %e.chain(), "task failed")
                 }
             });
             out.push(result.map_err(|e| e.context(format_args!("{} -> {dest}", task.object))));

@@ -1,0 +1,131 @@
+//! `xcr audit`: see [`xcr::audit`].
+
+use crate::exit::{Exit, Failure};
+use xcr::aws::sqs::Queue;
+use xcr::config::{Config, Needs};
+use xcr::wiring;
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// What to audit, as s3://BUCKET or s3://BUCKET/PREFIX.
+    source: String,
+    /// gs://BUCKET or gs://BUCKET/PREFIX/ (the name is PREFIX + key). Default: the same key
+    /// in XCR_DEST_BUCKET; required when XCR_RULES is set.
+    #[arg(long)]
+    dest: Option<String>,
+    /// Enqueue on XCR_QUEUE_URL the copies (and, with XCR_REPLICATE_DELETES, the deletes)
+    /// that close the drift; `xcr pump` or the replicate function then applies them.
+    #[arg(long)]
+    repair: bool,
+    /// One JSON object per finding, then one with the counts.
+    #[arg(long)]
+    pub json: bool,
+    /// Keys per listing page on each side (1 to 1000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    page_size: u32,
+}
+
+/// Needs S3, GCS, a destination unless `--dest` names one, the queue only with `--repair`;
+/// the ledger when `XCR_LEDGER_TABLE` is set (it vouches for copies without a shared checksum).
+/// Exit 0 no drift, 1 drift, 2 usage or configuration, 4 the audit (or the repair) did not finish.
+pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
+    let AuditArgs { source, dest, repair, json, page_size } = args;
+    let Some((source_bucket, source_prefix)) =
+        source.strip_prefix("s3://").map(|r| r.split_once('/').unwrap_or((r, ""))).filter(|(b, _)| !b.is_empty())
+    else {
+        return Err(Failure::usage("the source must look like s3://BUCKET or s3://BUCKET/PREFIX"));
+    };
+    let needs = Needs { destination: dest.is_none(), queue: repair, ..Needs::default() };
+    let cfg = Config::from_env(needs)?;
+    let (dest_bucket, dest_prefix) = match dest {
+        Some(d) => {
+            let Some(rest) = d.strip_prefix("gs://") else {
+                return Err(Failure::usage("--dest must look like gs://BUCKET or gs://BUCKET/PREFIX/"));
+            };
+            let (b, p) = rest.split_once('/').unwrap_or((rest, ""));
+            xcr::config::validate_gcs_bucket(b).map_err(|why| Failure::usage(format!("--dest bucket {b:?}: {why}")))?;
+            (b.to_string(), p.to_string())
+        }
+        None if cfg.rules.as_deref().is_some_and(|r| !r.trim().is_empty()) => {
+            return Err(Failure::usage("XCR_RULES is set: name the destination to audit with --dest"));
+        }
+        None => match cfg.dest_bucket.clone() {
+            Some(b) => (b.trim_start_matches("gs://").trim_end_matches('/').to_string(), String::new()),
+            None => return Err(Failure::usage("no destination: pass --dest or set XCR_DEST_BUCKET")),
+        },
+    };
+    let scope = xcr::audit::Scope {
+        source_bucket: source_bucket.to_string(),
+        source_prefix: source_prefix.to_string(),
+        dest_bucket,
+        dest_prefix,
+        page_size,
+    };
+    let sdk = xcr::aws::with_timeouts(&xcr::aws::sdk_config().await, cfg.transfer.request_timeout);
+    let s3 = xcr::aws::s3::S3Source::new(&sdk).client().clone();
+    // Building the client is configuration (credentials): 2 whatever the kind says.
+    let gcs = wiring::gcs_client(&cfg).map_err(|e| Failure::from(e).exit(Exit::Usage))?;
+    let ledger = match &cfg.ledger_table {
+        Some(t) => xcr::ledger::AnyLedger::Dynamo(xcr::aws::dynamodb::DynamoLedger::new(&sdk, t)),
+        None => xcr::ledger::AnyLedger::Disabled,
+    };
+    let deletes = cfg.replicate_deletes;
+    let mut commands: Vec<String> = Vec::new();
+    let counts = xcr::audit::walk(&s3, &gcs, &ledger, &scope, |f| {
+        if json {
+            println!("{}", serde_json::to_string(f).unwrap_or_default());
+        } else {
+            println!("{:<12} {} -> {}: {}", f.kind.as_str(), f.key, f.destination, f.reason);
+        }
+        if repair {
+            let cmd = match f.kind {
+                // `always`: the ledger may remember a copy that GCS no longer holds intact.
+                xcr::audit::Kind::Missing | xcr::audit::Kind::Different => Some(serde_json::json!({
+                    "bucket": scope.source_bucket, "key": f.key, "destination": f.destination, "overwrite": "always"})),
+                xcr::audit::Kind::Extra if deletes => Some(serde_json::json!({
+                    "bucket": scope.source_bucket, "key": f.key, "destination": f.destination, "action": "delete"})),
+                _ => None,
+            };
+            commands.extend(cmd.map(|c| c.to_string()));
+        }
+    })
+    .await
+    .map_err(|e| Failure::from(e).context("the audit did not finish").exit(Exit::Incomplete))?;
+    let mut enqueued = 0;
+    if repair && !commands.is_empty() {
+        let queue = Queue::new(&sdk, cfg.queue_url.clone().unwrap_or_default());
+        xcr::ports::TaskQueue::send_all(&queue, &commands).await.map_err(|e| {
+            Failure::from(e).context("the repair commands were not all enqueued").exit(Exit::Incomplete)
+        })?;
+        enqueued = commands.len();
+    }
+    let drift = counts.drift(deletes);
+    if json {
+        let mut line = serde_json::to_value(counts).unwrap_or_default();
+        line["drift"] = serde_json::json!(drift);
+        line["deletes_replicated"] = serde_json::json!(deletes);
+        if repair {
+            line["enqueued"] = serde_json::json!(enqueued);
+        }
+        println!("{}", serde_json::json!({"counts": line}));
+    } else {
+        println!(
+            "audited s3://{}/{} against gs://{}/{}: {} compared, {} matching, {} missing, {} different, {} extra{}, {} unverifiable",
+            scope.source_bucket,
+            scope.source_prefix,
+            scope.dest_bucket,
+            scope.dest_prefix,
+            counts.compared,
+            counts.matching,
+            counts.missing,
+            counts.different,
+            counts.extra,
+            if deletes { "" } else { " (not drift: XCR_REPLICATE_DELETES is off)" },
+            counts.unverifiable
+        );
+        if repair {
+            println!("enqueued {enqueued} repair commands on the queue (run `xcr pump --until-idle 5` locally)");
+        }
+    }
+    Ok(if drift == 0 { Exit::Ok } else { Exit::Failed })
+}
