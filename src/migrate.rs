@@ -34,7 +34,7 @@
 //! schedule (`{"sweep": true}`); `xcr pump` runs it every so often and before it stops idle.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::jobs::{Job, JobStatus, parse_manifest, parse_s3_url};
+use crate::jobs::{AuditTally, Job, JobKind, JobStatus, parse_manifest, parse_s3_url};
 use crate::ports::{DeadLetters, JobStore, ObjectLister, TaskQueue};
 use crate::replicate::now_ms;
 use serde::Serialize;
@@ -80,6 +80,20 @@ pub fn whole_lines(window: &[u8], eof: bool, max_lines: usize) -> Option<usize> 
         pos = end;
     }
     (pos > 0 || window.is_empty()).then_some(pos)
+}
+
+/// An audit job's page task ([`crate::audit_job`]): the keys after the job's checkpoint (the
+/// previous page's last key) through this page's last key, or to the end of the prefix when the
+/// listing is done. Its number is the count of pages queued before it, which the page commit
+/// stores with the checkpoint: a page listed again after a crash gets the same number.
+fn audit_page_task(job: &Job, last_key: Option<&str>, done: bool) -> String {
+    crate::audit_job::AuditPage {
+        job_id: job.id.clone(),
+        page: job.counters.queued,
+        after: job.checkpoint.clone(),
+        through: if done { None } else { last_key.map(str::to_string) },
+    }
+    .body()
 }
 
 /// What a step left behind.
@@ -220,25 +234,27 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
         let queued = if job.spec.dry_run {
             0
         } else {
-            let bodies: Vec<String> = keys
-                .iter()
-                .map(|(bucket, key, version, task)| {
-                    let mut cmd =
-                        json!({"bucket": bucket, "key": key, "job_id": id, "overwrite": job.spec.overwrite.as_str()});
-                    if let Some(v) = version {
-                        cmd["version_id"] = json!(v);
-                    }
-                    if let Some(t) = task {
-                        cmd["task"] = json!(t);
-                    }
-                    if let Some(d) = job.spec.destination_for(key) {
-                        cmd["destination"] = json!(d);
-                    }
-                    cmd.to_string()
-                })
-                .collect();
+            let bodies: Vec<String> = match job.spec.kind {
+                JobKind::Copy => keys
+                    .iter()
+                    .map(|(bucket, key, version, task)| {
+                        let mut cmd = json!({"bucket": bucket, "key": key, "job_id": id, "overwrite": job.spec.overwrite.as_str()});
+                        if let Some(v) = version {
+                            cmd["version_id"] = json!(v);
+                        }
+                        if let Some(t) = task {
+                            cmd["task"] = json!(t);
+                        }
+                        if let Some(d) = job.spec.destination_for(key) {
+                            cmd["destination"] = json!(d);
+                        }
+                        cmd.to_string()
+                    })
+                    .collect(),
+                JobKind::Audit => vec![audit_page_task(&job, next.as_deref(), done)],
+            };
             self.queue.send_all(&bodies).await?;
-            listed
+            bodies.len() as u64
         };
         let committed =
             self.jobs.commit_page(id, job.checkpoint.as_deref(), next.as_deref(), done, listed, queued).await?;
@@ -284,6 +300,15 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
             return Ok((keys, Some(end.to_string()), end >= entries.len()));
         }
         let max = i32::try_from(self.page_size).unwrap_or(1000);
+        if spec.kind == JobKind::Audit {
+            // Listed after the last key of the previous page, which is the checkpoint: each page
+            // task then knows its key range ([`crate::audit_job`]).
+            let (items, more) =
+                self.lister.list_after(&spec.source_bucket, &spec.prefix, job.checkpoint.as_deref(), max).await?;
+            let last = items.last().map(|o| o.key.clone());
+            let keys = items.into_iter().map(|o| (spec.source_bucket.clone(), o.key, None, None)).collect();
+            return Ok((keys, last.or_else(|| job.checkpoint.clone()), !more));
+        }
         let (items, next) =
             self.lister.list_page(&spec.source_bucket, &spec.prefix, job.checkpoint.as_deref(), max).await?;
         let keys = items
@@ -389,6 +414,18 @@ impl<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore> Driver<Lst, Q, 
     ) -> Result<HashSet<String>> {
         let mut touched = HashSet::new();
         for body in dlq.peek_dead_letters(SWEEP_MAX_DEAD_LETTERS).await? {
+            if let Some(Ok(page)) = crate::audit_job::AuditPage::from_body(&body) {
+                if jobs.contains_key(&page.job_id)
+                    && self.jobs.record_audit_page(&page.job_id, &page.task_id(), AuditTally::Failed).await?
+                {
+                    tracing::warn!(job_id = %page.job_id, page = page.page, "sweep: an audit page reached the DLQ uncounted; counted as failed");
+                    let why = format!("audit page {} reached the DLQ without being counted", page.page);
+                    self.jobs.set_error(&page.job_id, &why).await?;
+                    swept.dead_letters_counted += 1;
+                    touched.insert(page.job_id);
+                }
+                continue;
+            }
             // Not every dead letter is a job task (S3 events, on-failure records): skip those.
             let Ok(tasks) = crate::events::decode_body(&body) else { continue };
             for task in tasks {

@@ -128,6 +128,16 @@ pub trait ObjectLister: Send + Sync {
         token: Option<&str>,
         max_keys: i32,
     ) -> impl Future<Output = Result<(Vec<Listed>, Option<String>)>> + Send;
+    /// One page of keys under `prefix` after the key `start_after` (exclusive; `None`: from the
+    /// start), and whether more follow: an audit job checkpoints the last key it listed, so
+    /// that each page's key range starts where the previous one ended.
+    fn list_after(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: i32,
+    ) -> impl Future<Output = Result<(Vec<Listed>, bool)>> + Send;
     /// A whole (small) object as text.
     fn fetch_text(&self, bucket: &str, key: &str, max_bytes: u64) -> impl Future<Output = Result<String>> + Send;
     /// At most `len` bytes of an object from byte `offset`, and the object's whole size: a
@@ -394,4 +404,18 @@ pub trait JobStore: Send + Sync {
     fn fail(&self, id: &str, message: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Records a problem the driver hit, for `xcr jobs show`.
     fn set_error(&self, id: &str, message: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Counts one finished audit page task ([`crate::audit_job`]) once per task id, as
+    /// [`Self::record_task`] counts a copy: false if it was counted already. A store without
+    /// audit jobs refuses.
+    fn record_audit_page(
+        &self,
+        id: &str,
+        task_id: &str,
+        tally: crate::jobs::AuditTally,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = (id, task_id, tally);
+        async {
+            Err(crate::error::Error::new(crate::error::ErrorKind::Config, "this job store does not count audit jobs"))
+        }
+    }
 }

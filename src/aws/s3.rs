@@ -165,6 +165,34 @@ impl ObjectLister for S3Source {
         Ok((items, next))
     }
 
+    async fn list_after(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: i32,
+    ) -> Result<(Vec<Listed>, bool)> {
+        let mut req = self.client.list_objects_v2().bucket(bucket).max_keys(max_keys.clamp(1, 1000));
+        if !prefix.is_empty() {
+            req = req.prefix(prefix);
+        }
+        if let Some(k) = start_after {
+            req = req.start_after(k);
+        }
+        let out = req.send().await.map_err(|e| classify(e, &format!("list s3://{bucket}/{prefix}")))?;
+        let items = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_string(),
+                    size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                })
+            })
+            .collect();
+        Ok((items, out.is_truncated() == Some(true)))
+    }
+
     async fn fetch_range(&self, bucket: &str, key: &str, offset: u64, len: u64) -> Result<(bytes::Bytes, u64)> {
         let what = format!("read s3://{bucket}/{key} from byte {offset}");
         let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);

@@ -103,6 +103,10 @@ enum Command {
         /// Keys per listing page on each side (1 to 1000).
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
         page_size: u32,
+        /// Also write the report (JSON lines: the findings, then the counts) as the object
+        /// s3://BUCKET/KEY or gs://BUCKET/NAME, once the audit is done.
+        #[arg(long)]
+        report: Option<String>,
     },
     /// Dead-letter queue operations.
     Dlq {
@@ -126,6 +130,8 @@ enum Command {
     },
 }
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum JobsCommand {
     /// Create a job (from flags, or a JSON spec with --spec FILE or --spec -).
@@ -152,6 +158,17 @@ enum JobsCommand {
         /// List and count, copy nothing.
         #[arg(long)]
         dry_run: bool,
+        /// copy (default) or audit: a drift audit in parallel page tasks (needs --dest).
+        #[arg(long, default_value = "copy")]
+        kind: String,
+        /// Audit jobs: enqueue the copies (and, with deletes replicated, the deletes) that close
+        /// the drift.
+        #[arg(long)]
+        repair: bool,
+        /// Audit jobs: s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX] for one report object per
+        /// page, PREFIX + JOB_ID/page-NNNNNN.jsonl.
+        #[arg(long)]
+        report: Option<String>,
         /// A JSON job spec file ('-' for stdin) instead of the flags.
         #[arg(long)]
         spec: Option<String>,
@@ -238,8 +255,8 @@ async fn main() -> ExitCode {
         }
         Command::Dlq { command: DlqCommand::Count { dlq, json } } => report(dlq_count(dlq).await, json),
         Command::Jobs { command } => jobs::run(command).await,
-        Command::Audit { source, dest, repair, json, page_size } => {
-            audit(&source, dest.as_deref(), repair, json, page_size).await
+        Command::Audit { source, dest, repair, json, page_size, report } => {
+            audit(&source, dest.as_deref(), repair, json, page_size, report.as_deref()).await
         }
         Command::Status { source, dest, json } => status(&source, dest.as_deref(), json).await,
         Command::Serve { port, bind } => match serve(bind, port).await {
@@ -482,10 +499,22 @@ async fn status(source: &str, dest: Option<&str>, json: bool) -> ExitCode {
 }
 
 /// `xcr audit`: see [`xcr::audit`].
-async fn audit(source: &str, dest: Option<&str>, repair: bool, json: bool, page_size: u32) -> ExitCode {
+async fn audit(
+    source: &str,
+    dest: Option<&str>,
+    repair: bool,
+    json: bool,
+    page_size: u32,
+    report: Option<&str>,
+) -> ExitCode {
     let fail = |message: String, code: u8| {
         eprintln!("xcr: {message}");
         ExitCode::from(code)
+    };
+    // Refused before anything is listed: a bad URL found after an hour's audit loses the hour.
+    let report = match report.map(xcr::audit_report::ReportTarget::parse_object).transpose() {
+        Ok(r) => r,
+        Err(why) => return fail(format!("--report {why}"), 2),
     };
     let Some((source_bucket, source_prefix)) =
         source.strip_prefix("s3://").map(|r| r.split_once('/').unwrap_or((r, ""))).filter(|(b, _)| !b.is_empty())
@@ -522,6 +551,8 @@ async fn audit(source: &str, dest: Option<&str>, repair: bool, json: bool, page_
         dest_bucket,
         dest_prefix,
         page_size,
+        after: None,
+        through: None,
     };
     let sdk = xcr::aws::with_timeouts(&xcr::aws::sdk_config().await, cfg.transfer.request_timeout);
     let s3 = xcr::aws::s3::S3Source::new(&sdk).client().clone();
@@ -535,6 +566,8 @@ async fn audit(source: &str, dest: Option<&str>, repair: bool, json: bool, page_
     };
     let deletes = cfg.replicate_deletes;
     let mut commands: Vec<String> = Vec::new();
+    // The report's findings are kept until the walk ends (an object is written whole).
+    let mut reported: Vec<xcr::audit::Finding> = Vec::new();
     let result = xcr::audit::walk(&s3, &gcs, &ledger, &scope, |f| {
         if json {
             println!("{}", serde_json::to_string(f).unwrap_or_default());
@@ -542,15 +575,10 @@ async fn audit(source: &str, dest: Option<&str>, repair: bool, json: bool, page_
             println!("{:<12} {} -> {}: {}", f.kind.as_str(), f.key, f.destination, f.reason);
         }
         if repair {
-            let cmd = match f.kind {
-                // `always`: the ledger may remember a copy that GCS no longer holds intact.
-                xcr::audit::Kind::Missing | xcr::audit::Kind::Different => Some(serde_json::json!({
-                    "bucket": scope.source_bucket, "key": f.key, "destination": f.destination, "overwrite": "always"})),
-                xcr::audit::Kind::Extra if deletes => Some(serde_json::json!({
-                    "bucket": scope.source_bucket, "key": f.key, "destination": f.destination, "action": "delete"})),
-                _ => None,
-            };
-            commands.extend(cmd.map(|c| c.to_string()));
+            commands.extend(xcr::audit::repair_command(&scope.source_bucket, f, deletes));
+        }
+        if report.is_some() {
+            reported.push(f.clone());
         }
     })
     .await;
@@ -570,13 +598,22 @@ async fn audit(source: &str, dest: Option<&str>, repair: bool, json: bool, page_
         enqueued = commands.len();
     }
     let drift = counts.drift(deletes);
-    if json {
-        let mut line = serde_json::to_value(counts).unwrap_or_default();
-        line["drift"] = serde_json::json!(drift);
-        line["deletes_replicated"] = serde_json::json!(deletes);
-        if repair {
-            line["enqueued"] = serde_json::json!(enqueued);
+    let mut line = serde_json::to_value(counts).unwrap_or_default();
+    line["drift"] = serde_json::json!(drift);
+    line["deletes_replicated"] = serde_json::json!(deletes);
+    if repair {
+        line["enqueued"] = serde_json::json!(enqueued);
+    }
+    if let Some(target) = &report {
+        let written = match xcr::audit_report::render(&reported, &line) {
+            Ok(body) => target.write(&s3, &gcs, body).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            return fail(format!("the report was not written: {}", e.chain()), 4);
         }
+    }
+    if json {
         println!("{}", serde_json::json!({"counts": line}));
     } else {
         println!(
@@ -595,6 +632,9 @@ async fn audit(source: &str, dest: Option<&str>, repair: bool, json: bool, page_
         );
         if repair {
             println!("enqueued {enqueued} repair commands on the queue (run `xcr pump --until-idle 5` locally)");
+        }
+        if let Some(target) = &report {
+            println!("report written to {}", target.url());
         }
     }
     if drift == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
@@ -658,7 +698,7 @@ mod jobs {
     use std::time::{Duration, Instant};
     use xcr::aws::jobs::DynamoJobStore;
     use xcr::config::{Config, Needs};
-    use xcr::jobs::{Job, JobSpec, Overwrite, now_rfc3339};
+    use xcr::jobs::{Job, JobKind, JobSpec, Overwrite, now_rfc3339};
     use xcr::ports::JobStore;
 
     pub async fn run(command: JobsCommand) -> ExitCode {
@@ -672,9 +712,17 @@ mod jobs {
                 dest,
                 overwrite,
                 dry_run,
+                kind,
+                repair,
+                report: report_prefix,
                 spec,
                 json,
             } => {
+                let job_kind = match kind.as_str() {
+                    "copy" => Some(JobKind::Copy),
+                    "audit" => Some(JobKind::Audit),
+                    _ => None,
+                };
                 let spec = match spec {
                     Some(path) => read_spec(&path),
                     None => Ok(JobSpec {
@@ -686,12 +734,18 @@ mod jobs {
                         destination: dest,
                         overwrite: Overwrite::parse(&overwrite).unwrap_or(Overwrite::Different),
                         dry_run,
+                        kind: job_kind.unwrap_or_default(),
+                        repair,
+                        report: report_prefix,
                     }),
                 };
                 let valid_policy = Overwrite::parse(&overwrite).is_some();
                 let result = async {
                     if !valid_policy {
                         bail!("--overwrite {overwrite:?}: expected different, never or always");
+                    }
+                    if job_kind.is_none() {
+                        bail!("--kind {kind:?}: expected copy or audit");
                     }
                     create(spec?).await
                 }
@@ -820,9 +874,37 @@ mod jobs {
             let rate = (job.finished_tasks() - done0.min(job.finished_tasks())) as f64 / secs;
             let bps = (c.bytes - bytes0.min(c.bytes)) as f64 / secs;
             if json {
-                let line = serde_json::json!({"id": job.id, "status": job.status, "counters": c, "listing_done": job.listing_done,
+                let mut line = serde_json::json!({"id": job.id, "status": job.status, "counters": c, "listing_done": job.listing_done,
                     "objects_per_sec": rate, "bytes_per_sec": bps});
+                if let Some(a) = job.audit {
+                    line["audit"] = serde_json::to_value(a).unwrap_or_default();
+                }
                 println!("{line}");
+            } else if let Some(a) = job.audit {
+                // An audit job's tasks are pages: the bar counts pages audited of pages queued.
+                let pages_done = a.pages + c.failed;
+                let total = c.queued.max(1);
+                let filled = ((pages_done as f64 / total as f64) * 30.0).round() as usize;
+                let bar = format!("{}{}", "#".repeat(filled.min(30)), " ".repeat(30 - filled.min(30)));
+                let more = if job.listing_done { "" } else { "+" };
+                let line = format!(
+                    "[{bar}] {pages_done}/{}{more} pages  {}  (compared {}, missing {}, different {}, extra {}, unverifiable {}, repaired {}, failed pages {})",
+                    c.queued,
+                    job.status.as_str(),
+                    a.compared,
+                    a.missing,
+                    a.different,
+                    a.extra,
+                    a.unverifiable,
+                    a.repaired,
+                    c.failed
+                );
+                if tty {
+                    eprint!("\r{line}\x1b[K");
+                } else {
+                    eprintln!("{line}");
+                }
+                let _ = std::io::stderr().flush();
             } else {
                 let total = c.listed.max(1);
                 let filled = ((job.finished_tasks() as f64 / total as f64) * 30.0).round() as usize;
