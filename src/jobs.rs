@@ -475,6 +475,45 @@ mod tests {
     }
 
     #[test]
+    fn audit_specs_take_what_a_key_range_audit_can_do() {
+        let ok = JobSpec::from_json(
+            r#"{"kind": "audit", "source_bucket": "src", "prefix": "logs/", "destination": "gs://dst/copy/", "repair": true, "report": "s3://reports/audits/"}"#,
+        )
+        .expect("valid audit spec");
+        assert_eq!((ok.kind, ok.repair), (JobKind::Audit, true));
+        // A copy spec written before kinds existed is still a copy spec, and is written back
+        // without the new fields.
+        let old = JobSpec::from_json(r#"{"source_bucket": "src"}"#).expect("copy");
+        assert_eq!(old.kind, JobKind::Copy);
+        let text = serde_json::to_string(&old).expect("encode");
+        assert!(!text.contains("kind") && !text.contains("repair") && !text.contains("report"), "{text}");
+        for (bad, needle) in [
+            (r#"{"kind": "audit", "source_bucket": "src"}"#, "destination"),
+            (
+                r#"{"kind": "audit", "source_bucket": "src", "destination": "gs://dst", "manifest": "s3://src/m.csv"}"#,
+                "manifest",
+            ),
+            (
+                r#"{"kind": "audit", "source_bucket": "src", "destination": "gs://dst", "include_prefixes": ["a"]}"#,
+                "include",
+            ),
+            (
+                r#"{"kind": "audit", "source_bucket": "src", "destination": "gs://dst", "overwrite": "never"}"#,
+                "overwrite",
+            ),
+            (
+                r#"{"kind": "audit", "source_bucket": "src", "destination": "gs://dst", "report": "http://x/y"}"#,
+                "report",
+            ),
+            (r#"{"source_bucket": "src", "report": "s3://reports/"}"#, "report: only for audit jobs"),
+            (r#"{"kind": "diff", "source_bucket": "src"}"#, "unknown variant"),
+        ] {
+            let e = JobSpec::from_json(bad).expect_err(bad).to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn filters_and_destination_override() {
         let spec = JobSpec {
             source_bucket: "src".into(),

@@ -106,13 +106,13 @@ async fn seed_drift(stack: &Stack) {
         .send()
         .await
         .expect("complete mpu");
-    gcs_put(&stack, "f/unverifiable", multi.clone(), ct).await;
+    gcs_put(stack, "f/unverifiable", multi.clone(), ct).await;
 
     for key in ["a/match-1", "a/match-2", "a/é-match", "c/corrupt", "d/metadata"] {
-        let (code, _, err) = xcr(&stack, &[], &["replicate", &format!("s3://{src}/{key}"), "--json"]);
+        let (code, _, err) = xcr(stack, &[], &["replicate", &format!("s3://{src}/{key}"), "--json"]);
         assert_eq!(code, 0, "{key}: {err}");
     }
-    gcs_put(&stack, "c/corrupt", bytes_of(2_000, 31), ct).await;
+    gcs_put(stack, "c/corrupt", bytes_of(2_000, 31), ct).await;
     s3.copy_object()
         .bucket(&src)
         .key("d/metadata")
@@ -124,14 +124,13 @@ async fn seed_drift(stack: &Stack) {
         .await
         .expect("self-copy");
     // In GCS only.
-    gcs_put(&stack, "e/extra", bytes_of(700, 60), ct).await;
+    gcs_put(stack, "e/extra", bytes_of(700, 60), ct).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_reports_each_kind_of_drift_and_repair_closes_it() {
     let stack = Stack::up();
     seed_drift(&stack).await;
-    let s3 = stack.s3().await;
     let src = stack.source_bucket().to_string();
     let deletes = [("XCR_REPLICATE_DELETES", "true")];
 
