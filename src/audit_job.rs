@@ -102,7 +102,7 @@ impl AuditWorker {
     /// Runs one page task and counts it (module doc). `last_delivery`: a retryable failure now
     /// sends the record to the dead-letter queue, so it is counted failed.
     pub async fn run(&self, task: &AuditPage, last_delivery: bool) -> Result<()> {
-        match self.audit(task).await {
+        match Box::pin(self.audit(task)).await {
             Ok(Some(tally)) => self.count(task, tally).await,
             Ok(None) => Ok(()),
             Err(e) => {

@@ -370,7 +370,9 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                             .and_then(|r| r["body"].as_str())
                             .and_then(crate::audit_job::AuditPage::from_body)
                         {
-                            return (item.message_id, self.run_audit_page(page, last).await, None);
+                            // Boxed: an audit page's future (two listings, HEADs, report) is large, and inline
+                            // it would grow every record's future by as much.
+                            return (item.message_id, Box::pin(self.run_audit_page(page, last)).await, None);
                         }
                         match item.tasks {
                             Ok(tasks) => {

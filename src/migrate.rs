@@ -303,8 +303,10 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
         if spec.kind == JobKind::Audit {
             // Listed after the last key of the previous page, which is the checkpoint: each page
             // task then knows its key range ([`crate::audit_job`]).
+            // Boxed: the step's future stays the size it was for copy jobs.
             let (items, more) =
-                self.lister.list_after(&spec.source_bucket, &spec.prefix, job.checkpoint.as_deref(), max).await?;
+                Box::pin(self.lister.list_after(&spec.source_bucket, &spec.prefix, job.checkpoint.as_deref(), max))
+                    .await?;
             let last = items.last().map(|o| o.key.clone());
             let keys = items.into_iter().map(|o| (spec.source_bucket.clone(), o.key, None, None)).collect();
             return Ok((keys, last.or_else(|| job.checkpoint.clone()), !more));
@@ -402,6 +404,17 @@ impl<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore> Driver<Lst, Q, 
         Ok(swept)
     }
 
+    /// Counts a dead audit page task as failed ([`crate::audit_job`]); false if it was counted.
+    async fn count_dead_audit_page(&self, page: &crate::audit_job::AuditPage) -> Result<bool> {
+        if !self.jobs.record_audit_page(&page.job_id, &page.task_id(), AuditTally::Failed).await? {
+            return Ok(false);
+        }
+        tracing::warn!(job_id = %page.job_id, page = page.page, "sweep: an audit page reached the DLQ uncounted; counted as failed");
+        let why = format!("audit page {} reached the DLQ without being counted", page.page);
+        self.jobs.set_error(&page.job_id, &why).await?;
+        Ok(true)
+    }
+
     /// Counts as failed each task of an open job found in the dead-letter queue. A task that
     /// failed on its last delivery was counted then, and its marker makes this a no-op; one whose
     /// last delivery died (timeout, out of memory) was not, and would hold its job RUNNING
@@ -415,12 +428,8 @@ impl<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore> Driver<Lst, Q, 
         let mut touched = HashSet::new();
         for body in dlq.peek_dead_letters(SWEEP_MAX_DEAD_LETTERS).await? {
             if let Some(Ok(page)) = crate::audit_job::AuditPage::from_body(&body) {
-                if jobs.contains_key(&page.job_id)
-                    && self.jobs.record_audit_page(&page.job_id, &page.task_id(), AuditTally::Failed).await?
-                {
-                    tracing::warn!(job_id = %page.job_id, page = page.page, "sweep: an audit page reached the DLQ uncounted; counted as failed");
-                    let why = format!("audit page {} reached the DLQ without being counted", page.page);
-                    self.jobs.set_error(&page.job_id, &why).await?;
+                // Boxed: the sweep's future stays the size it was before audit jobs.
+                if jobs.contains_key(&page.job_id) && Box::pin(self.count_dead_audit_page(&page)).await? {
                     swept.dead_letters_counted += 1;
                     touched.insert(page.job_id);
                 }
