@@ -73,7 +73,9 @@ pub struct Handler<S, K, L, Q, J> {
     /// Where each invocation's metrics go ([`crate::metrics`]).
     metrics: crate::metrics::Sink,
     /// Runs audit jobs' page tasks ([`crate::audit_job`]); `None`: they fail (no jobs table).
-    audits: Option<crate::audit_job::AuditWorker>,
+    /// Boxed: a handler lives inside its callers' futures (`xcr pump`'s, tests'), which must
+    /// not grow by a worker's clients when no audit runs.
+    audits: Option<Box<crate::audit_job::AuditWorker>>,
 }
 
 /// How long a job's status is trusted before it is read again (a cancel takes effect within it).
@@ -149,7 +151,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
 
     /// Lets the handler run audit jobs' page tasks found on its queue.
     pub fn with_audits(mut self, worker: crate::audit_job::AuditWorker) -> Self {
-        self.audits = Some(worker);
+        self.audits = Some(Box::new(worker));
         self
     }
 
