@@ -289,6 +289,18 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         results
     }
 
+    /// [`Self::run_audit_page`], boxed by a function of its own: built inline, even inside
+    /// `Box::pin`, the (large) future would take a slot in the caller's stack frame (debug
+    /// builds keep every temporary's slot), and every record's poll would carry it.
+    #[inline(never)]
+    fn audit_page_future(
+        &self,
+        page: Result<crate::audit_job::AuditPage>,
+        last: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Result<Replication>>> + Send + '_>> {
+        Box::pin(self.run_audit_page(page, last))
+    }
+
     /// An audit page task ([`crate::audit_job`]): no results when it ran, its error otherwise.
     async fn run_audit_page(&self, page: Result<crate::audit_job::AuditPage>, last: bool) -> Vec<Result<Replication>> {
         let ran = match (page, &self.audits) {
@@ -374,7 +386,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                         {
                             // Boxed: an audit page's future (two listings, HEADs, report) is large, and inline
                             // it would grow every record's future by as much.
-                            return (item.message_id, Box::pin(self.run_audit_page(page, last)).await, None);
+                            return (item.message_id, self.audit_page_future(page, last).await, None);
                         }
                         match item.tasks {
                             Ok(tasks) => {
