@@ -15,9 +15,11 @@
 //! key is reported `unverifiable` rather than guessed. Content type and user metadata are
 //! compared with what xcr writes ([`crate::transfer::metadata`]).
 //!
-//! The audit runs in one process; it reads (one HEAD per key present on both sides, for
-//! metadata and the stored checksum, and one ledger read where no checksum is shared) and
-//! writes nothing. Repair is the caller's: it enqueues replicate commands for the findings.
+//! `xcr audit` runs the walk over the whole prefix in one process; an audit job runs it once per
+//! page of the S3 listing, over that page's key range ([`Scope::after`], [`Scope::through`]),
+//! in parallel page tasks ([`crate::audit_job`]). The walk reads (one HEAD per key present on
+//! both sides, for metadata and the stored checksum, and one ledger read where no checksum is
+//! shared) and writes nothing. Repair is the caller's: it enqueues replicate commands for the findings.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::gcs::GcsClient;
@@ -251,6 +253,55 @@ pub struct Scope {
     pub dest_bucket: String,
     pub dest_prefix: String,
     pub page_size: u32,
+    /// Only keys after this one (exclusive): an audit job's page starts after the previous
+    /// page's last key ([`crate::audit_job`]). `None`: from the start of the prefix.
+    pub after: Option<String>,
+    /// Only keys up to this one (inclusive). `None`: to the end of the prefix. With `after`,
+    /// consecutive pages' ranges cover the key space without gap or overlap, so a GCS-only name
+    /// between two S3 pages' keys is reported by exactly one page.
+    pub through: Option<String>,
+}
+
+impl Scope {
+    /// Whether the destination name `name` (prefix + key) is past the range's lower bound.
+    fn after_start(&self, name: &str) -> bool {
+        self.after.as_ref().is_none_or(|a| name.as_bytes() > format!("{}{a}", self.dest_prefix).as_bytes())
+    }
+
+    /// Whether the destination name `name` is past the range's upper bound.
+    fn past_end(&self, name: &str) -> bool {
+        self.through.as_ref().is_some_and(|t| name.as_bytes() > format!("{}{t}", self.dest_prefix).as_bytes())
+    }
+
+    /// Keeps a listed page's names that fall in the range; `true` once a name past its end is
+    /// seen (both listings are in order: nothing after it can be in range).
+    fn clip<T>(&self, items: Vec<T>, name: impl Fn(&T) -> String, out: &mut VecDeque<T>) -> bool {
+        for item in items {
+            let n = name(&item);
+            if self.past_end(&n) {
+                return true;
+            }
+            if self.after_start(&n) {
+                out.push_back(item);
+            }
+        }
+        false
+    }
+}
+
+/// The replicate command that closes one finding, if one does: a copy for `missing` and
+/// `different` (`overwrite: always`: the ledger may remember a copy that GCS no longer holds
+/// intact), a delete for `extra` when deletes are replicated. Shared by `xcr audit --repair`
+/// and audit jobs, so both enqueue exactly the same commands.
+pub fn repair_command(source_bucket: &str, f: &Finding, deletes: bool) -> Option<String> {
+    let cmd = match f.kind {
+        Kind::Missing | Kind::Different => serde_json::json!({
+            "bucket": source_bucket, "key": f.key, "destination": f.destination, "overwrite": "always"}),
+        Kind::Extra if deletes => serde_json::json!({
+            "bucket": source_bucket, "key": f.key, "destination": f.destination, "action": "delete"}),
+        _ => return None,
+    };
+    Some(cmd.to_string())
 }
 
 /// The merge walk: lists both sides page by page and calls `found` for each finding, in key
@@ -269,18 +320,28 @@ pub async fn walk(
     let gcs_prefix = format!("{}{}", scope.dest_prefix, scope.source_prefix);
     let dest_url = |name: &str| format!("gs://{}/{}", scope.dest_bucket, name);
     let (mut last_src, mut last_dst): (Option<String>, Option<String>) = (None, None);
+    // GCS lists from here (inclusive; the name equal to it is clipped off as out of range).
+    let start_offset = scope.after.as_ref().map(|a| format!("{}{a}", scope.dest_prefix));
     loop {
+        // Each side's page is clipped to the scope's range; a name past its end ends that side.
         if src_page.is_empty() && !src_done {
             let (items, next) = list_s3(s3, scope, src_token.as_deref()).await?;
-            src_page.extend(items);
-            src_done = next.is_none();
+            let ended = scope.clip(items, |(k, _, _)| format!("{}{k}", scope.dest_prefix), &mut src_page);
+            src_done = ended || next.is_none();
             src_token = next;
         }
         if dst_page.is_empty() && !dst_done {
-            let (items, next) =
-                gcs.list_page(&scope.dest_bucket, &gcs_prefix, dst_token.as_deref(), scope.page_size).await?;
-            dst_page.extend(items);
-            dst_done = next.is_none();
+            let (items, next) = gcs
+                .list_page_from(
+                    &scope.dest_bucket,
+                    &gcs_prefix,
+                    start_offset.as_deref(),
+                    dst_token.as_deref(),
+                    scope.page_size,
+                )
+                .await?;
+            let ended = scope.clip(items, |d| d.object.name.clone(), &mut dst_page);
+            dst_done = ended || next.is_none();
             dst_token = next;
         }
         let src_name = src_page.front().map(|(k, _, _): &(String, u64, String)| format!("{}{k}", scope.dest_prefix));
@@ -377,6 +438,8 @@ async fn list_s3(
     }
     if let Some(t) = token {
         req = req.continuation_token(t);
+    } else if let Some(after) = &scope.after {
+        req = req.start_after(after);
     }
     let what = format!("list s3://{}/{}", scope.source_bucket, scope.source_prefix);
     let out = req.send().await.map_err(|e| crate::aws::classify(e, &what))?;

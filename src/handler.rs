@@ -72,6 +72,10 @@ pub struct Handler<S, K, L, Q, J> {
     retry_clock: crate::redelivery::RetryClock,
     /// Where each invocation's metrics go ([`crate::metrics`]).
     metrics: crate::metrics::Sink,
+    /// Runs audit jobs' page tasks ([`crate::audit_job`]); `None`: they fail (no jobs table).
+    /// Boxed: a handler lives inside its callers' futures (`xcr pump`'s, tests'), which must
+    /// not grow by a worker's clients when no audit runs.
+    audits: Option<Box<crate::audit_job::AuditWorker>>,
 }
 
 /// How long a job's status is trusted before it is read again (a cancel takes effect within it).
@@ -141,7 +145,14 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             max_receives: None,
             retry_clock: crate::redelivery::RetryClock::default(),
             metrics: crate::metrics::Sink::from_env(),
+            audits: None,
         }
+    }
+
+    /// Lets the handler run audit jobs' page tasks found on its queue.
+    pub fn with_audits(mut self, worker: crate::audit_job::AuditWorker) -> Self {
+        self.audits = Some(Box::new(worker));
+        self
     }
 
     /// Where each invocation's EMF lines go (default: [`crate::metrics::Sink::from_env`]).
@@ -278,6 +289,33 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         results
     }
 
+    /// [`Self::run_audit_page`], boxed by a function of its own: built inline, even inside
+    /// `Box::pin`, the (large) future would take a slot in the caller's stack frame (debug
+    /// builds keep every temporary's slot), and every record's poll would carry it.
+    #[inline(never)]
+    fn audit_page_future(
+        &self,
+        page: Result<crate::audit_job::AuditPage>,
+        last: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Result<Replication>>> + Send + '_>> {
+        Box::pin(self.run_audit_page(page, last))
+    }
+
+    /// An audit page task ([`crate::audit_job`]): no results when it ran, its error otherwise.
+    async fn run_audit_page(&self, page: Result<crate::audit_job::AuditPage>, last: bool) -> Vec<Result<Replication>> {
+        let ran = match (page, &self.audits) {
+            (Ok(task), Some(worker)) => worker.run(&task, last).await,
+            (Ok(_), None) => {
+                Err(Error::new(ErrorKind::Config, "an audit page task, but no jobs table (XCR_JOBS_TABLE) to count it"))
+            }
+            (Err(e), _) => Err(e),
+        };
+        match ran {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![Err(e)],
+        }
+    }
+
     /// The job's status, from a short-lived cache.
     async fn job_status(&self, jobs: &J, job_id: &str) -> Result<Option<JobStatus>> {
         if let Some((status, at)) = self.job_status.lock().await.get(job_id)
@@ -341,6 +379,15 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                         let sent = sqs_record(payload, &item.message_id)
                             .and_then(|r| r["attributes"]["SentTimestamp"].as_str())
                             .and_then(|t| t.parse::<i64>().ok());
+                        // An audit job's page task shares the queue, not the replicate path.
+                        if let Some(page) = sqs_record(payload, &item.message_id)
+                            .and_then(|r| r["body"].as_str())
+                            .and_then(crate::audit_job::AuditPage::from_body)
+                        {
+                            // Boxed: an audit page's future (two listings, HEADs, report) is large, and inline
+                            // it would grow every record's future by as much.
+                            return (item.message_id, self.audit_page_future(page, last).await, None);
+                        }
                         match item.tasks {
                             Ok(tasks) => {
                                 let results = self.run_tasks(&tasks, deadline_ms, budget, last, (metrics, sent)).await;

@@ -43,6 +43,25 @@ impl Overwrite {
     }
 }
 
+/// What a job does with each page of the listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// One replicate command per object (the default; records written before kinds existed
+    /// are copy jobs).
+    #[default]
+    Copy,
+    /// A drift audit ([`crate::audit_job`]): one audit task per page of the S3 listing, which
+    /// compares that page's key range with GCS's listing of the same range.
+    Audit,
+}
+
+impl JobKind {
+    pub fn is_copy(&self) -> bool {
+        *self == Self::Copy
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
@@ -79,7 +98,10 @@ impl JobStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    /// The S3 bucket to copy from.
+    /// `copy` (default) or `audit`.
+    #[serde(default, skip_serializing_if = "JobKind::is_copy")]
+    pub kind: JobKind,
+    /// The S3 bucket to copy from (or to audit).
     #[schema(pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "raw-data")]
     pub source_bucket: String,
     /// Only keys under this prefix (of the listing, or of the manifest's keys).
@@ -112,6 +134,19 @@ pub struct JobSpec {
     /// List and count, copy nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Audit jobs: enqueue the copies (and, with deletes replicated, the deletes) that close
+    /// the drift each page finds, as `xcr audit --repair` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
+    /// Audit jobs: `s3://bucket[/prefix]` or `gs://bucket[/prefix]` under which each page task
+    /// writes its report, `PREFIX + JOB_ID/page-NNNNNN.jsonl` (JSON lines: one per finding, then
+    /// the page's counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = "^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(/[^\\r\\n]{0,900})?$",
+        example = "gs://audit-reports/raw-data/"
+    )]
+    pub report: Option<String>,
 }
 
 /// Include/exclude lists: utoipa's field attributes cannot constrain the items.
@@ -156,11 +191,49 @@ impl JobSpec {
                 problems.push("include/exclude prefixes must be 1 to 1024 bytes".into());
             }
         }
+        match self.kind {
+            JobKind::Copy => {
+                if self.repair {
+                    problems.push("repair: only for audit jobs (kind \"audit\")".into());
+                }
+                if self.report.is_some() {
+                    problems.push("report: only for audit jobs (kind \"audit\")".into());
+                }
+            }
+            JobKind::Audit => problems.extend(self.audit_problems()),
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::Invalid, format!("invalid job spec: {}", problems.join("; "))))
         }
+    }
+
+    /// What an audit job cannot take: a page task compares a key range of both listings, so
+    /// it needs one destination to list, and only a prefix can narrow both sides alike.
+    fn audit_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.destination.is_none() {
+            problems.push("destination: an audit job needs gs://bucket[/prefix/] to compare with".into());
+        }
+        if self.manifest.is_some() {
+            problems.push("manifest: an audit job lists the bucket (a manifest is not a key range)".into());
+        }
+        if !self.include_prefixes.is_empty() || !self.exclude_prefixes.is_empty() {
+            problems.push("include/exclude prefixes: an audit job takes only a prefix".into());
+        }
+        if self.dry_run {
+            problems.push("dry_run: an audit job copies nothing; use repair: false".into());
+        }
+        if self.overwrite != Overwrite::default() {
+            problems.push("overwrite: an audit job's repairs always overwrite".into());
+        }
+        if let Some(r) = &self.report
+            && let Err(why) = crate::audit_report::ReportTarget::parse_prefix(r)
+        {
+            problems.push(format!("report: {why}"));
+        }
+        problems
     }
 
     /// Whether a listed key belongs to this job.
@@ -262,6 +335,21 @@ pub struct Counters {
     pub pending: i64,
 }
 
+/// An audit job's counts, summed over its page tasks ([`crate::audit::Counts`] plus what
+/// repair enqueued and how many pages were audited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditCounters {
+    pub pages: u64,
+    pub compared: u64,
+    pub matching: u64,
+    pub missing: u64,
+    pub different: u64,
+    pub extra: u64,
+    pub unverifiable: u64,
+    /// Copies and deletes enqueued by repair.
+    pub repaired: u64,
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Job {
@@ -269,7 +357,12 @@ pub struct Job {
     pub spec: JobSpec,
     pub status: JobStatus,
     pub counters: Counters,
-    /// Continuation token of the listing, or the manifest's next entry index.
+    /// Audit jobs only: the drift found so far (a page task that failed counts in
+    /// `counters.failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditCounters>,
+    /// Continuation token of the listing (an audit job: the last key listed), or the
+    /// manifest's next entry index.
     pub checkpoint: Option<String>,
     pub listing_done: bool,
     pub created_at: String,
@@ -281,6 +374,7 @@ pub struct Job {
 impl Job {
     /// A new job with a fresh id.
     pub fn new(spec: JobSpec, now: &str) -> Self {
+        let audit = (spec.kind == JobKind::Audit).then(AuditCounters::default);
         Self {
             id: format!(
                 "job-{}-{:08x}",
@@ -289,6 +383,7 @@ impl Job {
             ),
             spec,
             status: JobStatus::Pending,
+            audit,
             counters: Counters::default(),
             checkpoint: None,
             listing_done: false,
@@ -362,6 +457,13 @@ impl StagedPage {
         };
         Self { from, next, done, keys }
     }
+}
+
+/// How a finished audit page task counts ([`crate::ports::JobStore::record_audit_page`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditTally {
+    Audited { counts: crate::audit::Counts, repaired: u64 },
+    Failed,
 }
 
 /// How a finished job task counts.
@@ -462,6 +564,45 @@ mod tests {
             .expect_err("three problems")
             .to_string();
         assert_eq!(e.matches("; ").count(), 2, "{e}");
+    }
+
+    #[test]
+    fn audit_specs_take_what_a_key_range_audit_can_do() {
+        let ok = JobSpec::from_json(
+            r#"{"kind": "audit", "source_bucket": "src", "prefix": "logs/", "destination": "gs://dst/copy/", "repair": true, "report": "s3://reports/audits/"}"#,
+        )
+        .expect("valid audit spec");
+        assert_eq!((ok.kind, ok.repair), (JobKind::Audit, true));
+        // A copy spec written before kinds existed is still a copy spec, and is written back
+        // without the new fields.
+        let old = JobSpec::from_json(r#"{"source_bucket": "src"}"#).expect("copy");
+        assert_eq!(old.kind, JobKind::Copy);
+        let text = serde_json::to_string(&old).expect("encode");
+        assert!(!text.contains("kind") && !text.contains("repair") && !text.contains("report"), "{text}");
+        for (bad, needle) in [
+            (r#"{"kind": "audit", "source_bucket": "src"}"#, "destination"),
+            (
+                r#"{"kind": "audit", "source_bucket": "src", "destination": "gs://dst", "manifest": "s3://src/m.csv"}"#,
+                "manifest",
+            ),
+            (
+                r#"{"kind": "audit", "source_bucket": "src", "destination": "gs://dst", "include_prefixes": ["a"]}"#,
+                "include",
+            ),
+            (
+                r#"{"kind": "audit", "source_bucket": "src", "destination": "gs://dst", "overwrite": "never"}"#,
+                "overwrite",
+            ),
+            (
+                r#"{"kind": "audit", "source_bucket": "src", "destination": "gs://dst", "report": "http://x/y"}"#,
+                "report",
+            ),
+            (r#"{"source_bucket": "src", "report": "s3://reports/"}"#, "report: only for audit jobs"),
+            (r#"{"kind": "diff", "source_bucket": "src"}"#, "unknown variant"),
+        ] {
+            let e = JobSpec::from_json(bad).expect_err(bad).to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 
     #[test]

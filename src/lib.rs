@@ -23,6 +23,8 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_job;
+pub mod audit_report;
 pub mod aws;
 pub mod budget;
 pub mod config;

@@ -36,7 +36,7 @@
 //! schedule (`{"sweep": true}`); `xcr pump` runs it every so often and before it stops idle.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::jobs::{AFTER_KEY, Job, JobStatus, StagedPage, parse_manifest, parse_s3_url};
+use crate::jobs::{AFTER_KEY, AuditTally, Job, JobKind, JobStatus, StagedPage, parse_manifest, parse_s3_url};
 use crate::ports::{DeadLetters, JobStore, ObjectLister, TaskQueue};
 use crate::replicate::now_ms;
 use serde::Serialize;
@@ -82,6 +82,23 @@ pub fn whole_lines(window: &[u8], eof: bool, max_lines: usize) -> Option<usize> 
         pos = end;
     }
     (pos > 0 || window.is_empty()).then_some(pos)
+}
+
+/// An audit job's page task ([`crate::audit_job`]): the keys after the job's checkpoint (the
+/// previous page's last key) through this page's last key, or to the end of the prefix when the
+/// listing is done. Its number is the count of pages queued before it, which the page commit
+/// stores with the checkpoint: a page listed again after a crash gets the same number.
+fn audit_page_task(job: &Job, next: Option<&str>, done: bool) -> String {
+    // Both positions are listing checkpoints (`after:KEY`, see [`StagedPage`]); the task wants
+    // the keys themselves.
+    let key = |cp: Option<&str>| cp.map(|c| c.strip_prefix(AFTER_KEY).unwrap_or(c).to_string());
+    crate::audit_job::AuditPage {
+        job_id: job.id.clone(),
+        page: job.counters.queued,
+        after: key(job.checkpoint.as_deref()),
+        through: if done { None } else { key(next) },
+    }
+    .body()
 }
 
 /// What a step left behind.
@@ -248,25 +265,27 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
         let queued = if job.spec.dry_run {
             0
         } else {
-            let bodies: Vec<String> = keys
-                .iter()
-                .map(|(bucket, key, version, task)| {
-                    let mut cmd =
-                        json!({"bucket": bucket, "key": key, "job_id": id, "overwrite": job.spec.overwrite.as_str()});
-                    if let Some(v) = version {
-                        cmd["version_id"] = json!(v);
-                    }
-                    if let Some(t) = task {
-                        cmd["task"] = json!(t);
-                    }
-                    if let Some(d) = job.spec.destination_for(key) {
-                        cmd["destination"] = json!(d);
-                    }
-                    cmd.to_string()
-                })
-                .collect();
+            let bodies: Vec<String> = match job.spec.kind {
+                JobKind::Copy => keys
+                    .iter()
+                    .map(|(bucket, key, version, task)| {
+                        let mut cmd = json!({"bucket": bucket, "key": key, "job_id": id, "overwrite": job.spec.overwrite.as_str()});
+                        if let Some(v) = version {
+                            cmd["version_id"] = json!(v);
+                        }
+                        if let Some(t) = task {
+                            cmd["task"] = json!(t);
+                        }
+                        if let Some(d) = job.spec.destination_for(key) {
+                            cmd["destination"] = json!(d);
+                        }
+                        cmd.to_string()
+                    })
+                    .collect(),
+                JobKind::Audit => vec![audit_page_task(&job, next.as_deref(), done)],
+            };
             self.queue.send_all(&bodies).await?;
-            listed
+            bodies.len() as u64
         };
         let committed = match &staged {
             Some(page) => self.jobs.commit_staged_page(id, page, queued).await?,
@@ -424,6 +443,17 @@ impl<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore> Driver<Lst, Q, 
         Ok(swept)
     }
 
+    /// Counts a dead audit page task as failed ([`crate::audit_job`]); false if it was counted.
+    async fn count_dead_audit_page(&self, page: &crate::audit_job::AuditPage) -> Result<bool> {
+        if !self.jobs.record_audit_page(&page.job_id, &page.task_id(), AuditTally::Failed).await? {
+            return Ok(false);
+        }
+        tracing::warn!(job_id = %page.job_id, page = page.page, "sweep: an audit page reached the DLQ uncounted; counted as failed");
+        let why = format!("audit page {} reached the DLQ without being counted", page.page);
+        self.jobs.set_error(&page.job_id, &why).await?;
+        Ok(true)
+    }
+
     /// Counts as failed each task of an open job found in the dead-letter queue. A task that
     /// failed on its last delivery was counted then, and its marker makes this a no-op; one whose
     /// last delivery died (timeout, out of memory) was not, and would hold its job RUNNING
@@ -436,6 +466,14 @@ impl<Lst: ObjectLister, Q: TaskQueue + DeadLetters, J: JobStore> Driver<Lst, Q, 
     ) -> Result<HashSet<String>> {
         let mut touched = HashSet::new();
         for body in dlq.peek_dead_letters(SWEEP_MAX_DEAD_LETTERS).await? {
+            if let Some(Ok(page)) = crate::audit_job::AuditPage::from_body(&body) {
+                // Boxed: the sweep's future stays the size it was before audit jobs.
+                if jobs.contains_key(&page.job_id) && Box::pin(self.count_dead_audit_page(&page)).await? {
+                    swept.dead_letters_counted += 1;
+                    touched.insert(page.job_id);
+                }
+                continue;
+            }
             // Not every dead letter is a job task (S3 events, on-failure records): skip those.
             let Ok(tasks) = crate::events::decode_body(&body) else { continue };
             for task in tasks {

@@ -421,4 +421,18 @@ pub trait JobStore: Send + Sync {
     fn fail(&self, id: &str, message: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Records a problem the driver hit, for `xcr jobs show`.
     fn set_error(&self, id: &str, message: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Counts one finished audit page task ([`crate::audit_job`]) once per task id, as
+    /// [`Self::record_task`] counts a copy: false if it was counted already. A store without
+    /// audit jobs refuses.
+    fn record_audit_page(
+        &self,
+        id: &str,
+        task_id: &str,
+        tally: crate::jobs::AuditTally,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = (id, task_id, tally);
+        async {
+            Err(crate::error::Error::new(crate::error::ErrorKind::Config, "this job store does not count audit jobs"))
+        }
+    }
 }

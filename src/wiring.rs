@@ -24,8 +24,39 @@ pub fn handler_with(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<S3ToGcs
     let sdk = &crate::aws::with_timeouts(sdk, cfg.transfer.request_timeout);
     let requeue = cfg.queue_url.as_ref().map(|u| crate::aws::sqs::Queue::new(sdk, u.clone()));
     let jobs = cfg.jobs_table.as_ref().map(|t| crate::aws::jobs::DynamoJobStore::new(sdk, t.clone()));
-    Ok(crate::handler::Handler::new(replicator_with(sdk, cfg)?, cfg.batch_concurrency, requeue, jobs)
-        .with_retry_clock(cfg.retry_clock))
+    let audits = match &jobs {
+        Some(j) => Some(audit_worker(sdk, cfg, j.clone(), requeue.clone())?),
+        None => None,
+    };
+    let handler = crate::handler::Handler::new(replicator_with(sdk, cfg)?, cfg.batch_concurrency, requeue, jobs)
+        .with_retry_clock(cfg.retry_clock);
+    Ok(match audits {
+        Some(w) => handler.with_audits(w),
+        None => handler,
+    })
+}
+
+/// What runs audit jobs' page tasks ([`crate::audit_job`]): the same S3, GCS and ledger as the
+/// replicator, the jobs table to count in, the queue to enqueue repairs on.
+pub fn audit_worker(
+    sdk: &aws_config::SdkConfig,
+    cfg: &Config,
+    jobs: crate::aws::jobs::DynamoJobStore,
+    queue: Option<crate::aws::sqs::Queue>,
+) -> Result<crate::audit_job::AuditWorker> {
+    let sdk = &crate::aws::with_timeouts(sdk, cfg.transfer.request_timeout);
+    Ok(crate::audit_job::AuditWorker {
+        s3: S3Source::new(sdk).client().clone(),
+        gcs: gcs_client(cfg)?,
+        ledger: match &cfg.ledger_table {
+            Some(t) => AnyLedger::Dynamo(DynamoLedger::new(sdk, t)),
+            None => AnyLedger::Disabled,
+        },
+        jobs,
+        queue,
+        deletes: cfg.replicate_deletes,
+        page_size: 1000,
+    })
 }
 
 /// Builds the GCS client (auth included) from configuration.

@@ -34,7 +34,7 @@ use utoipa::openapi::path::Operation;
     tags(
         (name = "service", description = "What this is and whether its dependencies answer"),
         (name = "replicate", description = "Copy named objects now, and see what was recorded for one"),
-        (name = "jobs", description = "Migration (backfill) jobs"),
+        (name = "jobs", description = "Migration (backfill) jobs and drift audit jobs"),
     )
 )]
 pub struct ApiDoc;

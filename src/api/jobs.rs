@@ -33,14 +33,16 @@ pub struct JobList {
     pub jobs: Vec<Job>,
 }
 
-/// Start a migration job.
+/// Start a migration job: `kind: copy` (the default) copies, `kind: audit` audits drift in
+/// parallel page tasks (needs `destination`; `repair` and `report` optional) and counts it in
+/// the job's `audit` counters.
 #[utoipa::path(
     post, path = "/v1/jobs", tag = "jobs",
     request_body = JobSpec,
     responses(
         (status = 201, description = "Created (PENDING); `Location` names it", body = Job),
-        (status = 400, description = "Invalid spec (missing bucket, bad manifest URL, unknown policy or field)", body = super::error::ErrorBody),
-        (status = 403, description = "Source or manifest bucket not in XCR_ALLOWED_SOURCE_BUCKETS, or destination not in XCR_ALLOWED_DESTINATIONS", body = super::error::ErrorBody),
+        (status = 400, description = "Invalid spec (missing bucket, bad manifest or report URL, unknown kind, policy or field, an audit job without destination or with manifest, filters, dry_run or overwrite, repair or report on a copy job)", body = super::error::ErrorBody),
+        (status = 403, description = "Source or manifest bucket not in XCR_ALLOWED_SOURCE_BUCKETS, or destination (or a gs:// report) not in XCR_ALLOWED_DESTINATIONS", body = super::error::ErrorBody),
         (status = 413, description = "Body too large", body = super::error::ErrorBody),
         (status = 415, description = "Body is not JSON", body = super::error::ErrorBody),
         (status = 500, description = "Internal error", body = super::error::ErrorBody),
@@ -70,6 +72,13 @@ async fn create(api: &Api, spec: JobSpec) -> Result<Job, ApiError> {
     // Refused now rather than task by task later (the replicate function would refuse each).
     if let Some(Ok((bucket, prefix))) = spec.destination.as_deref().map(crate::jobs::parse_gs_prefix) {
         api.allow_destination(&bucket, &prefix)?;
+    }
+    // An audit report in GCS is written by the replicate function, as its copies are: the same
+    // allowlist. (An S3 report bucket is bounded by the function's IAM role alone.)
+    if let Some(Ok(crate::audit_report::ReportTarget::Gcs { bucket, name })) =
+        spec.report.as_deref().map(crate::audit_report::ReportTarget::parse_prefix)
+    {
+        api.allow_destination(&bucket, &name)?;
     }
     let job = Job::new(spec, &now_rfc3339());
     api.jobs.create(&job).await.map_err(ApiError::from)?;

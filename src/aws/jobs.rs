@@ -7,7 +7,9 @@
 use super::attrs::{Item, get_n, get_s, n, s};
 use super::{TRANSACTION_RETRY, cancellation_reasons, classify, is_retryable_cancellation, is_transaction_conflict};
 use crate::error::{Error, ErrorKind, Result};
-use crate::jobs::{Counters, Job, JobSpec, JobStatus, StagedPage, TaskTally, now_rfc3339};
+use crate::jobs::{
+    AuditCounters, AuditTally, Counters, Job, JobKind, JobSpec, JobStatus, StagedPage, TaskTally, now_rfc3339,
+};
 use crate::ports::JobStore;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
@@ -56,9 +58,21 @@ fn parse_job(item: &Item) -> Result<Job> {
     let id = get_s(item, "sk").and_then(|p| p.strip_prefix("job#").map(str::to_string)).ok_or_else(|| bad("sk"))?;
     let spec: JobSpec = get_s(item, "spec").and_then(|t| serde_json::from_str(&t).ok()).ok_or_else(|| bad("spec"))?;
     let status = get_s(item, "status").and_then(|t| JobStatus::parse(&t)).ok_or_else(|| bad("status"))?;
+    // Absent counters read as zero: a new audit job's item has none until its first page.
+    let audit = (spec.kind == JobKind::Audit).then(|| AuditCounters {
+        pages: get_n(item, "n_pages").unwrap_or_default(),
+        compared: get_n(item, "n_compared").unwrap_or_default(),
+        matching: get_n(item, "n_matching").unwrap_or_default(),
+        missing: get_n(item, "n_missing").unwrap_or_default(),
+        different: get_n(item, "n_different").unwrap_or_default(),
+        extra: get_n(item, "n_extra").unwrap_or_default(),
+        unverifiable: get_n(item, "n_unverifiable").unwrap_or_default(),
+        repaired: get_n(item, "n_repaired").unwrap_or_default(),
+    });
     Ok(Job {
         id,
         spec,
+        audit,
         status,
         counters: Counters {
             listed: get_n(item, "n_listed").unwrap_or_default(),
@@ -434,6 +448,76 @@ impl JobStore for DynamoJobStore {
                         ErrorKind::Invalid
                     };
                     let why = format!("count job task: transaction cancelled ({})", reasons.join(", "));
+                    Err(Error::new(kind, why).with_source(e))
+                }
+            })
+            .await
+    }
+
+    async fn record_audit_page(&self, id: &str, task_id: &str, tally: AuditTally) -> Result<bool> {
+        // The same shape as `record_task`: a marker per page task and the counters in one
+        // transaction, so a page delivered twice is counted once.
+        let (tally_name, adds): (&str, Vec<(&str, u64)>) = match tally {
+            AuditTally::Audited { counts, repaired } => (
+                "audited",
+                vec![
+                    ("n_pages", 1),
+                    ("n_compared", counts.compared),
+                    ("n_matching", counts.matching),
+                    ("n_missing", counts.missing),
+                    ("n_different", counts.different),
+                    ("n_extra", counts.extra),
+                    ("n_unverifiable", counts.unverifiable),
+                    ("n_repaired", repaired),
+                ],
+            ),
+            AuditTally::Failed => ("failed", vec![("n_failed", 1)]),
+        };
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .item("pk", job_sk(id))
+            .item("sk", s(format!("task#{task_id}")))
+            .item("tally", s(tally_name))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Invalid, "bad task marker").with_source(e))?;
+        let mut counters = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(JOBS_PK))
+            .key("sk", job_sk(id))
+            .expression_attribute_values(":minus_one", n(-1))
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        let mut add = vec!["n_pending :minus_one".to_string()];
+        for (i, (name, by)) in adds.iter().enumerate() {
+            add.push(format!("{name} :a{i}"));
+            counters = counters.expression_attribute_values(format!(":a{i}"), n(*by));
+        }
+        let counters = counters
+            .update_expression(format!("ADD {} SET updated_at = :now", add.join(", ")))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Invalid, "bad counter update").with_source(e))?;
+        TRANSACTION_RETRY
+            .run_if("count audit page", is_transaction_conflict, |_| {
+                let req = self
+                    .client
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().put(marker.clone()).build())
+                    .transact_items(TransactWriteItem::builder().update(counters.clone()).build());
+                async move {
+                    let e = match req.send().await {
+                        Ok(_) => return Ok(true),
+                        Err(e) => e,
+                    };
+                    let reasons = cancellation_reasons(&e);
+                    if reasons.first() == Some(&"ConditionalCheckFailed") {
+                        return Ok(false);
+                    }
+                    if reasons.is_empty() {
+                        return Err(classify(e, "count audit page"));
+                    }
+                    let kind =
+                        if is_retryable_cancellation(&reasons) { ErrorKind::Transient } else { ErrorKind::Invalid };
+                    let why = format!("count audit page: transaction cancelled ({})", reasons.join(", "));
                     Err(Error::new(kind, why).with_source(e))
                 }
             })

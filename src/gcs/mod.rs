@@ -119,6 +119,19 @@ impl GcsClient {
         page_token: Option<&str>,
         max_results: u32,
     ) -> Result<(Vec<crate::audit::DestEntry>, Option<String>)> {
+        self.list_page_from(bucket, prefix, None, page_token, max_results).await
+    }
+
+    /// [`Self::list_page`] from `start_offset` on (objects.list's `startOffset`: names at or
+    /// after it). A lenient emulator may ignore it: callers still skip names before it.
+    pub async fn list_page_from(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_offset: Option<&str>,
+        page_token: Option<&str>,
+        max_results: u32,
+    ) -> Result<(Vec<crate::audit::DestEntry>, Option<String>)> {
         let mut url = format!(
             "{}/storage/v1/b/{}/o?maxResults={}&fields=items(name,generation,size,crc32c,md5Hash,contentType,contentEncoding,contentLanguage,contentDisposition,cacheControl,metadata),nextPageToken",
             self.base,
@@ -127,6 +140,9 @@ impl GcsClient {
         );
         if !prefix.is_empty() {
             url.push_str(&format!("&prefix={}", utf8_percent_encode(prefix, SEGMENT)));
+        }
+        if let Some(o) = start_offset {
+            url.push_str(&format!("&startOffset={}", utf8_percent_encode(o, SEGMENT)));
         }
         if let Some(t) = page_token {
             url.push_str(&format!("&pageToken={}", utf8_percent_encode(t, SEGMENT)));

@@ -23,13 +23,23 @@ pub struct AuditArgs {
     /// Keys per listing page on each side (1 to 1000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
     page_size: u32,
+    /// Also write the report (JSON lines: the findings, then the counts) as the object
+    /// s3://BUCKET/KEY or gs://BUCKET/NAME, once the audit is done.
+    #[arg(long)]
+    report: Option<String>,
 }
 
 /// Needs S3, GCS, a destination unless `--dest` names one, the queue only with `--repair`;
 /// the ledger when `XCR_LEDGER_TABLE` is set (it vouches for copies without a shared checksum).
 /// Exit 0 no drift, 1 drift, 2 usage or configuration, 4 the audit (or the repair) did not finish.
 pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
-    let AuditArgs { source, dest, repair, json, page_size } = args;
+    let AuditArgs { source, dest, repair, json, page_size, report } = args;
+    // Refused before anything is listed: a bad URL found after an hour's audit loses the hour.
+    let report = report
+        .as_deref()
+        .map(xcr::audit_report::ReportTarget::parse_object)
+        .transpose()
+        .map_err(|why| Failure::usage(format!("--report {why}")))?;
     let Some((source_bucket, source_prefix)) =
         source.strip_prefix("s3://").map(|r| r.split_once('/').unwrap_or((r, ""))).filter(|(b, _)| !b.is_empty())
     else {
@@ -60,6 +70,8 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
         dest_bucket,
         dest_prefix,
         page_size,
+        after: None,
+        through: None,
     };
     let sdk = xcr::aws::with_timeouts(&xcr::aws::sdk_config().await, cfg.transfer.request_timeout);
     let s3 = xcr::aws::s3::S3Source::new(&sdk).client().clone();
@@ -71,6 +83,8 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
     };
     let deletes = cfg.replicate_deletes;
     let mut commands: Vec<String> = Vec::new();
+    // The report's findings are kept until the walk ends (an object is written whole).
+    let mut reported: Vec<xcr::audit::Finding> = Vec::new();
     let counts = xcr::audit::walk(&s3, &gcs, &ledger, &scope, |f| {
         if json {
             println!("{}", serde_json::to_string(f).unwrap_or_default());
@@ -78,15 +92,10 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
             println!("{:<12} {} -> {}: {}", f.kind.as_str(), f.key, f.destination, f.reason);
         }
         if repair {
-            let cmd = match f.kind {
-                // `always`: the ledger may remember a copy that GCS no longer holds intact.
-                xcr::audit::Kind::Missing | xcr::audit::Kind::Different => Some(serde_json::json!({
-                    "bucket": scope.source_bucket, "key": f.key, "destination": f.destination, "overwrite": "always"})),
-                xcr::audit::Kind::Extra if deletes => Some(serde_json::json!({
-                    "bucket": scope.source_bucket, "key": f.key, "destination": f.destination, "action": "delete"})),
-                _ => None,
-            };
-            commands.extend(cmd.map(|c| c.to_string()));
+            commands.extend(xcr::audit::repair_command(&scope.source_bucket, f, deletes));
+        }
+        if report.is_some() {
+            reported.push(f.clone());
         }
     })
     .await
@@ -100,13 +109,21 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
         enqueued = commands.len();
     }
     let drift = counts.drift(deletes);
+    let mut line = serde_json::to_value(counts).unwrap_or_default();
+    line["drift"] = serde_json::json!(drift);
+    line["deletes_replicated"] = serde_json::json!(deletes);
+    if repair {
+        line["enqueued"] = serde_json::json!(enqueued);
+    }
+    if let Some(target) = &report {
+        let body = xcr::audit_report::render(&reported, &line)
+            .map_err(|e| Failure::from(e).context("the report was not written").exit(Exit::Incomplete))?;
+        target
+            .write(&s3, &gcs, body)
+            .await
+            .map_err(|e| Failure::from(e).context("the report was not written").exit(Exit::Incomplete))?;
+    }
     if json {
-        let mut line = serde_json::to_value(counts).unwrap_or_default();
-        line["drift"] = serde_json::json!(drift);
-        line["deletes_replicated"] = serde_json::json!(deletes);
-        if repair {
-            line["enqueued"] = serde_json::json!(enqueued);
-        }
         println!("{}", serde_json::json!({"counts": line}));
     } else {
         println!(
@@ -125,6 +142,9 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
         );
         if repair {
             println!("enqueued {enqueued} repair commands on the queue (run `xcr pump --until-idle 5` locally)");
+        }
+        if let Some(target) = &report {
+            println!("report written to {}", target.url());
         }
     }
     Ok(if drift == 0 { Exit::Ok } else { Exit::Failed })

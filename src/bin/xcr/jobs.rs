@@ -7,9 +7,11 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 use xcr::aws::jobs::DynamoJobStore;
 use xcr::config::{Config, Needs};
-use xcr::jobs::{Job, JobSpec, JobStatus, Overwrite, now_rfc3339};
+use xcr::jobs::{Job, JobKind, JobSpec, JobStatus, Overwrite, now_rfc3339};
 use xcr::ports::JobStore;
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand)]
 pub enum JobsCommand {
     /// Create a job (from flags, or a JSON spec with --spec FILE or --spec -).
@@ -38,6 +40,17 @@ pub enum JobsCommand {
         /// List and count, copy nothing (spec: dry_run).
         #[arg(long)]
         dry_run: bool,
+        /// copy (default) or audit: a drift audit in parallel page tasks, needs --dest (spec: kind).
+        #[arg(long, default_value = "copy")]
+        kind: String,
+        /// Audit jobs: enqueue the copies (and, with deletes replicated, the deletes) that close
+        /// the drift (spec: repair).
+        #[arg(long)]
+        repair: bool,
+        /// Audit jobs: s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX] for one report object per
+        /// page, PREFIX + JOB_ID/page-NNNNNN.jsonl (spec: report).
+        #[arg(long)]
+        report: Option<String>,
         /// A JSON job spec file ('-' for stdin) instead of the flags.
         #[arg(long)]
         spec: Option<String>,
@@ -98,6 +111,9 @@ pub async fn run(command: JobsCommand) -> Result<Exit, Failure> {
             dest,
             overwrite,
             dry_run,
+            kind,
+            repair,
+            report,
             spec,
             json,
         } => {
@@ -114,6 +130,13 @@ pub async fn run(command: JobsCommand) -> Result<Exit, Failure> {
                         Failure::usage(format!("--overwrite {overwrite:?}: expected different, never or always"))
                     })?,
                     dry_run,
+                    kind: match kind.as_str() {
+                        "copy" => JobKind::Copy,
+                        "audit" => JobKind::Audit,
+                        _ => return Err(Failure::usage(format!("--kind {kind:?}: expected copy or audit"))),
+                    },
+                    repair,
+                    report,
                 },
             };
             let job = create(spec).await?;
@@ -247,15 +270,37 @@ async fn watch(id: &str, interval: f64, json: bool) -> Result<Exit, Failure> {
         let c = job.counters;
         // What changes a line: the counts, the status, the end of the listing.
         let state =
-            serde_json::json!({"status": job.status, "counters": c, "listing_done": job.listing_done}).to_string();
+            serde_json::json!({"status": job.status, "counters": c, "listing_done": job.listing_done, "audit": job.audit})
+                .to_string();
         if last.as_deref() != Some(state.as_str()) {
             let secs = started.elapsed().as_secs_f64().max(0.001);
             let rate = (job.finished_tasks() - done0.min(job.finished_tasks())) as f64 / secs;
             let bps = (c.bytes - bytes0.min(c.bytes)) as f64 / secs;
             if json {
-                let line = serde_json::json!({"id": job.id, "status": job.status, "counters": c, "listing_done": job.listing_done,
+                let mut line = serde_json::json!({"id": job.id, "status": job.status, "counters": c, "listing_done": job.listing_done,
                     "objects_per_sec": rate, "bytes_per_sec": bps});
+                if let Some(a) = job.audit {
+                    line["audit"] = serde_json::to_value(a).unwrap_or_default();
+                }
                 println!("{line}");
+            } else if let Some(a) = job.audit {
+                // An audit job's tasks are pages: the bar counts pages audited of pages queued.
+                let pages_done = a.pages + c.failed;
+                let filled = (((pages_done as f64 / c.queued.max(1) as f64) * 30.0).round() as usize).min(30);
+                let bar = format!("{}{}", "#".repeat(filled), " ".repeat(30 - filled));
+                let more = if job.listing_done { "" } else { "+" };
+                println!(
+                    "[{bar}] {pages_done}/{}{more} pages  {}  (compared {}, missing {}, different {}, extra {}, unverifiable {}, repaired {}, failed pages {})",
+                    c.queued,
+                    job.status.as_str(),
+                    a.compared,
+                    a.missing,
+                    a.different,
+                    a.extra,
+                    a.unverifiable,
+                    a.repaired,
+                    c.failed
+                );
             } else {
                 let total = c.listed.max(1);
                 let filled = (((job.finished_tasks() as f64 / total as f64) * 30.0).round() as usize).min(30);
