@@ -12,6 +12,7 @@
 //!   SQS record comes back.
 //! * [`aws`], [`gcs`]: adapters for S3 and the GCS upload APIs.
 //! * [`config`]: the environment, read and validated once; [`wiring`] builds the adapters from it.
+//! * [`copy`]: `xcr copy`, a bucket copied from one machine with the same engine and ledger.
 //! * [`telemetry`]: JSON logs; [`metrics`]: CloudWatch EMF lines.
 
 pub mod api;
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod aws;
 pub mod budget;
 pub mod config;
+pub mod copy;
 pub mod error;
 pub mod events;
 pub mod gcs;

@@ -45,6 +45,7 @@ enum Command {
         #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         lease: u64,
     },
+    Copy(xcr::copy::cli::CopyArgs),
     /// Run the replicate function on the local queue, as Lambda's SQS event source mapping does.
     Pump {
         /// Queue to poll (default: XCR_QUEUE_URL).
@@ -222,6 +223,7 @@ async fn main() -> ExitCode {
         Command::Replicate { source, dest, version_id, json, lease } => {
             replicate(&source, dest.as_deref(), version_id, json, Duration::from_secs(lease)).await
         }
+        Command::Copy(args) => xcr::copy::cli::command(args).await,
         Command::Pump { queue, batch_size, visibility_timeout, until_idle, max_batches, concurrent_batches, json } => {
             let opts = PumpOptions {
                 batch_size,
