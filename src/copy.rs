@@ -87,10 +87,20 @@ pub fn decide(
         }
         (Overwrite::Different, Some(d)) if !ledger => match in_place(source_bucket, src, d) {
             Some(why) => Decision::Skip(Outcome::AlreadyReplicated, why),
+            // xcr's copy of another version or of replaced metadata (the engine's content
+            // comparison would keep a copy whose bytes match but whose metadata is old).
+            None if copied_from(source_bucket, src, d) => Decision::Copy(Overwrite::Always),
+            // Written by something else: the engine compares size and checksum.
             None => Decision::Copy(Overwrite::Different),
         },
         (Overwrite::Different, Some(_)) => Decision::Copy(Overwrite::Different),
     }
+}
+
+/// Whether the GCS object's provenance says xcr copied it from this bucket and key (any version).
+fn copied_from(source_bucket: &str, src: &S3Listed, dst: &DestEntry) -> bool {
+    dst.metadata.get(PROV_BUCKET).map(String::as_str) == Some(source_bucket)
+        && dst.metadata.get(PROV_KEY).map(String::as_str) == Some(encode_key(&src.key).as_str())
 }
 
 /// Whether the GCS object, as listed, is xcr's copy of this very S3 version: its provenance
@@ -101,8 +111,7 @@ pub fn decide(
 pub fn in_place(source_bucket: &str, src: &S3Listed, dst: &DestEntry) -> Option<String> {
     let meta = |k: &str| dst.metadata.get(k).map(String::as_str);
     if dst.object.size != src.size
-        || meta(PROV_BUCKET) != Some(source_bucket)
-        || meta(PROV_KEY) != Some(encode_key(&src.key).as_str())
+        || !copied_from(source_bucket, src, dst)
         || src.etag.is_empty()
         || meta(PROV_ETAG) != Some(src.etag.as_str())
     {
@@ -245,7 +254,7 @@ pub async fn run(
         summary.add(&item);
         done(&item);
     }
-    summary.incomplete = stopped.into_inner().ok().flatten().map(|e| e.chain());
+    summary.incomplete = stopped.lock().ok().and_then(|mut slot| slot.take()).map(|e| e.chain());
     summary.finish(started.elapsed());
     summary
 }
@@ -372,7 +381,7 @@ async fn copy_one(
     let mut results = replicator.apply(&task, deadline_ms).await;
     let result: Result<Replication> = match results.len() {
         1 => results.remove(0),
-        n => Err(Error::new(ErrorKind::Internal, format!("one destination gave {n} results"))),
+        n => Err(Error::new(ErrorKind::Invalid, format!("one destination gave {n} results"))),
     };
     match result {
         Ok(r) => {
@@ -563,5 +572,77 @@ pub mod cli {
         if let Some(why) = &s.incomplete {
             println!("the copy did not finish: {why}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContentHeaders, StoredObject};
+
+    fn listed(etag: &str) -> S3Listed {
+        S3Listed {
+            key: "a b/c".into(),
+            size: 5,
+            etag: etag.into(),
+            last_modified: Some("2026-12-03T10:00:00.250Z".into()),
+        }
+    }
+
+    fn ours(etag: &str, last_modified: &str, md5: Option<&str>) -> DestEntry {
+        let mut metadata = BTreeMap::new();
+        metadata.insert(PROV_BUCKET.to_string(), "src".to_string());
+        metadata.insert(PROV_KEY.to_string(), "a%20b/c".to_string());
+        metadata.insert(PROV_ETAG.to_string(), etag.to_string());
+        metadata.insert(PROV_LAST_MODIFIED.to_string(), last_modified.to_string());
+        DestEntry {
+            object: StoredObject {
+                bucket: "dst".into(),
+                name: "a b/c".into(),
+                generation: "1".into(),
+                size: 5,
+                crc32c: None,
+                md5: md5.map(str::to_string),
+            },
+            headers: ContentHeaders::default(),
+            metadata,
+        }
+    }
+
+    // MD5 of "hello".
+    const HELLO_HEX: &str = "5d41402abc4b2a76b9719d911017c592";
+    const HELLO_B64: &str = "XUFAKrxLKna5cZ2REBfFkg==";
+
+    #[test]
+    fn provenance_of_this_version_is_in_place_to_the_second() {
+        let d = ours(HELLO_HEX, "2026-12-03T10:00:00Z", Some(HELLO_B64));
+        assert!(in_place("src", &listed(HELLO_HEX), &d).is_some());
+        // Another bucket, another ETag, another second, another size, another MD5: not proven.
+        assert!(in_place("other", &listed(HELLO_HEX), &d).is_none());
+        assert!(in_place("src", &listed("abc-2"), &d).is_none());
+        assert!(in_place("src", &listed(HELLO_HEX), &ours(HELLO_HEX, "2026-12-03T10:00:01Z", None)).is_none());
+        assert!(in_place("src", &S3Listed { size: 6, ..listed(HELLO_HEX) }, &d).is_none());
+        let wrong_md5 = ours(HELLO_HEX, "2026-12-03T10:00:00Z", Some("AAAAAAAAAAAAAAAAAAAAAA=="));
+        assert!(in_place("src", &listed(HELLO_HEX), &wrong_md5).is_none());
+        // A multipart ETag is no MD5: provenance and size decide.
+        assert!(in_place("src", &listed("abc-2"), &ours("abc-2", "2026-12-03T10:00:00Z", Some(HELLO_B64))).is_some());
+    }
+
+    #[test]
+    fn the_decision_follows_the_policy_the_listing_and_the_ledger() {
+        let src = listed(HELLO_HEX);
+        let same = ours(HELLO_HEX, "2026-12-03T10:00:00Z", None);
+        let older = ours("0123", "2026-12-01T10:00:00Z", None);
+        let mut foreign = same.clone();
+        foreign.metadata.clear();
+        let d = |o, ledger, found| decide(o, ledger, "src", &src, found);
+        assert_eq!(d(Overwrite::Always, false, Some(&same)), Decision::Copy(Overwrite::Always));
+        assert_eq!(d(Overwrite::Different, true, None), Decision::Copy(Overwrite::Always));
+        assert!(matches!(d(Overwrite::Never, false, Some(&foreign)), Decision::Skip(Outcome::AlreadyReplicated, _)));
+        assert!(matches!(d(Overwrite::Different, false, Some(&same)), Decision::Skip(Outcome::AlreadyReplicated, _)));
+        assert_eq!(d(Overwrite::Different, false, Some(&older)), Decision::Copy(Overwrite::Always));
+        assert_eq!(d(Overwrite::Different, false, Some(&foreign)), Decision::Copy(Overwrite::Different));
+        // With the ledger, the ledger decides what is in place.
+        assert_eq!(d(Overwrite::Different, true, Some(&same)), Decision::Copy(Overwrite::Different));
     }
 }
