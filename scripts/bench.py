@@ -10,15 +10,23 @@ Starts a private local stack (scripts/stack.py), then in the same run, on the sa
   and the ratios of xcr's time to each. Plus the threshold table: single-request vs
   resumable upload times at sizes around the default threshold, the measurement behind
   XCR_RESUMABLE_THRESHOLD's default.
-* P2 many small objects: 1,000 objects of 16 KiB moved by a migration job
-  (`xcr jobs create` + `xcr pump`), by the pump over queued replicate commands (no job
-  accounting), and by `rclone copy`. Objects/s of each and the ratios.
+* P2 many small objects: 1,000 objects of 16 KiB moved by `xcr copy` (one process: list and
+  copy, without and with the ledger), by a migration job (`xcr jobs create` + `xcr pump`), by
+  the pump over queued replicate commands (no job accounting), and by `rclone copy`; next to
+  the rig's own limit for that shape (raw GETs and raw single-request uploads of 16 KiB over
+  8 connections, from Python). Objects/s of each, the ratios, CPU ms per object.
 * P3 memory and CPU: peak RSS and CPU seconds of the xcr processes of P1 and P2, next to
-  rclone's in P2.
+  rclone's in P2 (from each child's rusage): CPU ms per object and CPU s per GiB.
 * P4 requests per object: S3, GCS and DynamoDB requests counted at the wire by
   scripts/countproxy.py, for a new object and for a duplicate, next to the design's minimum.
 * P5 footprint: size of each Lambda function's release binary and of its deployment zip, and
   its cold start (process start -> first event answered) under a minimal Lambda Runtime API.
+
+Rigs: P1 and P2 run on both GCS emulators in the same run, one private stack after the other
+(`scripts/stack.py up --gcs NAME`): gcp-storage-emulator (HTTP/1.0, one request at a time,
+slower with every object it holds) and fake-gcs-server (HTTP/1.1, concurrent, in memory).
+What the slow rig hides, the fast one shows; each tool is compared with the rig it ran on.
+The threshold table, P4 (request counts: the same on any rig) and P5 run on the first rig.
 
 Why one run and ratios: the machine is shared and noisy; absolute numbers move from run to run,
 ratios measured minutes apart on the same emulators move much less. Why the GCS emulator is
@@ -250,7 +258,11 @@ def threshold(ctx: "Ctx", quick: bool) -> list[dict]:
 
 
 def gcs_wipe(ctx: "Ctx") -> None:
-    """Empties the GCS emulator (keeping buckets): see the module docstring for why."""
+    """Empties the GCS emulator (keeping buckets): see the module docstring for why. Only
+    gcp-storage-emulator needs it (and has the endpoint): fake-gcs-server keeps its objects in
+    memory maps whose cost does not grow with what it holds."""
+    if ctx.rig != "gcp-storage-emulator":
+        return
     status, body = http_call(ctx.env["STORAGE_EMULATOR_HOST"], "GET", "/wipe?keep-buckets=1")
     if status != 200:
         raise SystemExit(f"GCS emulator wipe answered {status}: {body[:200]!r}")
@@ -353,15 +365,66 @@ def p2_xcr_queue(ctx: "Ctx", n: int, prefix: str) -> dict:
             "pump": json.loads(pumped["stdout"] or "{}"), "copied": gcs_count(ctx, dst, prefix + "/")}
 
 
+def raw_small(ctx: "Ctx", n: int) -> dict:
+    """The rig's own limit for P2's shape: n raw GETs of the 16 KiB objects from the S3
+    emulator and n raw single-request (media) uploads of 16 KiB into the GCS emulator, each
+    over 8 threads with a connection each (Python's http.client: no SDK, no checksums)."""
+    base_s3, base_gcs, dst = ctx.env["AWS_ENDPOINT_URL"], ctx.env["STORAGE_EMULATOR_HOST"], ctx.env["XCR_DEST_BUCKET"]
+    body = os.urandom(SMALL)
+
+    def get(i: int) -> None:
+        status, data = http_call(base_s3, "GET", f"/{SMALL_BUCKET}/small/{i:05d}.bin", headers={"Authorization": FAKE_AUTH})
+        if status != 200 or len(data) != SMALL:
+            raise SystemExit(f"raw small GET answered {status}")
+
+    def upload(i: int) -> None:
+        status, _ = http_call(base_gcs, "POST", f"/upload/storage/v1/b/{dst}/o?uploadType=media&name=raw-small%2F{i:05d}",
+                              body, {"Content-Type": "application/octet-stream"})
+        if status != 200:
+            raise SystemExit(f"raw small upload answered {status}")
+
+    out = {}
+    for label, fn in [("raw_get", get), ("raw_single_upload", upload)]:
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(fn, range(n)))
+        secs = time.perf_counter() - start
+        out[label] = {"seconds": secs, "objects_per_s": n / secs}
+    return out
+
+
+def p2_xcr_copy(ctx: "Ctx", n: int, prefix: str, ledger: bool = False) -> dict:
+    """`xcr copy` of the bucket: one process lists and copies (README "xcr copy"). Without the
+    ledger by default, as rclone runs: nothing but S3 and GCS."""
+    dst = ctx.env["XCR_DEST_BUCKET"]
+    env = {**os.environ, **ctx.env, "XCR_LOG": "warn"}
+    if not ledger:
+        env.pop("XCR_LEDGER_TABLE", None)
+    r = must(run_measured([ctx.xcr, "copy", f"s3://{SMALL_BUCKET}", f"gs://{dst}/{prefix}/", "--json"], env,
+                          interval=0.02), "xcr copy")
+    summary = json.loads(r["stdout"] or "{}")
+    return {"seconds": r["wall_s"], "peak_rss_mib": r["peak_rss_mib"], "cpu_s": r["cpu_s"], "summary": summary,
+            "copied": gcs_count(ctx, dst, prefix + "/")}
+
+
+def p2_xcr_copy_ledger(ctx: "Ctx", n: int, prefix: str) -> dict:
+    return p2_xcr_copy(ctx, n, prefix, ledger=True)
+
+
 def rclone_config(ctx: "Ctx") -> Path:
     """The rclone remotes EMULATORS.md found to work against moto and the GCS emulator."""
     conf = ctx.work / "rclone.conf"
+    # rclone's Go client takes the endpoint as the JSON API's base path: gcp-storage-emulator
+    # answers it at the root, fake-gcs-server (as GCS) only under /storage/v1/.
+    gcs_endpoint = ctx.env["STORAGE_EMULATOR_HOST"]
+    if ctx.rig == "fake-gcs-server":
+        gcs_endpoint = gcs_endpoint.rstrip("/") + "/storage/v1/"
     conf.write_text(
         "[s3]\ntype = s3\nprovider = Other\n"
         f"endpoint = {ctx.env['AWS_ENDPOINT_URL']}\naccess_key_id = test\nsecret_access_key = test\n"
         f"region = {ctx.env['AWS_REGION']}\nforce_path_style = true\n\n"
         "[gcs]\ntype = gcs\nanonymous = true\n"
-        f"endpoint = {ctx.env['STORAGE_EMULATOR_HOST']}\nbucket_policy_only = true\nproject_number = 1234\n")
+        f"endpoint = {gcs_endpoint}\nbucket_policy_only = true\nproject_number = 1234\n")
     return conf
 
 
@@ -396,8 +459,12 @@ def p2_small(ctx: "Ctx", n: int) -> dict:
     say(f"P2: putting {n} objects of 16 KiB ...")
     put_small_objects(ctx, n)
     out: dict = {"objects": n, "object_bytes": SMALL}
+    gcs_wipe(ctx)
+    say("P2: the rig's raw limits ...")
+    out["rig"] = raw_small(ctx, n)
     # rclone first, then xcr: each starts from an empty GCS emulator (see the module docstring).
-    for name, fn in [("rclone", p2_rclone), ("xcr_job", p2_xcr_job), ("xcr_queue", p2_xcr_queue)]:
+    for name, fn in [("rclone", p2_rclone), ("xcr_copy", p2_xcr_copy), ("xcr_copy_ledger", p2_xcr_copy_ledger),
+                     ("xcr_job", p2_xcr_job), ("xcr_queue", p2_xcr_queue)]:
         gcs_wipe(ctx)
         drain_queue(ctx)
         say(f"P2: {name} ...")
@@ -407,11 +474,14 @@ def p2_small(ctx: "Ctx", n: int) -> dict:
         r["server_cpu_s"] = {k: after[k] - before.get(k, 0.0) for k in after}
         r["objects_per_s"] = n / r["seconds"]
         r["cpu_s_per_gib"] = r["cpu_s"] / (n * SMALL / GiB)
+        r["cpu_ms_per_object"] = r["cpu_s"] * 1000 / n
         if r["copied"] != n:
             ctx.failures.append(f"P2 {name}: {r['copied']} of {n} objects reached GCS")
         out[name] = r
     out["ratio_job_vs_rclone"] = out["xcr_job"]["objects_per_s"] / out["rclone"]["objects_per_s"]
     out["ratio_queue_vs_rclone"] = out["xcr_queue"]["objects_per_s"] / out["rclone"]["objects_per_s"]
+    out["ratio_copy_vs_rclone"] = out["xcr_copy"]["objects_per_s"] / out["rclone"]["objects_per_s"]
+    out["ratio_copy_cpu_vs_rclone"] = out["xcr_copy"]["cpu_s"] / max(out["rclone"]["cpu_s"], 1e-9)
     return out
 
 
@@ -486,12 +556,32 @@ def p4_requests(ctx: "Ctx", n: int) -> dict:
 
         counted("job_new", n, job)
         counted("job_duplicate", n, job)
+
+        copy_bucket = "xcr-bench-p4-copy"
+        ctx.s3.create_bucket(Bucket=copy_bucket)
+        for i in range(n):
+            ctx.s3.put_object(Bucket=copy_bucket, Key=f"k/{i:03d}.bin", Body=os.urandom(SMALL))
+
+        def copy(prefix: str, ledger: bool):
+            def run():
+                cenv = dict(env)
+                if not ledger:
+                    cenv.pop("XCR_LEDGER_TABLE", None)
+                must(run_measured([ctx.xcr, "copy", f"s3://{copy_bucket}", f"gs://{dst}/{prefix}/", "--json"], cenv),
+                     "xcr copy")
+            return run
+
+        counted("copy_new", n, copy("p4-copy", False))
+        counted("copy_duplicate", n, copy("p4-copy", False))
+        counted("copy_ledger_new", n, copy("p4-copy-ledger", True))
+        counted("copy_ledger_duplicate", n, copy("p4-copy-ledger", True))
     finally:
         aws.stop()
         gcs.stop()
     rows.pop("_job_ids", None)
 
     # What the design needs at least (docs/replication.md; src/replicate.rs).
+    pages = math.ceil(n / 1000) / n
     minimum = {
         "event_new": {"s3": 1, "gcs": 1, "dynamodb": 2, "why": "GET; one multipart upload; claim + complete"},
         "event_duplicate": {"s3": 0, "gcs": 0, "dynamodb": 1, "why": "the claim is refused by the sequencer"},
@@ -505,6 +595,16 @@ def p4_requests(ctx: "Ctx", n: int) -> dict:
                     "why": "list (amortized); GET; GCS metadata read + upload; claim + complete + job count"},
         "job_duplicate": {"s3": 1 + math.ceil(n / 1000) / n, "gcs": 0, "dynamodb": 3,
                           "why": "list (amortized); claim, GET (version/ETag), release, job count"},
+        # `xcr copy` lists both sides (one page each per 1,000 keys, shared by its objects) and
+        # knows from GCS's listing what is there: no per-object GCS read.
+        "copy_new": {"s3": 1 + pages, "gcs": 1 + pages, "dynamodb": 0,
+                     "why": "S3 + GCS lists (amortized); GET; one multipart upload"},
+        "copy_duplicate": {"s3": pages, "gcs": pages, "dynamodb": 0,
+                           "why": "S3 + GCS lists (amortized): the listing's provenance proves each"},
+        "copy_ledger_new": {"s3": 1 + pages, "gcs": 1 + pages, "dynamodb": 2,
+                            "why": "lists (amortized); GET; one multipart upload; claim + complete"},
+        "copy_ledger_duplicate": {"s3": 1 + pages, "gcs": pages, "dynamodb": 2,
+                                  "why": "lists (amortized); claim, GET (version/ETag), release"},
     }
     out = {}
     for label, row in rows.items():
@@ -743,21 +843,30 @@ def checks(results: dict) -> list[str]:
     request counts are at the design minimum (or a known, explained excess), and every function
     binary exists and answered its cold-start event."""
     bad: list[str] = []
-    p2 = results.get("p2")
-    if p2:
+    for rig, rr in (results.get("rigs") or {}).items():
+        p2 = rr.get("p2")
+        if not p2:
+            continue
         n = p2["objects"]
         job = p2["xcr_job"]
         if job.get("status") != "SUCCEEDED":
-            bad.append(f"P2 xcr_job: job ended {job.get('status')!r}, not SUCCEEDED")
+            bad.append(f"[{rig}] P2 xcr_job: job ended {job.get('status')!r}, not SUCCEEDED")
         c = job.get("counters") or {}
         want = {"listed": n, "queued": n, "replicated": n, "skipped": 0, "failed": 0, "pending": 0,
                 "bytes": n * p2["object_bytes"]}
         got = {k: c.get(k) for k in want}
         if got != want:
-            bad.append(f"P2 xcr_job: counters {got}, expected {want}")
+            bad.append(f"[{rig}] P2 xcr_job: counters {got}, expected {want}")
         pumped = p2["xcr_queue"].get("pump") or {}
         if pumped.get("failed", 0) != 0:
-            bad.append(f"P2 xcr_queue: the pump reported {pumped.get('failed')} failed records")
+            bad.append(f"[{rig}] P2 xcr_queue: the pump reported {pumped.get('failed')} failed records")
+        # `xcr copy`'s own summary: every object listed and copied, none failed.
+        for key in ("xcr_copy", "xcr_copy_ledger"):
+            sm = p2[key].get("summary") or {}
+            got = (sm.get("objects"), (sm.get("outcomes") or {}).get("replicated"), sm.get("failed"), sm.get("copied_bytes"))
+            if got != (n, n, 0, n * p2["object_bytes"]):
+                bad.append(f"[{rig}] P2 {key}: summary (objects, replicated, failed, bytes) {got}, "
+                           f"expected {(n, n, 0, n * p2['object_bytes'])}")
     for label, row in (results.get("p4") or {}).items():
         for service in ("s3", "gcs", "dynamodb"):
             have = row["per_object"].get(service, 0.0)
@@ -782,12 +891,13 @@ def checks(results: dict) -> list[str]:
 class Ctx:
     """What every scenario needs: the stack's environment, clients, binaries, a scratch dir."""
 
-    def __init__(self, env: dict[str, str], target: Path, work: Path):
+    def __init__(self, env: dict[str, str], target: Path, work: Path, rig: str = "gcp-storage-emulator"):
         import boto3  # noqa: E402  (venv)
         from botocore.config import Config as BotoConfig
 
-        self.env, self.target, self.work = env, target, work
-        pids = json.loads((work / "stack" / "pids.json").read_text()) if (work / "stack" / "pids.json").exists() else {}
+        self.env, self.target, self.work, self.rig = env, target, work, rig
+        stack_dir = work / f"stack-{rig}"
+        pids = json.loads((stack_dir / "pids.json").read_text()) if (stack_dir / "pids.json").exists() else {}
         self.services = pids.get("services", {})
         self.xcr = str(target / "xcr")
         self.rclone = shutil.which("rclone", path=str(ROOT / ".venv/bin")) or shutil.which("rclone") or "rclone"
@@ -802,56 +912,103 @@ def fmt_size(n: float) -> str:
     return f"{n / MiB:.1f} MiB"
 
 
-def report(results: dict) -> None:
-    print(f"\nxcr bench, {results['date']} ({'quick' if results['quick'] else 'full'}, {results['profile']} build; "
-          "emulators on loopback; ratios within this run)")
-    p1 = results.get("p1")
+def report_rig(rig: str, rr: dict) -> None:
+    """P1 to P3 of one rig."""
+    p1, p2 = rr.get("p1"), rr.get("p2")
     if p1:
         size = p1["size_bytes"]
-        print(f"\nP1 large object: {size // MiB} MiB, chunk {p1['chunk_bytes'] // MiB} MiB")
+        print(f"\n[{rig}] P1 large object: {size // MiB} MiB, chunk {p1['chunk_bytes'] // MiB} MiB")
         print(f"  {'':32} {'seconds':>9} {'MiB/s':>9} {'xcr / this':>11}")
         for label, secs in [("xcr replicate", p1["xcr_s"]), ("raw S3 GET", p1["raw_get_s"]),
                             ("raw GCS resumable upload", p1["raw_resumable_upload_s"]),
                             ("raw GCS single-request upload", p1["raw_single_upload_s"])]:
             print(f"  {label:32} {secs:9.2f} {size / MiB / secs:9.1f} {p1['xcr_s'] / secs:10.2f}x")
         print(f"  xcr vs the slower of raw GET and same-protocol upload: {p1['ratio_vs_slower_raw']:.2f}x (target <= 1.2x)")
+    if p2:
+        n = p2["objects"]
+        print(f"\n[{rig}] P2 many small objects: {n} x 16 KiB, S3 -> GCS")
+        print(f"  {'':40} {'seconds':>8} {'objects/s':>10} {'vs rclone':>10} {'copied':>7} {'CPU ms/obj':>11}"
+              f"   emulator CPU s: moto  gcs")
+        rc = p2["rclone"]["objects_per_s"]
+        for label, key in [("raw GET, 8 connections (rig limit)", "raw_get"),
+                           ("raw single upload, 8 conn. (rig limit)", "raw_single_upload")]:
+            r = p2["rig"][key]
+            print(f"  {label:40} {r['seconds']:8.2f} {r['objects_per_s']:10.1f} {r['objects_per_s'] / rc:9.2f}x")
+        for label, key in [("rclone copy (4 transfers)", "rclone"), ("xcr copy (no ledger)", "xcr_copy"),
+                           ("xcr copy (ledger)", "xcr_copy_ledger"),
+                           ("xcr migration job (jobs create + pump)", "xcr_job"),
+                           ("xcr pump over queued commands", "xcr_queue")]:
+            r = p2[key]
+            cpu = r.get("server_cpu_s", {})
+            print(f"  {label:40} {r['seconds']:8.2f} {r['objects_per_s']:10.1f} {r['objects_per_s'] / rc:9.2f}x {r['copied']:7}"
+                  f" {r['cpu_ms_per_object']:11.2f}   {cpu.get('moto', 0):18.1f} {cpu.get('gcs', 0):4.1f}")
+        print(f"  targets: xcr copy >= 1.5x rclone (3x ambition): {p2['ratio_copy_vs_rclone']:.2f}x, with CPU <= rclone's: "
+              f"{p2['ratio_copy_cpu_vs_rclone']:.2f}x; migration job: {p2['ratio_job_vs_rclone']:.2f}x, "
+              f"queued: {p2['ratio_queue_vs_rclone']:.2f}x")
+    if p1 or p2:
+        print(f"\n[{rig}] P3 memory and CPU (peak RSS = VmHWM of the process; CPU = user + system, from rusage)")
+        print(f"  {'':38} {'peak RSS':>10} {'CPU s':>8} {'CPU s/GiB':>10} {'CPU ms/obj':>11}")
+    if p1:
+        print(f"  {'xcr replicate, P1':38} {p1['xcr_peak_rss_mib']:8.1f} M {p1['xcr_cpu_s']:8.2f} {p1['xcr_cpu_s_per_gib']:10.2f}")
+    if p2:
+        for label, key in [("rclone copy, P2", "rclone"), ("xcr copy (no ledger), P2", "xcr_copy"),
+                           ("xcr copy (ledger), P2", "xcr_copy_ledger"), ("xcr job (create + pump), P2", "xcr_job"),
+                           ("xcr pump (queued), P2", "xcr_queue")]:
+            r = p2[key]
+            print(f"  {label:38} {r['peak_rss_mib']:8.1f} M {r['cpu_s']:8.2f} {r['cpu_s_per_gib']:10.1f} "
+                  f"{r['cpu_ms_per_object']:11.2f}")
+
+
+def report(results: dict) -> None:
+    load = ", ".join(f"{x:.1f}" for x in results.get("load_before", ()))
+    print(f"\nxcr bench, {results['date']} ({'quick' if results['quick'] else 'full'}, {results['profile']} build; "
+          f"emulators on loopback; ratios within this run; {results.get('cpus')} CPUs, load average {load} before, "
+          + ", ".join(f"{x:.1f}" for x in results.get("load_after", ())) + " after)")
+    rigs = results.get("rigs") or {}
+    for rig, rr in rigs.items():
+        report_rig(rig, rr)
+    if len(rigs) > 1:
+        print("\nRigs side by side (each ratio within its own rig)")
+        names = list(rigs)
+        print(f"  {'':44}" + "".join(f"{n:>24}" for n in names))
+
+        def row(label: str, get) -> None:
+            cells = []
+            for n in names:
+                try:
+                    cells.append(get(rigs[n]))
+                except (KeyError, TypeError, ZeroDivisionError):
+                    cells.append("-")
+            print(f"  {label:44}" + "".join(f"{c:>24}" for c in cells))
+
+        row("P1 xcr replicate MiB/s", lambda r: f"{r['p1']['size_bytes'] / MiB / r['p1']['xcr_s']:.1f}")
+        row("P1 xcr / slower raw (target <= 1.2x)", lambda r: f"{r['p1']['ratio_vs_slower_raw']:.2f}x")
+        row("P1 xcr / raw single-request upload", lambda r: f"{r['p1']['ratio_vs_raw_single']:.2f}x")
+        row("P1 xcr peak RSS MiB (target <= 64)", lambda r: f"{r['p1']['xcr_peak_rss_mib']:.1f}")
+        row("P2 rig raw GET objects/s", lambda r: f"{r['p2']['rig']['raw_get']['objects_per_s']:.1f}")
+        row("P2 rig raw single upload objects/s", lambda r: f"{r['p2']['rig']['raw_single_upload']['objects_per_s']:.1f}")
+        row("P2 rclone objects/s", lambda r: f"{r['p2']['rclone']['objects_per_s']:.1f}")
+        row("P2 xcr copy objects/s", lambda r: f"{r['p2']['xcr_copy']['objects_per_s']:.1f}")
+        row("P2 xcr copy / rclone (target >= 1.5x)", lambda r: f"{r['p2']['ratio_copy_vs_rclone']:.2f}x")
+        row("P2 xcr copy (ledger) / rclone", lambda r: f"{r['p2']['xcr_copy_ledger']['objects_per_s'] / r['p2']['rclone']['objects_per_s']:.2f}x")
+        row("P2 CPU ms/object xcr copy | rclone", lambda r: f"{r['p2']['xcr_copy']['cpu_ms_per_object']:.2f} | "
+            f"{r['p2']['rclone']['cpu_ms_per_object']:.2f}")
+        row("P2 job / rclone", lambda r: f"{r['p2']['ratio_job_vs_rclone']:.2f}x")
+        row("P2 queued / rclone", lambda r: f"{r['p2']['ratio_queue_vs_rclone']:.2f}x")
     if results.get("threshold"):
-        print("\nThreshold: one request vs a resumable session (XCR_CHUNK_SIZE chunks), no ledger")
+        print("\nThreshold (first rig): one request vs a resumable session (XCR_CHUNK_SIZE chunks), no ledger")
         print(f"  {'size':>6} {'single s':>9} {'resumable s':>12} {'single RSS':>11} {'resumable RSS':>14}")
         for t in results["threshold"]:
             print(f"  {t['size_mib']:4} MiB {t['single_s']:9.3f} {t['resumable_s']:12.3f} "
                   f"{t['single_peak_rss_mib']:9.1f} M {t['resumable_peak_rss_mib']:12.1f} M")
-    p2 = results.get("p2")
-    if p2:
-        print(f"\nP2 many small objects: {p2['objects']} x 16 KiB, S3 -> GCS, each from an empty GCS emulator")
-        print(f"  {'':38} {'seconds':>8} {'objects/s':>10} {'vs rclone':>10} {'copied':>7}   emulator CPU s: moto  gcs")
-        rc = p2["rclone"]["objects_per_s"]
-        for label, key in [("rclone copy (4 transfers)", "rclone"), ("xcr migration job (jobs create + pump)", "xcr_job"),
-                           ("xcr pump over queued commands", "xcr_queue")]:
-            r = p2[key]
-            cpu = r.get("server_cpu_s", {})
-            print(f"  {label:38} {r['seconds']:8.2f} {r['objects_per_s']:10.1f} {r['objects_per_s'] / rc:9.2f}x {r['copied']:7}"
-                  f"   {cpu.get('moto', 0):18.1f} {cpu.get('gcs', 0):4.1f}")
-        print(f"  target: xcr >= 1.5x rclone; migration job: {p2['ratio_job_vs_rclone']:.2f}x, "
-              f"queued: {p2['ratio_queue_vs_rclone']:.2f}x")
-    if p1 or p2:
-        print("\nP3 memory and CPU (peak RSS = VmHWM of the process; CPU = user + system)")
-        print(f"  {'':38} {'peak RSS':>10} {'CPU s':>8} {'CPU s/GiB':>10}")
-    if p1:
-        print(f"  {'xcr replicate, P1':38} {p1['xcr_peak_rss_mib']:8.1f} M {p1['xcr_cpu_s']:8.2f} {p1['xcr_cpu_s_per_gib']:10.2f}")
-    if p2:
-        for label, key in [("rclone copy, P2", "rclone"), ("xcr job (create + pump), P2", "xcr_job"),
-                           ("xcr pump (queued), P2", "xcr_queue")]:
-            r = p2[key]
-            print(f"  {label:38} {r['peak_rss_mib']:8.1f} M {r['cpu_s']:8.2f} {r['cpu_s_per_gib']:10.1f}")
     p4 = results.get("p4")
     if p4:
         print("\nP4 requests per object, counted at the wire (queue: SQS calls and the pump's jobs Query, amortized)")
-        print(f"  {'':16} {'n':>3} {'S3':>5} {'GCS':>5} {'DynamoDB':>9} {'queue':>8}   minimum S3/GCS/DDB  (why)")
+        print(f"  {'':22} {'n':>3} {'S3':>5} {'GCS':>5} {'DynamoDB':>9} {'queue':>8}   minimum S3/GCS/DDB  (why)")
         for label, row in p4.items():
             per, m = row["per_object"], row["minimum"]
-            print(f"  {label:16} {row['objects']:3} {per['s3']:5.2f} {per['gcs']:5.2f} {per['dynamodb']:9.2f} {per['queue']:8.2f}   "
-                  f"{m['s3']}/{m['gcs']}/{m['dynamodb']}  ({m['why']})")
+            print(f"  {label:22} {row['objects']:3} {per['s3']:5.2f} {per['gcs']:5.2f} {per['dynamodb']:9.2f} {per['queue']:8.2f}   "
+                  f"{m['s3']:.2f}/{m['gcs']:.2f}/{m['dynamodb']}  ({m['why']})")
     p5 = results.get("p5")
     if p5:
         print("\nP5 footprint: release binaries, deployment zip (bootstrap, deflate), cold start to first answer")
@@ -875,32 +1032,46 @@ def main() -> int:
     ap.add_argument("--only", default="p1,thr,p2,p4,p5",
                     help="comma-separated scenarios to run (thr: the threshold table; P3 comes with P1 and P2)")
     ap.add_argument("--quick", action="store_true", help="8 MiB for P1, 50 objects for P2: checks that it runs")
+    ap.add_argument("--rigs", default="gcp-storage-emulator,fake-gcs-server",
+                    help="comma-separated GCS emulators to run P1 and P2 on, one stack each (scripts/stack.py --gcs)")
     args = ap.parse_args()
     size = (8 if args.quick else args.size_mib) * MiB
     objects = 50 if args.quick else args.objects
     only = {s.strip().lower() for s in args.only.split(",")}
     target = Path(args.target_dir) / args.profile
 
+    rigs = [r.strip() for r in args.rigs.split(",") if r.strip()]
     work = Path(tempfile.mkdtemp(prefix="xcr-bench-"))
-    stack_dir = work / "stack"
     stack = [sys.executable, str(ROOT / "scripts/stack.py")]
-    results: dict = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "profile": args.profile}
-    subprocess.run([*stack, "up", "--dir", str(stack_dir)], check=True, stdout=subprocess.DEVNULL)
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
+                     "profile": args.profile, "cpus": os.cpu_count(), "load_before": os.getloadavg(), "rigs": {}}
+    failures: list[str] = []
     try:
-        ctx = Ctx(load_env(stack_dir / "local.env"), target, work)
-        if "p1" in only:
-            results["p1"] = p1_large(ctx, size, args.quick)
-        if "thr" in only:
-            results["threshold"] = threshold(ctx, args.quick)
-        if "p2" in only:
-            results["p2"] = p2_small(ctx, objects)
-        if "p4" in only:
-            results["p4"] = p4_requests(ctx, 10 if args.quick else 50)
-        if "p5" in only:
-            results["p5"] = p5_footprint(ctx, 2 if args.quick else 5)
-        results["failures"] = ctx.failures + checks(results)
+        for i, rig in enumerate(rigs):
+            stack_dir = work / f"stack-{rig}"
+            say(f"== rig {rig} ==")
+            subprocess.run([*stack, "up", "--dir", str(stack_dir), "--gcs", rig], check=True, stdout=subprocess.DEVNULL)
+            try:
+                ctx = Ctx(load_env(stack_dir / "local.env"), target, work, rig)
+                rr: dict = {}
+                results["rigs"][rig] = rr
+                if "p1" in only:
+                    rr["p1"] = p1_large(ctx, size, args.quick)
+                if "p2" in only:
+                    rr["p2"] = p2_small(ctx, objects)
+                # Rig-independent (counts, binaries) or only needed once: on the first rig.
+                if i == 0 and "thr" in only:
+                    results["threshold"] = threshold(ctx, args.quick)
+                if i == 0 and "p4" in only:
+                    results["p4"] = p4_requests(ctx, 10 if args.quick else 50)
+                if i == 0 and "p5" in only:
+                    results["p5"] = p5_footprint(ctx, 2 if args.quick else 5)
+                failures += [f"[{rig}] {f}" for f in ctx.failures]
+            finally:
+                subprocess.run([*stack, "down", "--dir", str(stack_dir)], stdout=subprocess.DEVNULL)
+        results["load_after"] = os.getloadavg()
+        results["failures"] = failures + checks(results)
     finally:
-        subprocess.run([*stack, "down", "--dir", str(stack_dir)], stdout=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
 
     out_dir = ROOT / "target/bench"

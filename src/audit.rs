@@ -325,8 +325,16 @@ pub async fn walk(
     loop {
         // Each side's page is clipped to the scope's range; a name past its end ends that side.
         if src_page.is_empty() && !src_done {
-            let (items, next) = list_s3(s3, scope, src_token.as_deref()).await?;
-            let ended = scope.clip(items, |(k, _, _)| format!("{}{k}", scope.dest_prefix), &mut src_page);
+            let (items, next) = list_s3_page(
+                s3,
+                &scope.source_bucket,
+                &scope.source_prefix,
+                scope.after.as_deref(),
+                src_token.as_deref(),
+                scope.page_size,
+            )
+            .await?;
+            let ended = scope.clip(items, |o: &S3Listed| format!("{}{}", scope.dest_prefix, o.key), &mut src_page);
             src_done = ended || next.is_none();
             src_token = next;
         }
@@ -344,14 +352,14 @@ pub async fn walk(
             dst_done = ended || next.is_none();
             dst_token = next;
         }
-        let src_name = src_page.front().map(|(k, _, _): &(String, u64, String)| format!("{}{k}", scope.dest_prefix));
+        let src_name = src_page.front().map(|s: &S3Listed| format!("{}{}", scope.dest_prefix, s.key));
         let dst_name = dst_page.front().map(|d: &DestEntry| d.object.name.clone());
         in_order(&mut last_src, src_name.as_deref(), "S3")?;
         in_order(&mut last_dst, dst_name.as_deref(), "GCS")?;
         let Some(step) = step(src_name.as_deref(), dst_name.as_deref()) else { break };
         let finding = match step {
             Step::SourceOnly => {
-                let (key, size, _) = src_page.pop_front().expect("a source head");
+                let S3Listed { key, size, .. } = src_page.pop_front().expect("a source head");
                 Some(Finding {
                     kind: Kind::Missing,
                     destination: dest_url(src_name.as_deref().unwrap_or_default()),
@@ -370,7 +378,7 @@ pub async fn walk(
                 })
             }
             Step::Both => {
-                let (key, size, etag) = src_page.pop_front().expect("a source head");
+                let S3Listed { key, size, etag, .. } = src_page.pop_front().expect("a source head");
                 let d = dst_page.pop_front().expect("a destination head");
                 counts.compared += 1;
                 match head_s3(s3, &scope.source_bucket, &key, size, etag).await? {
@@ -411,7 +419,7 @@ pub async fn walk(
 }
 
 /// Fails unless `next` sorts after the last head seen on that side (the merge walk's premise).
-fn in_order(last: &mut Option<String>, next: Option<&str>, side: &str) -> Result<()> {
+pub(crate) fn in_order(last: &mut Option<String>, next: Option<&str>, side: &str) -> Result<()> {
     if let Some(n) = next {
         if let Some(l) = last.as_deref()
             && n.as_bytes() < l.as_bytes()
@@ -426,32 +434,51 @@ fn in_order(last: &mut Option<String>, next: Option<&str>, side: &str) -> Result
     Ok(())
 }
 
-/// One ListObjectsV2 page: (key, size, ETag without quotes).
-async fn list_s3(
+/// One object of S3's listing, as ListObjectsV2 describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Listed {
+    pub key: String,
+    pub size: u64,
+    /// Without quotes.
+    pub etag: String,
+    /// RFC 3339, as the transfer engine writes it into provenance.
+    pub last_modified: Option<String>,
+}
+
+/// One ListObjectsV2 page of `bucket` under `prefix`, after `token` (or, for the first page,
+/// after the key `start_after`); the next token, if any. For the audit's merge walk (an audit
+/// job's page starts after a key) and `xcr copy`'s ([`crate::copy`]).
+pub async fn list_s3_page(
     s3: &aws_sdk_s3::Client,
-    scope: &Scope,
+    bucket: &str,
+    prefix: &str,
+    start_after: Option<&str>,
     token: Option<&str>,
-) -> Result<(Vec<(String, u64, String)>, Option<String>)> {
-    let mut req = s3.list_objects_v2().bucket(&scope.source_bucket).max_keys(scope.page_size.clamp(1, 1000) as i32);
-    if !scope.source_prefix.is_empty() {
-        req = req.prefix(&scope.source_prefix);
+    page_size: u32,
+) -> Result<(Vec<S3Listed>, Option<String>)> {
+    let mut req = s3.list_objects_v2().bucket(bucket).max_keys(page_size.clamp(1, 1000) as i32);
+    if !prefix.is_empty() {
+        req = req.prefix(prefix);
     }
     if let Some(t) = token {
         req = req.continuation_token(t);
-    } else if let Some(after) = &scope.after {
+    } else if let Some(after) = start_after {
         req = req.start_after(after);
     }
-    let what = format!("list s3://{}/{}", scope.source_bucket, scope.source_prefix);
+    let what = format!("list s3://{bucket}/{prefix}");
     let out = req.send().await.map_err(|e| crate::aws::classify(e, &what))?;
     let items = out
         .contents()
         .iter()
         .filter_map(|o| {
-            Some((
-                o.key()?.to_string(),
-                o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                o.e_tag().unwrap_or("").trim_matches('"').to_string(),
-            ))
+            Some(S3Listed {
+                key: o.key()?.to_string(),
+                size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                etag: o.e_tag().unwrap_or("").trim_matches('"').to_string(),
+                last_modified: o
+                    .last_modified()
+                    .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+            })
         })
         .collect();
     let next = if out.is_truncated() == Some(true) {

@@ -8,7 +8,8 @@
 //!   bucket and key to destinations), [`replicate`] (the use case every entry point shares),
 //!   [`budget`] (when a copy stops for a continuation), [`redelivery`] (when a failed SQS record
 //!   comes back), [`jobs`] (migration job rules, pure), [`migrate`] (the job driver and sweep),
-//!   [`status`] (per-object status from the ledger), [`audit`] (drift audit of S3 against GCS).
+//!   [`status`] (per-object status from the ledger), [`audit`] (drift audit of S3 against GCS),
+//!   [`audit_job`] (an audit job's page task), [`audit_report`] (an audit report as an object).
 //! * Ports: [`ports`] (the traits the use cases talk through: source, sink, ledger, queue,
 //!   job store, ...).
 //! * The streaming engine: [`transfer`] (chunking, pipelining, checksums, resumption) and
@@ -16,7 +17,8 @@
 //! * Adapters: [`aws`] (S3, the DynamoDB ledger and job store, SQS, Lambda; SDK error
 //!   classification) and [`gcs`] (the GCS upload protocols and Google auth).
 //! * Entry-point logic: [`handler`] (the replicate function's answers to its triggers),
-//!   [`pump`] (the local event source and DLQ redrive), [`api`] (the HTTP API Router).
+//!   [`pump`] (the local event source and DLQ redrive), [`api`] (the HTTP API Router),
+//!   [`copy`] (`xcr copy`: a bucket copied from one machine with the same engine and ledger).
 //! * Wiring and cross-cutting: [`config`] (the environment, read and validated once),
 //!   [`wiring`] (adapters built from the config), [`ledger`] (ledger choice), [`telemetry`]
 //!   (JSON logs), [`metrics`] (CloudWatch EMF lines).
@@ -28,6 +30,7 @@ pub mod audit_report;
 pub mod aws;
 pub mod budget;
 pub mod config;
+pub mod copy;
 pub mod error;
 pub mod events;
 pub mod gcs;

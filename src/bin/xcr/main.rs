@@ -37,6 +37,10 @@ struct Cli {
 enum Command {
     /// Copy one S3 object to GCS, streamed and verified, and print the outcome.
     Replicate(object::ReplicateArgs),
+    /// Copy a bucket (or a prefix) to GCS from this machine: list, compare and copy in one
+    /// process with the functions' engine, ledger and allowlist. Exit 0 all in place, 1 an
+    /// object failed, 2 bad usage or configuration, 4 a listing failed.
+    Copy(xcr::copy::cli::CopyArgs),
     /// Run the replicate function on the local queue, as Lambda's SQS event source mapping does.
     Pump(queue::PumpArgs),
     /// What the ledger knows about one object at each destination its routing rules give
@@ -66,6 +70,7 @@ impl Command {
     fn json(&self) -> bool {
         match self {
             Self::Replicate(a) => a.json,
+            Self::Copy(a) => a.json,
             Self::Pump(a) => a.json,
             Self::Status(a) => a.json,
             Self::Audit(a) => a.json,
@@ -77,7 +82,7 @@ impl Command {
 
     /// Whether the command prints each copy's outcome itself.
     fn reports_tasks(&self) -> bool {
-        matches!(self, Self::Replicate(_))
+        matches!(self, Self::Replicate(_) | Self::Copy(_))
     }
 }
 
@@ -90,6 +95,7 @@ async fn run(command: Command) -> Result<Exit, Failure> {
         Command::Audit(args) => audit::audit(args).await,
         Command::Jobs { command } => jobs::run(command).await,
         Command::Serve(args) => serve::serve(args).await,
+        Command::Copy(_) => Err(Failure::usage("xcr copy runs from main")),
     }
 }
 
@@ -99,6 +105,10 @@ async fn main() -> ExitCode {
     let format = LogFormat::choose(cli.log_format);
     format.init(cli.command.reports_tasks());
     let json = cli.command.json();
+    // `xcr copy` prints its summary and failures itself, with the same exit codes.
+    if let Command::Copy(args) = cli.command {
+        return xcr::copy::cli::command(args).await;
+    }
     match run(cli.command).await {
         Ok(exit) => exit.into(),
         Err(f) => print::failure(&f, format, json),
