@@ -76,6 +76,10 @@ pub struct Handler<S, K, L, Q, J> {
     /// Boxed: a handler lives inside its callers' futures (`xcr pump`'s, tests'), which must
     /// not grow by a worker's clients when no audit runs.
     audits: Option<Box<crate::audit_job::AuditWorker>>,
+    /// Every invocation's outcome counts added up (the EMF counters: `ObjectsReplicated`,
+    /// `Duplicates`, `NotFound`, `Failures`, ...), so that `xcr pump` can say at the end what
+    /// became of the objects, not only how many messages it deleted.
+    totals: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// How long a job's status is trusted before it is read again (a cancel takes effect within it).
@@ -146,6 +150,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             retry_clock: crate::redelivery::RetryClock::default(),
             metrics: crate::metrics::Sink::from_env(),
             audits: None,
+            totals: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -171,6 +176,11 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
     pub fn with_max_receives(mut self, max: Option<u32>) -> Self {
         self.max_receives = max.filter(|m| *m > 0);
         self
+    }
+
+    /// The outcome counts of every invocation this handler ran, added up (see `totals`).
+    pub fn outcome_totals(&self) -> BTreeMap<&'static str, u64> {
+        self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn max_receives(&self) -> Option<u32> {
@@ -341,7 +351,14 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         // Boxed: the batch's future is large, and inline it would grow every caller's (the
         // pump's futures, a test's stack) by as much.
         let answer = Box::pin(self.answer(payload, incoming, deadline_ms, budget, &metrics, &mut counts)).await;
-        self.metrics.emit(&metrics.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let metrics = metrics.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        {
+            let mut totals = self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (name, n) in metrics.counts() {
+                *totals.entry(name).or_default() += n;
+            }
+        }
+        self.metrics.emit(&metrics);
         answer
     }
 

@@ -131,6 +131,11 @@ impl Metrics {
         *self.counts.entry(name).or_default() += n;
     }
 
+    /// Every counter, by its EMF name.
+    pub fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.counts.iter().map(|(k, v)| (*k, *v))
+    }
+
     pub fn count(&self, name: &str) -> u64 {
         self.counts.get(name).copied().unwrap_or(0)
     }

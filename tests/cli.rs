@@ -108,6 +108,34 @@ async fn jobs_cancel_is_idempotent_and_refuses_an_ended_job() {
     assert!(err.contains("already SUCCEEDED"), "{err}");
 }
 
+/// `xcr pump` says what became of the objects, not only how many messages it deleted: a copied
+/// object, one already copied, and a command for a key that does not exist (deleted from the
+/// queue like the others, but counted as NotFound, neither replicated nor failed).
+#[tokio::test(flavor = "multi_thread")]
+async fn pump_totals_count_each_outcome() {
+    let stack = Stack::up();
+    let s3 = stack.s3().await;
+    put(&s3, stack.source_bucket(), "pumped/a.bin", bytes_of(1000, 3)).await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk().await);
+    let queue = stack.var("XCR_QUEUE_URL").to_string();
+    for key in ["pumped/a.bin", "pumped/never-put.bin"] {
+        let body = serde_json::json!({"bucket": stack.source_bucket(), "key": key}).to_string();
+        sqs.send_message().queue_url(&queue).message_body(body).send().await.expect("send");
+    }
+    let (code, out, err) = xcr(&stack, &["pump", "--until-idle", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let outcomes = &out["outcomes"];
+    // The S3 notification and the command for a.bin: one copy, one duplicate (in either order).
+    assert_eq!(outcomes["ObjectsReplicated"], 1, "{out}");
+    assert_eq!(outcomes["Duplicates"], 1, "{out}");
+    assert_eq!(outcomes["NotFound"], 1, "{out}");
+    // (A claim that met the other delivery's lease answers Busy and is requeued: more messages
+    // than three may pass, none failed.)
+    assert_eq!(out["failed"], 0, "{out}");
+    assert_eq!(outcomes["BytesReplicated"], 1000, "{out}");
+    assert!(outcomes.get("Failures").is_none(), "{out}");
+}
+
 /// Runs xcr in `dir` with exactly `env` (plus PATH): exit code, stdout, stderr.
 fn xcr_with(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_xcr"))

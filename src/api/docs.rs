@@ -42,7 +42,52 @@ pub struct ApiDoc;
 /// The OpenAPI document of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    split_job_spec(&mut doc);
+    Json(doc)
+}
+
+/// The job spec as the two shapes `JobSpec::validate` accepts, one per kind (`oneOf`), so that
+/// a request the schema calls valid is one the API takes: a copy job (`kind` absent or `copy`;
+/// no `repair`, no `report`) or an audit job (`kind: audit` with a `destination`; no manifest,
+/// filters, dry run or overwrite policy). The derive describes one struct with every field;
+/// these cross-field rules cannot be said in its attributes.
+fn split_job_spec(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let Some(spec) = doc.pointer_mut("/components/schemas/JobSpec") else { return };
+    let props = spec["properties"].clone();
+    let Some(names) = props.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()) else { return };
+    let mut copy = props.clone();
+    copy["kind"] = json!({"type": "string", "enum": ["copy"], "description": "A copy job (the default)."});
+    copy["repair"] = json!({"type": "boolean", "enum": [false]});
+    copy["report"] = json!({"type": "null"});
+    let mut audit = serde_json::Map::new();
+    for name in names {
+        let schema = match name.as_str() {
+            "kind" => json!({"type": "string", "enum": ["audit"]}),
+            "overwrite" => json!({"type": "string", "enum": ["different"]}),
+            "dry_run" => json!({"type": "boolean", "enum": [false]}),
+            "include_prefixes" | "exclude_prefixes" => json!({"type": "array", "maxItems": 0}),
+            "manifest" => json!({"type": "null"}),
+            "destination" => {
+                let mut d = props["destination"].clone();
+                d["type"] = json!("string");
+                d
+            }
+            _ => props[&name].clone(),
+        };
+        audit.insert(name, schema);
+    }
+    let description = spec.get("description").cloned().unwrap_or(json!("A job spec."));
+    *spec = json!({
+        "description": description,
+        "oneOf": [
+            {"title": "copy job", "type": "object", "required": ["source_bucket"], "properties": copy,
+             "additionalProperties": false},
+            {"title": "audit job", "type": "object", "required": ["kind", "source_bucket", "destination"],
+             "properties": audit, "additionalProperties": false},
+        ],
+    });
 }
 
 /// A human-readable page of every endpoint.

@@ -88,7 +88,13 @@ pub async fn pump(args: PumpArgs) -> Result<Exit, Failure> {
     let handler = wiring::handler_with(&sdk, &cfg)?.with_max_receives(queue.max_receive_count().await?);
     let driver = wiring::driver_with(&sdk, &cfg);
     let stats = xcr::pump::pump(&handler, &queue, &region, driver.as_ref(), &opts).await?;
-    print::fields(&serde_json::to_value(stats).unwrap_or_default(), args.json);
+    // Messages deleted and failed, and what became of the objects in them (the same counters as
+    // the functions' EMF lines: ObjectsReplicated, Duplicates, NotFound, Failures, ...).
+    let mut out = serde_json::to_value(stats).unwrap_or_default();
+    out["outcomes"] = serde_json::json!(
+        handler.outcome_totals().into_iter().filter(|(_, n)| *n > 0).collect::<std::collections::BTreeMap<_, _>>()
+    );
+    print::fields(&out, args.json);
     Ok(Exit::Ok)
 }
 
