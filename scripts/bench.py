@@ -830,10 +830,13 @@ def p5_footprint(ctx: "Ctx", runs: int) -> dict:
 # Measured 2026-12-03 (quick run, 10 objects): a job task costs 5.3 DynamoDB requests against
 # the 3 of the design: besides claim, complete and its count, each task reads the job (is it
 # cancelled?) and runs the finish check after counting. Folding those into the count's
-# transaction is issue #16's (item 5); until then this ceiling keeps it from growing.
+# transaction is issue #16's (item 5); until then this ceiling keeps it from growing. Staging
+# each listed page before it is queued (src/migrate.rs) adds two requests per page (read the
+# staged page, stage it): 0.2 per object on the smoke run's one 10-object page, 0.002 on a
+# page of 1,000; measured 5.5 after it.
 KNOWN_EXCESS: dict[str, dict[str, float]] = {
-    "job_new": {"dynamodb": 5.5},
-    "job_duplicate": {"dynamodb": 5.5},
+    "job_new": {"dynamodb": 5.8},
+    "job_duplicate": {"dynamodb": 5.8},
 }
 
 
