@@ -423,15 +423,35 @@ impl JobStore for DynamoJobStore {
         // Those are retried here, with jitter, rather than sending the task back to the queue for
         // a whole visibility timeout; when retries run out the error is still retryable, so the
         // task is delivered again and counted then.
-        // Only the marker carries a condition: a failed one means the task was counted before.
-        self.transact(
-            "count job task",
-            vec![
-                TransactWriteItem::builder().put(marker).build(),
-                TransactWriteItem::builder().update(counters).build(),
-            ],
-        )
-        .await
+        TRANSACTION_RETRY
+            .run_if("count job task", is_transaction_conflict, |_| {
+                let req = self
+                    .client
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().put(marker.clone()).build())
+                    .transact_items(TransactWriteItem::builder().update(counters.clone()).build());
+                async move {
+                    let e = match req.send().await {
+                        Ok(_) => return Ok(true),
+                        Err(e) => e,
+                    };
+                    let reasons = cancellation_reasons(&e);
+                    // The marker (the first item) exists: this task was counted before.
+                    if reasons.first() == Some(&"ConditionalCheckFailed") {
+                        return Ok(false);
+                    }
+                    let kind = if is_retryable_cancellation(&reasons) {
+                        ErrorKind::Transient
+                    } else if reasons.is_empty() {
+                        return Err(classify(e, "count job task"));
+                    } else {
+                        ErrorKind::Invalid
+                    };
+                    let why = format!("count job task: transaction cancelled ({})", reasons.join(", "));
+                    Err(Error::new(kind, why).with_source(e))
+                }
+            })
+            .await
     }
 
     async fn record_audit_page(&self, id: &str, task_id: &str, tally: AuditTally) -> Result<bool> {
@@ -476,15 +496,32 @@ impl JobStore for DynamoJobStore {
             .update_expression(format!("ADD {} SET updated_at = :now", add.join(", ")))
             .build()
             .map_err(|e| Error::new(ErrorKind::Invalid, "bad counter update").with_source(e))?;
-        // Only the marker carries a condition: a failed one means the task was counted before.
-        self.transact(
-            "count audit page",
-            vec![
-                TransactWriteItem::builder().put(marker).build(),
-                TransactWriteItem::builder().update(counters).build(),
-            ],
-        )
-        .await
+        TRANSACTION_RETRY
+            .run_if("count audit page", is_transaction_conflict, |_| {
+                let req = self
+                    .client
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().put(marker.clone()).build())
+                    .transact_items(TransactWriteItem::builder().update(counters.clone()).build());
+                async move {
+                    let e = match req.send().await {
+                        Ok(_) => return Ok(true),
+                        Err(e) => e,
+                    };
+                    let reasons = cancellation_reasons(&e);
+                    if reasons.first() == Some(&"ConditionalCheckFailed") {
+                        return Ok(false);
+                    }
+                    if reasons.is_empty() {
+                        return Err(classify(e, "count audit page"));
+                    }
+                    let kind =
+                        if is_retryable_cancellation(&reasons) { ErrorKind::Transient } else { ErrorKind::Invalid };
+                    let why = format!("count audit page: transaction cancelled ({})", reasons.join(", "));
+                    Err(Error::new(kind, why).with_source(e))
+                }
+            })
+            .await
     }
 
     async fn try_finish(&self, id: &str) -> Result<Option<JobStatus>> {
