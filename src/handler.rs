@@ -85,6 +85,17 @@ pub struct Handler<S, K, L, Q, J> {
 /// How long a job's status is trusted before it is read again (a cancel takes effect within it).
 const JOB_STATUS_TTL: Duration = Duration::from_secs(2);
 
+/// A finished job task's count, held until its batch has run so that the batch's tasks are
+/// counted in one write per job ([`Handler::count_job_tasks`]).
+struct JobCount {
+    job_id: String,
+    /// [`crate::jobs::task_id_at`]: the identity under which the job counts the task.
+    task_id: String,
+    /// The object, for logs.
+    object: String,
+    tally: TaskTally,
+}
+
 /// Longest wait before a busy record is tried again: the lease holder usually finishes well
 /// before its lease runs out.
 const BUSY_RETRY_MAX_SECS: u64 = 20;
@@ -204,12 +215,16 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         budget: &Budget,
         last_delivery: bool,
         metered: (&std::sync::Mutex<Metrics>, Option<i64>),
-    ) -> Vec<Result<Replication>> {
+    ) -> (Vec<Result<Replication>>, Vec<JobCount>) {
         let mut out = Vec::new();
+        let mut counts = Vec::new();
         for task in tasks {
             let results = match (&task.job_id, &self.jobs) {
                 (Some(job_id), Some(jobs)) => {
-                    self.run_job_task(jobs, job_id, task, deadline_ms, budget, last_delivery).await
+                    let (results, count) =
+                        self.run_job_task(jobs, job_id, task, deadline_ms, budget, last_delivery).await;
+                    counts.extend(count);
+                    results
                 }
                 _ => self.replicator.apply_within(task, deadline_ms, budget).await,
             };
@@ -222,16 +237,15 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             drop(m);
             out.extend(results);
         }
-        out
+        (out, counts)
     }
 
-    /// A migration job's task: a no-op once the job is cancelled; otherwise applied, then
-    /// counted once in the job (a redelivered task is not counted again), and the job ended
-    /// when it was the last one. A task still failing on its last delivery is counted as
+    /// A migration job's task: a no-op once the job is cancelled; otherwise applied, and its
+    /// count for the job returned, to be written with the rest of its batch
+    /// ([`Self::count_job_tasks`]). A task still failing on its last delivery is counted as
     /// failed (it is on its way to the DLQ): the job then ends FAILED instead of waiting
     /// forever; a redrive still copies the object, without counting it again. A `continued`
-    /// task is neither: it is counted when its continuation finishes. Whoever finds the job
-    /// complete ends it, whether this delivery counted the task or found it counted already.
+    /// task is neither: it is counted when its continuation finishes.
     async fn run_job_task(
         &self,
         jobs: &J,
@@ -240,19 +254,22 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         deadline_ms: i64,
         budget: &Budget,
         last_delivery: bool,
-    ) -> Vec<Result<Replication>> {
+    ) -> (Vec<Result<Replication>>, Option<JobCount>) {
         match self.job_status(jobs, job_id).await {
             // Cancelled: its queued tasks are no-ops. A job that ended otherwise still applies a
             // task delivered late (a DLQ redrive after fixing the cause): the ledger makes a
             // duplicate harmless, and the task's marker keeps it from being counted twice.
             Ok(Some(status)) if status == JobStatus::Cancelled => {
-                return vec![Ok(crate::replicate::skipped_task(task, &format!("job {job_id} is {}", status.as_str())))];
+                let skipped = crate::replicate::skipped_task(task, &format!("job {job_id} is {}", status.as_str()));
+                return (vec![Ok(skipped)], None);
             }
             Ok(Some(_)) => {}
-            Ok(None) => return vec![Ok(crate::replicate::skipped_task(task, &format!("job {job_id} does not exist")))],
-            Err(e) => return vec![Err(e.context(format_args!("job {job_id}")))],
+            Ok(None) => {
+                return (vec![Ok(crate::replicate::skipped_task(task, &format!("job {job_id} does not exist")))], None);
+            }
+            Err(e) => return (vec![Err(e.context(format_args!("job {job_id}")))], None),
         }
-        let mut results = self.replicator.apply_within(task, deadline_ms, budget).await;
+        let results = self.replicator.apply_within(task, deadline_ms, budget).await;
         let tally = match tally(&results) {
             Some(t) => t,
             None if last_delivery && !results.iter().any(|r| is_busy(r) || is_continued(r)) => {
@@ -263,7 +280,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                     .await;
                 TaskTally::Failed
             }
-            None => return results,
+            None => return (results, None),
         };
         let task_id = crate::jobs::task_id_at(
             &task.object.bucket,
@@ -271,32 +288,61 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             task.object.version_id.as_deref(),
             task.job_task.as_deref(),
         );
+        let count = JobCount { job_id: job_id.to_string(), task_id, object: task.object.to_string(), tally };
+        (results, Some(count))
+    }
+
+    /// Counts a batch's finished job tasks, one write per job ([`JobStore::record_tasks`]),
+    /// and ends each job whose last task this was. Returns, per record (the index given with
+    /// each count), the error that keeps its tasks uncounted: that record must be delivered
+    /// again (its copy is idempotent; the tasks are counted then).
+    ///
+    /// Whoever finds a job complete ends it, whether this batch counted its tasks or found them
+    /// counted already: the delivery that counted them may have lost its answer, or died
+    /// between counting and this check, and then no later task would come to end the job.
+    async fn count_job_tasks(&self, counts: Vec<(usize, JobCount)>) -> Vec<(usize, Error)> {
+        let Some(jobs) = &self.jobs else { return Vec::new() };
+        let mut by_job: BTreeMap<String, Vec<(usize, JobCount)>> = BTreeMap::new();
+        for (record, count) in counts {
+            by_job.entry(count.job_id.clone()).or_default().push((record, count));
+        }
+        let mut failed = Vec::new();
+        // One job-counter write at a time from this process (see `job_writes`).
         let _one_writer = self.job_writes.lock().await;
-        let counted = match jobs.record_task(job_id, &task_id, tally).await {
-            Ok(counted) => counted,
-            // Not counted yet: deliver the task again; the copy itself is idempotent.
-            Err(e) => {
-                results.push(Err(e.context(format_args!("count the task in job {job_id}"))));
-                return results;
+        for (job_id, counts) in by_job {
+            let tasks: Vec<(String, TaskTally)> = counts.iter().map(|(_, c)| (c.task_id.clone(), c.tally)).collect();
+            match jobs.record_tasks(&job_id, &tasks).await {
+                Ok(counted) => {
+                    for ((_, c), counted) in counts.iter().zip(counted) {
+                        if !counted {
+                            tracing::info!(job_id, object = %c.object, "already counted in its job");
+                        }
+                    }
+                }
+                // Not counted yet: deliver the records again; the copies themselves are idempotent.
+                Err(e) => {
+                    let why = e.chain();
+                    tracing::warn!(job_id, tasks = counts.len(), error = %why, "could not count the batch's tasks in their job");
+                    for (record, c) in &counts {
+                        let err = Error::new(e.kind(), format!("count {} in job {job_id}: {why}", c.object));
+                        failed.push((*record, err));
+                    }
+                    continue;
+                }
             }
-        };
-        if !counted {
-            tracing::info!(job_id, object = %task.object, "already counted in its job");
-        }
-        // Only the last task ends the job: one read tells, instead of two failing writes per task.
-        // Checked also when this delivery found the task already counted: the delivery that
-        // counted it may have lost its answer, or died between counting and this check, and
-        // then no later task would come to end the job.
-        let last = matches!(jobs.get(job_id).await,
-            Ok(Some(j)) if j.status == JobStatus::Running && j.listing_done && j.counters.pending <= 0);
-        if last {
-            match jobs.try_finish(job_id).await {
-                Ok(Some(status)) => tracing::info!(job_id, status = status.as_str(), "job finished"),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(job_id, error = %e.chain(), "could not check whether the job finished"),
+            // Only the last task ends the job: one read per job and batch tells, instead of two
+            // failing writes per task.
+            let last = matches!(jobs.get(&job_id).await,
+                Ok(Some(j)) if j.status == JobStatus::Running && j.listing_done && j.counters.pending <= 0);
+            if last {
+                match jobs.try_finish(&job_id).await {
+                    Ok(Some(status)) => tracing::info!(job_id, status = status.as_str(), "job finished"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(job_id, error = %e.chain(), "could not check whether the job finished"),
+                }
             }
         }
-        results
+        failed
     }
 
     /// [`Self::run_audit_page`], boxed by a function of its own: built inline, even inside
@@ -326,16 +372,19 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         }
     }
 
-    /// The job's status, from a short-lived cache.
+    /// The job's status, from a short-lived cache. The cache stays locked while it is read:
+    /// the tasks of a batch start together, and would otherwise all miss at once and read the
+    /// same job item each (one read per task instead of one per batch).
     async fn job_status(&self, jobs: &J, job_id: &str) -> Result<Option<JobStatus>> {
-        if let Some((status, at)) = self.job_status.lock().await.get(job_id)
+        let mut cache = self.job_status.lock().await;
+        if let Some((status, at)) = cache.get(job_id)
             && at.elapsed() < JOB_STATUS_TTL
         {
             return Ok(Some(*status));
         }
         let status = jobs.get(job_id).await?.map(|j| j.status);
         if let Some(st) = status {
-            self.job_status.lock().await.insert(job_id.to_string(), (st, Instant::now()));
+            cache.insert(job_id.to_string(), (st, Instant::now()));
         }
         Ok(status)
     }
@@ -376,7 +425,13 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             |n: &'static str, by: u64| metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(n, by);
         match incoming {
             Incoming::Direct(tasks) => {
-                let results = self.run_tasks(&tasks, deadline_ms, budget, false, (metrics, None)).await;
+                let (mut results, job_counts) =
+                    self.run_tasks(&tasks, deadline_ms, budget, false, (metrics, None)).await;
+                let uncounted = self.count_job_tasks(job_counts.into_iter().map(|c| (0, c)).collect()).await;
+                for (_, e) in uncounted {
+                    metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).failure(e.kind().as_str());
+                    results.push(Err(e));
+                }
                 for r in &results {
                     *counts.entry(verdict(r)).or_default() += 1;
                 }
@@ -389,7 +444,8 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                 Ok(json!({ "results": results, "counts": counts }))
             }
             Incoming::Sqs(items) => {
-                let outcomes: Vec<(String, Vec<Result<Replication>>, Option<Error>)> = futures::stream::iter(items)
+                type RecordOutcome = (String, Vec<Result<Replication>>, Vec<JobCount>, Option<Error>);
+                let mut outcomes: Vec<RecordOutcome> = futures::stream::iter(items)
                     .map(|item| async move {
                         let last = matches!((item.receive_count, self.max_receives), (Some(n), Some(max)) if n >= max);
                         // A command has no event time: its latency runs from when SQS received it.
@@ -403,25 +459,38 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                         {
                             // Boxed: an audit page's future (two listings, HEADs, report) is large, and inline
                             // it would grow every record's future by as much.
-                            return (item.message_id, self.audit_page_future(page, last).await, None);
+                            return (item.message_id, self.audit_page_future(page, last).await, Vec::new(), None);
                         }
                         match item.tasks {
                             Ok(tasks) => {
-                                let results = self.run_tasks(&tasks, deadline_ms, budget, last, (metrics, sent)).await;
-                                (item.message_id, results, None)
+                                let (results, counts) =
+                                    self.run_tasks(&tasks, deadline_ms, budget, last, (metrics, sent)).await;
+                                (item.message_id, results, counts, None)
                             }
                             Err(e) => {
                                 tracing::error!(message_id = %item.message_id, error = %e.chain(), "unreadable message");
                                 metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).failure("unreadable");
-                                (item.message_id, Vec::new(), Some(e))
+                                (item.message_id, Vec::new(), Vec::new(), Some(e))
                             }
                         }
                     })
                     .buffer_unordered(self.concurrency)
                     .collect()
                     .await;
+                // The batch's job tasks, counted together: one write per job, not one per task.
+                let job_counts: Vec<(usize, JobCount)> = outcomes
+                    .iter_mut()
+                    .enumerate()
+                    .flat_map(|(i, o)| std::mem::take(&mut o.2).into_iter().map(move |c| (i, c)))
+                    .collect();
+                for (record, e) in self.count_job_tasks(job_counts).await {
+                    metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).failure(e.kind().as_str());
+                    if let Some(o) = outcomes.get_mut(record) {
+                        o.1.push(Err(e));
+                    }
+                }
                 let mut failures = Vec::new();
-                for (message_id, results, unreadable) in &outcomes {
+                for (message_id, results, _, unreadable) in &outcomes {
                     if unreadable.is_some() {
                         *counts.entry("unreadable").or_default() += 1;
                     }

@@ -405,6 +405,26 @@ pub trait JobStore: Send + Sync {
         task_id: &str,
         tally: crate::jobs::TaskTally,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// [`Self::record_task`] for several tasks of one job at once: whether each was counted by
+    /// this call (false: counted before, or named twice in `tasks`). A store that can writes
+    /// them in one request (the DynamoDB store: one transaction of up to 99 tasks), so a batch
+    /// of tasks costs one write on the job item instead of one each: fewer requests, and fewer
+    /// collisions on that one item, whose write rate bounds a job's task rate. On an error,
+    /// none of the tasks may be taken as counted (they are delivered again and counted then);
+    /// some may have been, and their markers keep them from being counted twice.
+    fn record_tasks(
+        &self,
+        id: &str,
+        tasks: &[(String, crate::jobs::TaskTally)],
+    ) -> impl Future<Output = Result<Vec<bool>>> + Send {
+        async move {
+            let mut counted = Vec::with_capacity(tasks.len());
+            for (task_id, tally) in tasks {
+                counted.push(self.record_task(id, task_id, *tally).await?);
+            }
+            Ok(counted)
+        }
+    }
     /// RUNNING -> SUCCEEDED (no failures) or FAILED, once the listing is done and no task is
     /// pending. Returns the new status when this call ended the job.
     fn try_finish(&self, id: &str) -> impl Future<Output = Result<Option<crate::jobs::JobStatus>>> + Send;

@@ -160,7 +160,108 @@ impl DynamoJobStore {
             })
             .await
     }
+    /// One transaction counting the tasks `which` (indices into `tasks`): a marker per task,
+    /// each only if absent, and one update of the job's counters by their sum. When some
+    /// markers exist already, DynamoDB cancels the whole transaction and names them (its
+    /// cancellation reasons are in item order): nothing was counted, and the caller retries
+    /// without them.
+    async fn count_tasks(&self, id: &str, tasks: &[(String, TaskTally)], which: &[usize]) -> Result<Counted> {
+        let mut items = Vec::with_capacity(which.len() + 1);
+        let (mut replicated, mut skipped, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+        for &i in which {
+            let (task_id, tally) = &tasks[i];
+            let name = match tally {
+                TaskTally::Replicated { bytes: b } => {
+                    replicated += 1;
+                    bytes += b;
+                    "replicated"
+                }
+                TaskTally::Skipped => {
+                    skipped += 1;
+                    "skipped"
+                }
+                TaskTally::Failed => {
+                    failed += 1;
+                    "failed"
+                }
+            };
+            let marker = Put::builder()
+                .table_name(&self.table)
+                .item("pk", job_sk(id))
+                .item("sk", s(format!("task#{task_id}")))
+                .item("tally", s(name))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| Error::new(ErrorKind::Invalid, "bad task marker").with_source(e))?;
+            items.push(TransactWriteItem::builder().put(marker).build());
+        }
+        let counters = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(JOBS_PK))
+            .key("sk", job_sk(id))
+            .update_expression(
+                "ADD n_replicated :r, n_skipped :s, n_failed :f, n_bytes :bytes, n_pending :minus SET updated_at = :now",
+            )
+            .expression_attribute_values(":r", n(replicated))
+            .expression_attribute_values(":s", n(skipped))
+            .expression_attribute_values(":f", n(failed))
+            .expression_attribute_values(":bytes", n(bytes))
+            .expression_attribute_values(":minus", AttributeValue::N(format!("-{}", which.len())))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Invalid, "bad counter update").with_source(e))?;
+        items.push(TransactWriteItem::builder().update(counters).build());
+        // The tasks of one job finish concurrently in many invocations and all update the job
+        // item: DynamoDB cancels transactions that collide on it (TransactionConflict) or that
+        // it throttles. Those are retried here, with jitter, rather than sending the tasks back
+        // to the queue for a whole visibility timeout; when retries run out the error is still
+        // retryable, so the tasks are delivered again and counted then.
+        TRANSACTION_RETRY
+            .run_if("count job tasks", is_transaction_conflict, |_| {
+                let req = self.client.transact_write_items().set_transact_items(Some(items.clone()));
+                async move {
+                    let e = match req.send().await {
+                        Ok(_) => return Ok(Counted::All),
+                        Err(e) => e,
+                    };
+                    let reasons = cancellation_reasons(&e);
+                    let before: Vec<usize> = reasons
+                        .iter()
+                        .zip(which)
+                        .filter(|(r, _)| **r == "ConditionalCheckFailed")
+                        .map(|(_, &i)| i)
+                        .collect();
+                    if !before.is_empty() {
+                        return Ok(Counted::NoneAlreadyCounted(before));
+                    }
+                    let kind = if is_retryable_cancellation(&reasons) {
+                        ErrorKind::Transient
+                    } else if reasons.is_empty() {
+                        return Err(classify(e, "count job tasks"));
+                    } else {
+                        // Includes a failed condition reported on no marker: nothing to drop,
+                        // and retrying the same items would loop.
+                        ErrorKind::Invalid
+                    };
+                    let why = format!("count job tasks: transaction cancelled ({})", reasons.join(", "));
+                    Err(Error::new(kind, why).with_source(e))
+                }
+            })
+            .await
+    }
 }
+
+/// What one counting transaction did ([`DynamoJobStore::count_tasks`]).
+enum Counted {
+    /// Every task given was counted.
+    All,
+    /// Nothing was counted: these tasks (indices) were counted before.
+    NoneAlreadyCounted(Vec<usize>),
+}
+
+/// Task markers per counting transaction: DynamoDB takes at most 100 items in one, and the job's
+/// counter update is the last.
+const MARKERS_PER_COUNT: usize = 99;
 
 impl JobStore for DynamoJobStore {
     async fn create(&self, job: &Job) -> Result<()> {
@@ -392,66 +493,31 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn record_task(&self, id: &str, task_id: &str, tally: TaskTally) -> Result<bool> {
-        let (counter, bytes) = match tally {
-            TaskTally::Replicated { bytes } => ("n_replicated", bytes),
-            TaskTally::Skipped => ("n_skipped", 0),
-            TaskTally::Failed => ("n_failed", 0),
-        };
-        let marker = Put::builder()
-            .table_name(&self.table)
-            .item("pk", job_sk(id))
-            .item("sk", s(format!("task#{task_id}")))
-            .item("tally", s(counter.trim_start_matches("n_")))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| Error::new(ErrorKind::Invalid, "bad task marker").with_source(e))?;
-        let counters = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(JOBS_PK))
-            .key("sk", job_sk(id))
-            .update_expression(format!(
-                "ADD {counter} :one, n_bytes :bytes, n_pending :minus_one SET updated_at = :now"
-            ))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":minus_one", n(-1))
-            .expression_attribute_values(":bytes", n(bytes))
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .build()
-            .map_err(|e| Error::new(ErrorKind::Invalid, "bad counter update").with_source(e))?;
-        // Tasks of one job finish concurrently and all update the job item: DynamoDB cancels
-        // transactions that collide on it (reason TransactionConflict) or that it throttles.
-        // Those are retried here, with jitter, rather than sending the task back to the queue for
-        // a whole visibility timeout; when retries run out the error is still retryable, so the
-        // task is delivered again and counted then.
-        TRANSACTION_RETRY
-            .run_if("count job task", is_transaction_conflict, |_| {
-                let req = self
-                    .client
-                    .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().put(marker.clone()).build())
-                    .transact_items(TransactWriteItem::builder().update(counters.clone()).build());
-                async move {
-                    let e = match req.send().await {
-                        Ok(_) => return Ok(true),
-                        Err(e) => e,
-                    };
-                    let reasons = cancellation_reasons(&e);
-                    // The marker (the first item) exists: this task was counted before.
-                    if reasons.first() == Some(&"ConditionalCheckFailed") {
-                        return Ok(false);
+        let counted = self.record_tasks(id, &[(task_id.to_string(), tally)]).await?;
+        Ok(counted.first().copied().unwrap_or(false))
+    }
+
+    async fn record_tasks(&self, id: &str, tasks: &[(String, TaskTally)]) -> Result<Vec<bool>> {
+        let mut counted = vec![false; tasks.len()];
+        // A task twice in one call (SQS delivered a message twice in one batch) is counted
+        // once: DynamoDB refuses a transaction that names one item twice.
+        let mut seen = std::collections::HashSet::new();
+        let todo: Vec<usize> = (0..tasks.len()).filter(|&i| seen.insert(tasks[i].0.as_str())).collect();
+        for chunk in todo.chunks(MARKERS_PER_COUNT) {
+            let mut left = chunk.to_vec();
+            // Each round either counts every task left or drops those counted before (their
+            // markers' conditions failed), so it ends within `chunk.len() + 1` rounds.
+            while !left.is_empty() {
+                match self.count_tasks(id, tasks, &left).await? {
+                    Counted::All => {
+                        left.iter().for_each(|&i| counted[i] = true);
+                        break;
                     }
-                    let kind = if is_retryable_cancellation(&reasons) {
-                        ErrorKind::Transient
-                    } else if reasons.is_empty() {
-                        return Err(classify(e, "count job task"));
-                    } else {
-                        ErrorKind::Invalid
-                    };
-                    let why = format!("count job task: transaction cancelled ({})", reasons.join(", "));
-                    Err(Error::new(kind, why).with_source(e))
+                    Counted::NoneAlreadyCounted(before) => left.retain(|i| !before.contains(i)),
                 }
-            })
-            .await
+            }
+        }
+        Ok(counted)
     }
 
     async fn record_audit_page(&self, id: &str, task_id: &str, tally: AuditTally) -> Result<bool> {
