@@ -33,6 +33,7 @@ PIDS_FILE = "pids.json"
 LOCK_FILE = ".stack.lock"
 LOG_DIR = "logs"
 
+
 @dataclass(frozen=True)
 class Service:
     """How to start one emulator and how to tell that it answers."""
