@@ -84,7 +84,7 @@ test: lint ## Everything: lints, unit and integration tests against the emulator
 
 docs-test: venv ## Run the runnable shell blocks of README.md and docs/ on private local stacks (under 2 min after a debug build)
 	$(CARGO) build --locked --quiet --bin xcr
-	$(PY) scripts/docs_test.py --target-dir "$${CARGO_TARGET_DIR:-target}"
+	$(PY) tests/docs_test.py --target-dir "$${CARGO_TARGET_DIR:-target}"
 
 bench: venv release ## P1-P5 on a private stack: 1 GiB copy, 1,000 small objects vs rclone, RSS/CPU, requests per object, footprint
 	$(PY) scripts/bench.py --target-dir "$${CARGO_TARGET_DIR:-target}" $(BENCH_ARGS)

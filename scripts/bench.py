@@ -63,10 +63,10 @@ import urllib.parse
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from countproxy import CountingProxy  # noqa: E402
+from countproxy import CountingProxy
+from xcrlocal import ROOT, STACK_SCRIPT
+from xcrlocal.env import ENV_FILE, read_env
 
-ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 SMALL = 16 * 1024
@@ -77,15 +77,6 @@ FAKE_AUTH = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request
 
 def say(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
-
-
-def load_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            env[k.strip()] = v.strip()
-    return env
 
 
 def _vm_hwm_kib(pid: int) -> int | None:
@@ -1045,7 +1036,7 @@ def main() -> int:
 
     rigs = [r.strip() for r in args.rigs.split(",") if r.strip()]
     work = Path(tempfile.mkdtemp(prefix="xcr-bench-"))
-    stack = [sys.executable, str(ROOT / "scripts/stack.py")]
+    stack = [sys.executable, str(STACK_SCRIPT)]
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
                      "profile": args.profile, "cpus": os.cpu_count(), "load_before": os.getloadavg(), "rigs": {}}
     failures: list[str] = []
@@ -1055,7 +1046,7 @@ def main() -> int:
             say(f"== rig {rig} ==")
             subprocess.run([*stack, "up", "--dir", str(stack_dir), "--gcs", rig], check=True, stdout=subprocess.DEVNULL)
             try:
-                ctx = Ctx(load_env(stack_dir / "local.env"), target, work, rig)
+                ctx = Ctx(read_env(stack_dir / ENV_FILE), target, work, rig)
                 rr: dict = {}
                 results["rigs"][rig] = rr
                 if "p1" in only:

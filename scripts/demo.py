@@ -37,7 +37,6 @@ import io
 import json
 import os
 import random
-import shlex
 import subprocess
 import sys
 import time
@@ -46,10 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from xcrlocal import GCS_PROJECT, ROOT
+from xcrlocal import env as local_env
+
 KIB = 1024
 MIB = 1024 * KIB
-GCS_PROJECT = "local"
 # Objects at or above this size are uploaded to S3 as multipart, like the AWS
 # CLI and SDK transfer managers do, so their ETag is not an MD5 ("...-N").
 MULTIPART_THRESHOLD = 16 * MIB
@@ -177,20 +177,11 @@ def build_api_samples(seed: int) -> list[Sample]:
 
 
 def read_env(path: Path) -> dict[str, str]:
-    """Parse the KEY=VALUE lines that scripts/stack.py writes."""
+    """The stack's local.env (what scripts/stack.py writes), with what the demo needs in it."""
     try:
-        text = path.read_text()
+        values = local_env.read_env(path)
     except FileNotFoundError as err:
         raise DemoError(f"no env file at {path}: start the stack with `scripts/stack.py up --dir DIR` first") from err
-    values = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, raw = line.split("=", 1)
-        key = key.removeprefix("export ").strip()
-        parts = shlex.split(raw)
-        values[key] = parts[0] if parts else ""
     required = ("AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST", "XCR_SOURCE_BUCKET", "XCR_DEST_BUCKET")
     missing = [k for k in required if not values.get(k)]
     if missing:

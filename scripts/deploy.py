@@ -16,7 +16,7 @@
     GCS emulator whose destination bucket is created. An env file in
     scripts/stack.py's format is written (default .xcr/localstack/local.env).
   Either way the template is deployed through CloudFormation, then whatever the
-  emulator ignores is applied from the same template (stack.py's Deployer and
+  emulator ignores is applied from the same template (xcrlocal/deployer.py's Deployer and
   APPLIERS: there is no second list).
 
 `aws` (make deploy) deploys everything to real AWS with the default boto3
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import shlex
@@ -46,8 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "infra" / "template.yaml"
+from xcrlocal import ACCESS_KEY, DEFAULT_DEST_BUCKET, REGION, ROOT, SECRET_KEY, STACK_NAME, StackError, say, write_atomic
+from xcrlocal import cli as stack_cli
+from xcrlocal.deployer import LOCAL_PARAMETERS, Deployer, create_gcs_bucket
+from xcrlocal.env import ENV_FILE, env_values, read_env, render_env
+from xcrlocal.supervise import is_ours, load_pids, locked
+from xcrlocal.template import TEMPLATE, check_rules, load_template, parameter_values
+
 LAMBDA_DIR = ROOT / "target" / "lambda"
 FUNCTIONS = ("replicate", "api", "migrate")  # cargo package == binary == target/lambda/<name>
 CODE_PARAMETERS = {"replicate": "ReplicateCodeKey", "api": "ApiCodeKey", "migrate": "MigrateCodeKey"}
@@ -57,22 +61,7 @@ DEFAULT_STACK = "xcr"
 LOCALSTACK_ENV = ROOT / ".xcr" / "localstack" / "local.env"
 
 
-def _load_stack_module():
-    """scripts/stack.py, imported by path (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("xcr_stack", Path(__file__).resolve().parent / "stack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["xcr_stack"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = _load_stack_module()
-DeployError = stack.StackError  # one "expected failure" type across both scripts
-
-
-def say(*parts: Any) -> None:
-    stack.say(*parts)
+DeployError = StackError  # one "expected failure" type across deploy.py and stack.py
 
 
 def warn(message: str) -> None:
@@ -103,7 +92,7 @@ def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, str]:
                 f"{params_file}: expected {{\"Name\": \"value\"}} or [{{\"ParameterKey\": ..., \"ParameterValue\": ...}}]"
             )
     for text in pairs:
-        key, value = stack._parse_param(text)
+        key, value = stack_cli.parse_param(text)
         params[key] = value
     return params
 
@@ -263,10 +252,10 @@ def ensure_eventbridge(s3: Any, bucket: str, owner: str | None = None) -> str:
 def cmd_local(args: argparse.Namespace) -> int:
     overrides = parse_params(args.param, args.params_file)
     endpoint = args.endpoint or os.environ.get("AWS_ENDPOINT_URL")
-    template = stack.load_template(args.template)
+    template = load_template(args.template)
     declared = template.get("Parameters", {})
     params = dict(overrides)
-    for key, value in stack.LOCAL_PARAMETERS.items():
+    for key, value in LOCAL_PARAMETERS.items():
         if key in declared:
             params.setdefault(key, value)
     if params.get("DeployFunctions") == "true":
@@ -280,16 +269,16 @@ def cmd_local(args: argparse.Namespace) -> int:
         # local.env: that is the stack in --dir, not some other emulator.
         return _local_stack(args, template, params)
 
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or stack.REGION
-    access = os.environ.get("AWS_ACCESS_KEY_ID") or stack.ACCESS_KEY
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or stack.SECRET_KEY
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or REGION
+    access = os.environ.get("AWS_ACCESS_KEY_ID") or ACCESS_KEY
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or SECRET_KEY
     say(f"deploying {args.template.relative_to(ROOT) if args.template.is_relative_to(ROOT) else args.template} "
         f"as stack {args.stack_name} to {endpoint} ({region})")
-    deployer = stack.Deployer(
+    deployer = Deployer(
         endpoint, args.template, template, params, args.timeout,
         stack_name=args.stack_name, region=region, access_key=access, secret_key=secret,
     )
-    if uses_existing_bucket(stack.parameter_values(template, params)):
+    if uses_existing_bucket(parameter_values(template, params)):
         bucket = params.get("SourceBucketName", "")
         say(f"  EventBridge delivery for existing bucket {bucket}: {ensure_eventbridge(deployer.s3, bucket)}")
     outputs = deployer.deploy()
@@ -298,9 +287,9 @@ def cmd_local(args: argparse.Namespace) -> int:
     if gcs and not gcs.startswith(("http://", "https://")):
         gcs = f"http://{gcs}"
     if gcs:
-        stack.create_gcs_bucket(gcs.rstrip("/"), args.dest_bucket)
+        create_gcs_bucket(gcs.rstrip("/"), args.dest_bucket)
     env_out: Path = args.env_out
-    values = stack.env_values(
+    values = env_values(
         outputs,
         aws_url=args.public_endpoint or endpoint,
         gcs_url=args.public_gcs_endpoint or gcs or "",
@@ -311,7 +300,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         secret_key=secret,
     )
     env_out.parent.mkdir(parents=True, exist_ok=True)
-    stack._write_atomic(env_out, stack.render_env(values, env_out.parent))
+    write_atomic(env_out, render_env(values, env_out.parent))
     _print_summary(values, deployer.notes)
     if not gcs:
         say("  note: no GCS emulator given (--gcs-endpoint / STORAGE_EMULATOR_HOST): no destination bucket created")
@@ -320,42 +309,42 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def _is_local_stack_endpoint(stack_dir: Path, endpoint: str) -> bool:
-    env_path = stack_dir / stack.ENV_FILE
+    env_path = stack_dir / ENV_FILE
     if not env_path.exists():
         return False
-    return stack.read_env(env_path).get("AWS_ENDPOINT_URL", "").rstrip("/") == endpoint.rstrip("/")
+    return read_env(env_path).get("AWS_ENDPOINT_URL", "").rstrip("/") == endpoint.rstrip("/")
 
 
 def _local_stack(args: argparse.Namespace, template: dict[str, Any], params: dict[str, str]) -> int:
     """The no-Docker stack in --dir: start it, or update the stack in its running moto."""
     stack_dir: Path = args.dir
-    env_path = stack_dir / stack.ENV_FILE
-    with stack._locked(stack_dir):
-        procs = stack._load_pids(stack_dir)
-        running = bool(procs) and all(stack.is_ours(p) for p in procs) and env_path.exists()
+    env_path = stack_dir / ENV_FILE
+    with locked(stack_dir):
+        procs = load_pids(stack_dir)
+        running = bool(procs) and all(is_ours(p) for p in procs) and env_path.exists()
     if not running:
         argv = ["up", "--dir", str(stack_dir), "--template", str(args.template), "--dest-bucket", args.dest_bucket,
                 "--timeout", str(args.timeout)]
         for key, value in params.items():
             argv += ["--param", f"{key}={value}"]
-        return stack.main(argv)
+        return stack_cli.main(argv)
 
-    current = stack.read_env(env_path)
+    current = read_env(env_path)
     moto = next(p for p in procs if p.name == "moto")
     gcs = next(p for p in procs if p.name == "gcs")
-    say(f"updating stack {stack.STACK_NAME} in the running local stack {stack_dir} ({moto.url})")
-    with stack._locked(stack_dir):
-        deployer = stack.Deployer(moto.url, args.template, template, params, args.timeout)
-        if uses_existing_bucket(stack.parameter_values(template, params)):
+    say(f"updating stack {STACK_NAME} in the running local stack {stack_dir} ({moto.url})")
+    with locked(stack_dir):
+        deployer = Deployer(moto.url, args.template, template, params, args.timeout)
+        if uses_existing_bucket(parameter_values(template, params)):
             bucket = params.get("SourceBucketName", "")
             say(f"  EventBridge delivery for existing bucket {bucket}: {ensure_eventbridge(deployer.s3, bucket)}")
         outputs = deployer.deploy()
         dest = current.get("XCR_DEST_BUCKET", args.dest_bucket)
-        stack.create_gcs_bucket(gcs.url, dest)
-        values = stack.env_values(outputs, aws_url=moto.url, gcs_url=gcs.url, dest_bucket=dest, stack_dir=stack_dir)
+        create_gcs_bucket(gcs.url, dest)
+        values = env_values(outputs, aws_url=moto.url, gcs_url=gcs.url, dest_bucket=dest, stack_dir=stack_dir)
         if "XCR_GCS_EMULATOR" in current:  # which emulator `up --gcs` started: still the one running
             values["XCR_GCS_EMULATOR"] = current["XCR_GCS_EMULATOR"]
-        stack._write_atomic(env_path, stack.render_env(values, stack_dir))
+        write_atomic(env_path, render_env(values, stack_dir))
     _print_summary(values, deployer.notes)
     say(f"env file: {env_path}")
     return 0
@@ -433,8 +422,8 @@ def make_plan(args: argparse.Namespace, template: dict[str, Any], account: str, 
     params = {**overrides, "DeployFunctions": "true", "ArtifactsBucket": bucket}
     for package in packages:
         params[CODE_PARAMETERS[package.function]] = package.key(args.stack_name)
-    resolved = stack.parameter_values(template, params)
-    problems = stack.check_rules(template, resolved, {"AWS::AccountId": account, "AWS::Region": region})
+    resolved = parameter_values(template, params)
+    problems = check_rules(template, resolved, {"AWS::AccountId": account, "AWS::Region": region})
     # A plan lists what the deploy would still ask for (the template's Rules: "needs DestBucket",
     # "needs GcpCredentials"); a value given wrong (a pattern, an allowed value) is an error in
     # the plan too.
@@ -460,7 +449,7 @@ def make_plan(args: argparse.Namespace, template: dict[str, Any], account: str, 
 
 
 def cmd_aws(args: argparse.Namespace) -> int:
-    template = stack.load_template(args.template)
+    template = load_template(args.template)
     venv_bin = Path(sys.executable).parent
     build_step = None if args.no_build else shlex.join(BUILD_COMMAND + [a for f in FUNCTIONS for a in ("--package", f)])
 
@@ -678,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     local.add_argument("--public-gcs-endpoint", help="GCS endpoint to write in the env file, if it differs")
     local.add_argument("--env-out", type=lambda s: Path(s).resolve(), default=LOCALSTACK_ENV,
                        help="env file written for --endpoint deploys (default .xcr/localstack/local.env)")
-    local.add_argument("--dest-bucket", default=stack.DEFAULT_DEST_BUCKET, help="GCS bucket (default %(default)s)")
+    local.add_argument("--dest-bucket", default=DEFAULT_DEST_BUCKET, help="GCS bucket (default %(default)s)")
     local.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each step")
     local.set_defaults(func=cmd_local)
 

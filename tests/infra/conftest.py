@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -14,16 +13,9 @@ TEMPLATE = ROOT / "infra" / "template.yaml"
 GUARD_RULES = ROOT / "infra" / "guard"
 PY = sys.executable
 
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = _load("xcr_stack", ROOT / "scripts" / "stack.py")
+# The local stack's package (scripts/xcrlocal), importable here as it is from scripts/*.py.
+sys.path.insert(0, str(ROOT / "scripts"))
+from xcrlocal.template import load_template  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -37,4 +29,4 @@ def cfn_guard() -> Path:
 @pytest.fixture()
 def template() -> dict:
     """A fresh parsed copy of infra/template.yaml (short tags in their long form)."""
-    return stack.load_template(TEMPLATE)
+    return load_template(TEMPLATE)

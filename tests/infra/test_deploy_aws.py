@@ -98,12 +98,7 @@ def test_a_plan_lists_what_it_would_build_instead_of_demanding_it(lambda_dir, wi
 
 
 def test_the_real_deploy_still_refuses_a_missing_zip(lambda_dir):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("deploy", DEPLOY)
-    deploy = importlib.util.module_from_spec(spec)
-    import sys
-    sys.modules.setdefault("deploy", deploy)  # dataclasses look their module up there
-    spec.loader.exec_module(deploy)
+    import deploy  # scripts/deploy.py: conftest puts scripts/ on sys.path
     (lambda_dir / "api" / "bootstrap.zip").unlink()
     with pytest.raises(deploy.DeployError, match=r"missing function package\(s\): .*api/bootstrap.zip\."):
         deploy.find_packages(lambda_dir)

@@ -3,18 +3,18 @@ the emulator ignores is applied from the template, checked with boto3."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import PY, ROOT, stack
+from conftest import PY, ROOT
+from xcrlocal.env import read_env
+from xcrlocal.supervise import is_ours, load_pids
 
 DEPLOY = ROOT / "scripts" / "deploy.py"
 STACK = ROOT / "scripts" / "stack.py"
@@ -34,13 +34,13 @@ def deployed(tmp_path_factory):
     stack_dir = tmp_path_factory.mktemp("deploy-local")
     proc = run(str(DEPLOY), "local", "--dir", str(stack_dir))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    procs = stack._load_pids(stack_dir)
-    env = stack.read_env(stack_dir / "local.env")
+    procs = load_pids(stack_dir)
+    env = read_env(stack_dir / "local.env")
     yield stack_dir, env
     down = run(str(STACK), "down", "--dir", str(stack_dir))
     assert down.returncode == 0, down.stderr
     for p in procs:
-        assert not stack.is_ours(p), f"{p.name} (pid {p.pid}) still running after down"
+        assert not is_ours(p), f"{p.name} (pid {p.pid}) still running after down"
 
 
 def clients(env: dict):
@@ -173,7 +173,7 @@ def test_existing_bucket_through_eventbridge(deployed):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "switched on (kept 1 existing notification configuration(s))" in proc.stdout
-    legacy = stack.read_env(env_out)
+    legacy = read_env(env_out)
     assert legacy["XCR_SOURCE_BUCKET"] == "legacy-bucket"
     kept = c["s3"].get_bucket_notification_configuration(Bucket="legacy-bucket")["QueueConfigurations"]
     assert [k["QueueArn"] for k in kept] == [other_arn]
@@ -285,10 +285,7 @@ def test_artifacts_calls_name_the_owner_and_planted_objects_are_replaced(deploye
     _, env = deployed
     import boto3
 
-    spec = importlib.util.spec_from_file_location("xcr_deploy", DEPLOY)
-    deploy = importlib.util.module_from_spec(spec)
-    sys.modules["xcr_deploy"] = deploy  # its dataclasses look their module up
-    spec.loader.exec_module(deploy)
+    import deploy  # scripts/deploy.py: conftest puts scripts/ on sys.path
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                       aws_access_key_id="test", aws_secret_access_key="test")
     calls: list[tuple[str, dict]] = []

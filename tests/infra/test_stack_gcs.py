@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PY, ROOT, stack
+from conftest import PY, ROOT
+from xcrlocal.env import read_env
+from xcrlocal.supervise import load_pids
 
 XCR = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "xcr"
 
@@ -28,7 +30,7 @@ def fake_gcs_stack(tmp_path):
                         capture_output=True, text=True, timeout=180)
     assert up.returncode == 0, up.stderr
     try:
-        yield d, stack.read_env(d / "local.env")
+        yield d, read_env(d / "local.env")
     finally:
         subprocess.run([PY, str(ROOT / "scripts/stack.py"), "down", "--dir", str(d)], capture_output=True, timeout=60)
 
@@ -40,7 +42,7 @@ def test_fake_gcs_server_is_a_stack_choice_that_enforces_preconditions(fake_gcs_
 
     d, env = fake_gcs_stack
     assert env["XCR_GCS_EMULATOR"] == "fake-gcs-server"
-    pids = {p.name: p for p in stack._load_pids(d)}
+    pids = {p.name: p for p in load_pids(d)}
     assert "fake-gcs-server" in " ".join(pids["gcs"].argv)
 
     os.environ["STORAGE_EMULATOR_HOST"] = env["STORAGE_EMULATOR_HOST"]

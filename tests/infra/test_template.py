@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import stack
+from xcrlocal.template import Intrinsics, check_rules, parameter_values
 
 FUNCTIONS = {"ReplicateFunction": "replicate", "ApiFunction": "api", "MigrateFunction": "migrate"}
 ROUTES = {
@@ -189,7 +189,7 @@ def test_job_sweep_schedule_and_migrate_failures(template):
 
 def test_rules(template):
     def problems(**overrides: str) -> list[str]:
-        return stack.check_rules(template, stack.parameter_values(template, overrides))
+        return check_rules(template, parameter_values(template, overrides))
 
     local = {"DeployFunctions": "false"}
     assert problems(**local) == []
@@ -215,10 +215,10 @@ REGION = "eu-west-1"
 
 def _queue_policy(template: dict, **overrides: str) -> list[dict]:
     """The replicate queue policy's statements, resolved for a deployment with `overrides`."""
-    params = stack.parameter_values(template, overrides)
+    params = parameter_values(template, overrides)
     pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws", "AWS::NoValue": None}
     arns = {"ReplicateQueue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:xcr-replicate"}
-    intrinsics = stack.Intrinsics(
+    intrinsics = Intrinsics(
         template, params, {k: v for k, v in pseudo.items() if v}, ref=lambda n: n, getatt=lambda n, a: arns[n]
     )
     return intrinsics.resolve(template["Resources"]["ReplicateQueuePolicy"]["Properties"]["PolicyDocument"])["Statement"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the documentation's shell blocks as a newcomer would, so the docs cannot drift.
 
-    .venv/bin/python scripts/docs_test.py [--target-dir DIR] [FILE ...]
+    .venv/bin/python tests/docs_test.py [--target-dir DIR] [FILE ...]
 
 Every ```sh (or bash, shell) block in README.md, docs/*.md, infra/DEPLOY.md and
 localstack/README.md must be preceded by one of these markers on the line before the fence:
