@@ -17,7 +17,7 @@ GCS          ?= gcp-storage-emulator
 include infra/infra.mk
 
 .DEFAULT_GOAL := help
-.PHONY: help venv fetch build release local-up local-down local-status demo check test docs-test lint fmt bench bench-quick clean
+.PHONY: help venv fetch build release local-up local-down local-status demo check test docs-test soak lint fmt bench bench-quick clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ test: lint ## Everything: lints, unit and integration tests against the emulator
 docs-test: venv ## Run the runnable shell blocks of README.md and docs/ on private local stacks (under 2 min after a debug build)
 	$(CARGO) build --locked --quiet --bin xcr
 	$(PY) tests/docs_test.py --target-dir "$${CARGO_TARGET_DIR:-target}"
+
+soak: venv fetch ## The race and timing tests 20 runs in a row with the other core busy (SOAK_RUNS, SOAK_LOAD, SOAK_ONLY; ~1 h)
+	$(PY) tests/soak.py
 
 bench: venv release ## P1-P5 on a private stack: 1 GiB copy, 1,000 small objects vs rclone, RSS/CPU, requests per object, footprint
 	$(PY) scripts/bench.py --target-dir "$${CARGO_TARGET_DIR:-target}" $(BENCH_ARGS)
