@@ -37,6 +37,7 @@ pub mod gcs;
 pub mod handler;
 pub mod jobs;
 pub mod ledger;
+pub mod memory;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
