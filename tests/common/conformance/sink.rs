@@ -15,6 +15,12 @@ pub struct Gaps {
     pub multipart_preconditions_ignored: Option<&'static str>,
     /// `ifGenerationMatch` on resumable uploads and on deletes is ignored (both emulators).
     pub other_preconditions_ignored: Option<&'static str>,
+    /// A delete of one `generation` deletes the live object whatever its generation (both
+    /// emulators); GCS deletes only that generation (404, success, when it is not there).
+    pub delete_generation_ignored: Option<&'static str>,
+    /// A status query of a session that holds no byte yet answers `Range: bytes=0-0` (one
+    /// byte held), where GCS sends no `Range` (gcp-storage-emulator).
+    pub empty_session_reports_a_byte: Option<&'static str>,
     /// A wrong `crc32c` / `md5Hash` in the object resource is accepted (fake-gcs-server).
     pub checksums_ignored: Option<&'static str>,
     /// A status query of a finalized session answers 404, where GCS answers with the object
@@ -29,6 +35,8 @@ impl Gaps {
     pub const NONE: Self = Self {
         multipart_preconditions_ignored: None,
         other_preconditions_ignored: None,
+        delete_generation_ignored: None,
+        empty_session_reports_a_byte: None,
         checksums_ignored: None,
         status_after_final_gone: None,
         resumable_broken: None,
@@ -139,12 +147,14 @@ pub async fn deletes_remove_a_generation_or_the_live_object<K: ObjectSink>(k: &K
     k.delete(bucket, &name, None, None).await.expect("deleting what is not there is success");
     let old = k.upload_single(&s, Bytes::from_static(b"v")).await.expect("upload");
     let live = k.upload_single(&s, Bytes::from_static(b"v")).await.expect("upload again");
-    k.delete(bucket, &name, Some(&old.generation), None).await.expect("delete an old generation");
-    assert_eq!(
-        k.stat(bucket, &name).await.expect("stat").map(|o| o.generation),
-        Some(live.generation.clone()),
-        "the live one stays"
-    );
+    match gaps.delete_generation_ignored {
+        None => {
+            k.delete(bucket, &name, Some(&old.generation), None).await.expect("delete an old generation");
+            let stat = k.stat(bucket, &name).await.expect("stat");
+            assert_eq!(stat.map(|o| o.generation), Some(live.generation.clone()), "the live one stays");
+        }
+        Some(why) => skipped("a delete of an old generation leaves the live one", why),
+    }
     match gaps.other_preconditions_ignored {
         None => {
             let e =
@@ -174,7 +184,10 @@ pub async fn a_resumable_session_persists_chunks_and_finalizes_verified<K: Objec
     let mut s = spec(bucket, &name, &data);
     s.crc32c = Some(crate::common::crc32c_b64(&data));
     let session = k.start_session(&s).await.expect("start");
-    assert_eq!(k.session_status(&session, total).await.expect("status"), UploadProgress::Persisted(0));
+    match gaps.empty_session_reports_a_byte {
+        None => assert_eq!(k.session_status(&session, total).await.expect("status"), UploadProgress::Persisted(0)),
+        Some(why) => skipped("a new session holds no byte", why),
+    }
     let p = k.upload_chunk(&session, 0, data.slice(..QUANTUM), total, None).await.expect("first chunk");
     assert_eq!(p, UploadProgress::Persisted(QUANTUM as u64), "a whole quantum is persisted");
     assert_eq!(k.session_status(&session, total).await.expect("status"), UploadProgress::Persisted(QUANTUM as u64));
