@@ -82,7 +82,7 @@ pub async fn reads_return_the_bytes_and_metadata_of_one_version<S: ObjectSource,
     assert!(s.exists(&ObjectRef::new(bucket, &key)).await.expect("head"));
     let missing = ObjectRef::new(bucket, unique("src/missing"));
     assert!(!s.exists(&missing).await.expect("head of a missing key"));
-    let e = read_all(s, &missing, &ReadPin::default(), 0).await.err().expect("a missing key cannot be read");
+    let e = read_all(s, &missing, &ReadPin::default(), 0).await.expect_err("a missing key cannot be read");
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 }
 
@@ -98,7 +98,7 @@ pub async fn a_read_from_an_offset_returns_the_rest_and_the_whole_size<S: Object
     let (meta, got) = read_all(s, &obj, &ReadPin::default(), 70_000).await.expect("ranged read");
     assert!(got == data[70_000..], "the bytes from the offset");
     assert_eq!(meta.size, 100_000, "the size is the whole object's");
-    let e = read_all(s, &obj, &ReadPin::default(), 100_001).await.err().expect("past the end");
+    let e = read_all(s, &obj, &ReadPin::default(), 100_001).await.expect_err("past the end");
     assert_eq!(e.kind(), ErrorKind::Invalid, "a range past the end is S3's 416: {e}");
 }
 
@@ -122,7 +122,7 @@ pub async fn a_pinned_read_returns_that_version_or_fails<S: ObjectSource, F: Sou
     assert_eq!(got, b"second!", "unpinned reads the current version");
     let (_, got) = read_all(s, &obj, &pin(&None, Some(&etag2)), 0).await.expect("read if-match current");
     assert_eq!(got, b"second!");
-    let e = read_all(s, &obj, &pin(&None, Some(&etag1)), 0).await.err().expect("If-Match of an older ETag");
+    let e = read_all(s, &obj, &pin(&None, Some(&etag1)), 0).await.expect_err("If-Match of an older ETag");
     assert_eq!(e.kind(), ErrorKind::SourceChanged, "an ETag pin that no longer matches is a changed source: {e}");
     let gone = ObjectRef { version_id: Some(v1.clone().expect("v1")), ..obj.clone() };
     assert!(s.exists(&gone).await.expect("head of v1"), "an old version exists");
@@ -139,7 +139,7 @@ pub async fn deletes_hide_the_object_but_keep_its_versions<S: ObjectSource, F: S
     f.delete(bucket, &key).await;
     let obj = ObjectRef::new(bucket, &key);
     assert!(!s.exists(&obj).await.expect("head"), "a delete marker hides the object");
-    let e = read_all(s, &obj, &ReadPin::default(), 0).await.err().expect("the current version is a delete marker");
+    let e = read_all(s, &obj, &ReadPin::default(), 0).await.expect_err("the current version is a delete marker");
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     let pinned = ReadPin { version_id: v1, etag: None };
     let (_, got) = read_all(s, &obj, &pinned, 0).await.expect("the old version stays readable");
