@@ -62,6 +62,7 @@ pub struct MemorySink {
     sessions: AtomicU64,
     faults: Faults,
     writes: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl MemorySink {
@@ -100,6 +101,12 @@ impl MemorySink {
         self.writes.load(Ordering::Relaxed)
     }
 
+    /// Writes and deletes refused for a failed `ifGenerationMatch` so far: a test sees a fence
+    /// at work.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// The next request that writes (an upload, a chunk, a session start, a delete) fails with
     /// `kind` before it reaches the store; calls add up, each taken once.
     pub fn fail_next(&self, kind: ErrorKind) {
@@ -120,6 +127,7 @@ impl MemorySink {
         if let Some(expected) = spec.if_generation_match {
             let live = state.objects.get(&key).map_or(Ok(0), |o| o.object.generation.parse::<u64>());
             if live != Ok(expected) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(Error::new(
                     ErrorKind::Conflict,
                     format!("{what}: GCS answered 412 Precondition Failed: ifGenerationMatch={expected}"),
@@ -277,6 +285,7 @@ impl ObjectSink for MemorySink {
         if let Some(expected) = if_generation_match
             && live_generation.parse::<u64>() != Ok(expected)
         {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!("delete object: GCS answered 412 Precondition Failed: ifGenerationMatch={expected}"),
