@@ -32,6 +32,7 @@ pub struct MemoryLedger {
 }
 
 impl MemoryLedger {
+    /// An empty ledger.
     pub fn new() -> Self {
         Self::default()
     }

@@ -13,6 +13,7 @@
 //! and against the real adapters on the emulators, so the two cannot drift apart unnoticed.
 //!
 //! Nothing here is used in production: no entry point wires them.
+#![warn(missing_docs)]
 
 mod jobs;
 mod ledger;

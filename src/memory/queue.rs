@@ -24,9 +24,13 @@ use std::time::{Duration, Instant};
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// The message's id, the same on every receive.
     pub id: String,
+    /// This receive's handle: only the latest one deletes the message or changes its visibility.
     pub receipt_handle: String,
+    /// The body as sent.
     pub body: String,
+    /// How many times it was received, this time included (SQS's `ApproximateReceiveCount`).
     pub receive_count: u32,
 }
 
@@ -122,6 +126,7 @@ impl MemoryQueue {
         lock(&self.state).messages.len()
     }
 
+    /// Whether the queue holds no message at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -4,8 +4,10 @@
 //! * every write creates a new generation, greater than any before (GCS's are microsecond
 //!   timestamps); a write to a bucket that does not exist is `config` (the adapter's 404);
 //! * `ifGenerationMatch` (`0`: only if no live object) is checked when the object would be
-//!   created (a single upload, the last chunk of a resumable session) and when deleting; a
-//!   failed one is `conflict` (412), and nothing is written;
+//!   created (a single upload, the last chunk of a resumable session: a session's precondition
+//!   given at initiation holds when it completes, which is what the fence relies on; whether GCS
+//!   also checks it at initiation is not) and when deleting; a failed one is `conflict` (412),
+//!   and nothing is written;
 //! * `crc32c` / `md5Hash` given with the object, and the `X-Goog-Hash` CRC32C of the last chunk,
 //!   are checked when the object is created: a mismatch is `integrity` (400) and nothing is
 //!   created;
@@ -32,10 +34,15 @@ const CHUNK_QUANTUM: u64 = 256 * 1024;
 /// An object as the in-memory GCS holds it: bytes, metadata and what GCS reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCopy {
+    /// The object's bytes.
     pub data: Bytes,
+    /// Its content headers, as the upload gave them.
     pub headers: ContentHeaders,
+    /// Its custom metadata (the source's user metadata plus provenance).
     pub metadata: BTreeMap<String, String>,
+    /// The storage class asked for, if any.
     pub storage_class: Option<String>,
+    /// What GCS reports about it (generation, size, checksums).
     pub object: StoredObject,
 }
 
@@ -66,6 +73,7 @@ pub struct MemorySink {
 }
 
 impl MemorySink {
+    /// A sink without buckets: every write is a configuration error until one is created.
     pub fn new() -> Self {
         Self { generations: AtomicU64::new(1_700_000_000_000_000), ..Self::default() }
     }
@@ -79,6 +87,7 @@ impl MemorySink {
         sink
     }
 
+    /// Creates a bucket (an existing one keeps its objects).
     pub fn create_bucket(&self, bucket: &str) {
         lock(&self.state).buckets.insert(bucket.to_string());
     }

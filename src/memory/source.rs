@@ -27,8 +27,11 @@ const FRAME: usize = 64 * 1024;
 /// An object to store with [`MemorySource::put_with`].
 #[derive(Debug, Clone, Default)]
 pub struct Put {
+    /// The object's bytes.
     pub data: Bytes,
+    /// Its content headers.
     pub headers: ContentHeaders,
+    /// `x-amz-meta-*` without the prefix.
     pub user_metadata: BTreeMap<String, String>,
     /// RFC 3339 with whole seconds; now when not given.
     pub last_modified: Option<String>,
@@ -84,6 +87,7 @@ fn no_bucket(bucket: &str, what: &str) -> Error {
 }
 
 impl MemorySource {
+    /// An S3 without buckets.
     pub fn new() -> Self {
         Self::default()
     }
@@ -235,9 +239,9 @@ impl ObjectSource for MemorySource {
     async fn exists(&self, obj: &ObjectRef) -> Result<bool> {
         match self.resolve(obj, &ReadPin::default()) {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound && !e.message().contains("NoSuchBucket") => Ok(false),
-            // A delete marker's version: HEAD answers 405 in S3, and it is no object.
-            Err(e) if e.kind() == ErrorKind::Invalid => Ok(false),
+            // As the adapter reads a HEAD: any 404 (no key, no version, no bucket) is "no".
+            // A delete marker's version stays an error: S3 answers its HEAD with 405.
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
