@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{AuditCounters, AuditTally, Job, JobKind, JobStatus, StagedPage, TaskTally, now_rfc3339};
 use crate::ports::JobStore;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Longest error message kept, as in DynamoDB.
 const MAX_ERROR: usize = 1_000;
@@ -37,10 +37,10 @@ struct State {
     counted: HashSet<(String, String)>,
 }
 
-/// Migration jobs in memory (see the module doc).
-#[derive(Debug, Default)]
+/// Migration jobs in memory (see the module doc). A clone is another client of the same table.
+#[derive(Debug, Clone, Default)]
 pub struct MemoryJobStore {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl MemoryJobStore {

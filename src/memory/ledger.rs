@@ -13,7 +13,7 @@ use super::lock;
 use crate::error::Result;
 use crate::ports::{Claim, ClaimRequest, DoneRecord, FailureNote, Ledger, LedgerItem, UploadCheckpoint};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Longest failure message kept, as in DynamoDB.
 const MAX_FAILURE_MESSAGE: usize = 1_000;
@@ -25,10 +25,10 @@ struct Item {
     last_owner: Option<String>,
 }
 
-/// The ledger in memory (see the module doc).
-#[derive(Debug, Default)]
+/// The ledger in memory (see the module doc). A clone is another client of the same table.
+#[derive(Debug, Clone, Default)]
 pub struct MemoryLedger {
-    items: Mutex<HashMap<String, Item>>,
+    items: Arc<Mutex<HashMap<String, Item>>>,
 }
 
 impl MemoryLedger {

@@ -18,7 +18,7 @@
 use super::lock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ports::{DeadLetters, TaskQueue};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A received message.
@@ -52,10 +52,10 @@ struct State {
     visibility: Duration,
 }
 
-/// SQS in memory (see the module doc).
-#[derive(Debug)]
+/// SQS in memory (see the module doc). A clone is another client of the same queue.
+#[derive(Debug, Clone)]
 pub struct MemoryQueue {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Default for MemoryQueue {
@@ -67,7 +67,9 @@ impl Default for MemoryQueue {
 impl MemoryQueue {
     /// A queue whose messages stay hidden `visibility` after a receive (SQS's default is 30 s).
     pub fn new(visibility: Duration) -> Self {
-        Self { state: Mutex::new(State { messages: Vec::new(), skew: Duration::ZERO, next_id: 0, visibility }) }
+        Self {
+            state: Arc::new(Mutex::new(State { messages: Vec::new(), skew: Duration::ZERO, next_id: 0, visibility })),
+        }
     }
 
     /// Moves the queue's clock forward.

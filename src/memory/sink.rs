@@ -25,8 +25,8 @@ use crate::transfer::checksum::{crc32c_b64, md5_b64};
 use bytes::{Bytes, BytesMut};
 use md5::{Digest, Md5};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// GCS persists a resumable session's non-final chunks in multiples of this.
 const CHUNK_QUANTUM: u64 = 256 * 1024;
@@ -61,9 +61,15 @@ struct State {
     sessions: HashMap<String, Session>,
 }
 
-/// GCS in memory (see the module doc).
-#[derive(Debug, Default)]
+/// GCS in memory (see the module doc). A clone is another client of the same GCS: it sees and
+/// changes the same objects.
+#[derive(Debug, Clone, Default)]
 pub struct MemorySink {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     state: Mutex<State>,
     generations: AtomicU64,
     sessions: AtomicU64,
@@ -75,7 +81,8 @@ pub struct MemorySink {
 impl MemorySink {
     /// A sink without buckets: every write is a configuration error until one is created.
     pub fn new() -> Self {
-        Self { generations: AtomicU64::new(1_700_000_000_000_000), ..Self::default() }
+        let inner = Inner { generations: AtomicU64::new(1_700_000_000_000_000), ..Inner::default() };
+        Self { inner: Arc::new(inner) }
     }
 
     /// A sink with these buckets.
@@ -89,37 +96,37 @@ impl MemorySink {
 
     /// Creates a bucket (an existing one keeps its objects).
     pub fn create_bucket(&self, bucket: &str) {
-        lock(&self.state).buckets.insert(bucket.to_string());
+        lock(&self.inner.state).buckets.insert(bucket.to_string());
     }
 
     /// The live object, as GCS holds it.
     pub fn object(&self, bucket: &str, name: &str) -> Option<StoredCopy> {
-        lock(&self.state).objects.get(&(bucket.to_string(), name.to_string())).cloned()
+        lock(&self.inner.state).objects.get(&(bucket.to_string(), name.to_string())).cloned()
     }
 
     /// Names of the live objects of `bucket`, in order.
     pub fn names(&self, bucket: &str) -> Vec<String> {
         let mut names: Vec<String> =
-            lock(&self.state).objects.keys().filter(|(b, _)| b == bucket).map(|(_, n)| n.clone()).collect();
+            lock(&self.inner.state).objects.keys().filter(|(b, _)| b == bucket).map(|(_, n)| n.clone()).collect();
         names.sort();
         names
     }
 
     /// Objects created so far (single uploads and finalized sessions): a test counts uploads.
     pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
+        self.inner.writes.load(Ordering::Relaxed)
     }
 
     /// Writes and deletes refused for a failed `ifGenerationMatch` so far: a test sees a fence
     /// at work.
     pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        self.inner.refused.load(Ordering::Relaxed)
     }
 
     /// The next request that writes (an upload, a chunk, a session start, a delete) fails with
     /// `kind` before it reaches the store; calls add up, each taken once.
     pub fn fail_next(&self, kind: ErrorKind) {
-        self.faults.push(kind);
+        self.inner.faults.push(kind);
     }
 
     /// Checks the precondition and checksums, then creates the object: what GCS does when an
@@ -136,7 +143,7 @@ impl MemorySink {
         if let Some(expected) = spec.if_generation_match {
             let live = state.objects.get(&key).map_or(Ok(0), |o| o.object.generation.parse::<u64>());
             if live != Ok(expected) {
-                self.refused.fetch_add(1, Ordering::Relaxed);
+                self.inner.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(Error::new(
                     ErrorKind::Conflict,
                     format!("{what}: GCS answered 412 Precondition Failed: ifGenerationMatch={expected}"),
@@ -161,7 +168,7 @@ impl MemorySink {
                 ));
             }
         }
-        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let object = StoredObject {
             bucket: spec.bucket.clone(),
             name: spec.name.clone(),
@@ -178,7 +185,7 @@ impl MemorySink {
             object: object.clone(),
         };
         state.objects.insert(key, copy);
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.writes.fetch_add(1, Ordering::Relaxed);
         Ok(object)
     }
 
@@ -197,17 +204,17 @@ fn session_gone(what: &str) -> Error {
 
 impl ObjectSink for MemorySink {
     async fn upload_single(&self, spec: &UploadSpec, data: Bytes) -> Result<StoredObject> {
-        self.faults.take("upload object")?;
-        let mut state = lock(&self.state);
+        self.inner.faults.take("upload object")?;
+        let mut state = lock(&self.inner.state);
         Self::bucket_exists(&state, &spec.bucket, "upload object")?;
         self.create(&mut state, spec, data, None)
     }
 
     async fn start_session(&self, spec: &UploadSpec) -> Result<String> {
-        self.faults.take("start resumable upload")?;
-        let mut state = lock(&self.state);
+        self.inner.faults.take("start resumable upload")?;
+        let mut state = lock(&self.inner.state);
         Self::bucket_exists(&state, &spec.bucket, "start resumable upload")?;
-        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+        let n = self.inner.sessions.fetch_add(1, Ordering::Relaxed);
         let uri = format!("memory://upload/{}/{n}-{:016x}", spec.bucket, fastrand::u64(..));
         state.sessions.insert(uri.clone(), Session { spec: spec.clone(), data: BytesMut::new(), done: None });
         Ok(uri)
@@ -221,8 +228,8 @@ impl ObjectSink for MemorySink {
         total: u64,
         final_crc32c: Option<&str>,
     ) -> Result<UploadProgress> {
-        self.faults.take("upload chunk")?;
-        let mut state = lock(&self.state);
+        self.inner.faults.take("upload chunk")?;
+        let mut state = lock(&self.inner.state);
         let s = state.sessions.get_mut(session).ok_or_else(|| session_gone("upload chunk"))?;
         if let Some(done) = &s.done {
             return Ok(UploadProgress::Done(done.clone()));
@@ -264,7 +271,7 @@ impl ObjectSink for MemorySink {
     }
 
     async fn session_status(&self, session: &str, _total: u64) -> Result<UploadProgress> {
-        let state = lock(&self.state);
+        let state = lock(&self.inner.state);
         let s = state.sessions.get(session).ok_or_else(|| session_gone("query upload status"))?;
         Ok(match &s.done {
             Some(o) => UploadProgress::Done(o.clone()),
@@ -279,8 +286,8 @@ impl ObjectSink for MemorySink {
         generation: Option<&str>,
         if_generation_match: Option<u64>,
     ) -> Result<()> {
-        self.faults.take("delete object")?;
-        let mut state = lock(&self.state);
+        self.inner.faults.take("delete object")?;
+        let mut state = lock(&self.inner.state);
         let key = (bucket.to_string(), name.to_string());
         let Some(live) = state.objects.get(&key) else { return Ok(()) };
         let live_generation = live.object.generation.clone();
@@ -294,7 +301,7 @@ impl ObjectSink for MemorySink {
         if let Some(expected) = if_generation_match
             && live_generation.parse::<u64>() != Ok(expected)
         {
-            self.refused.fetch_add(1, Ordering::Relaxed);
+            self.inner.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!("delete object: GCS answered 412 Precondition Failed: ifGenerationMatch={expected}"),
@@ -305,6 +312,6 @@ impl ObjectSink for MemorySink {
     }
 
     async fn stat(&self, bucket: &str, name: &str) -> Result<Option<StoredObject>> {
-        Ok(lock(&self.state).objects.get(&(bucket.to_string(), name.to_string())).map(|o| o.object.clone()))
+        Ok(lock(&self.inner.state).objects.get(&(bucket.to_string(), name.to_string())).map(|o| o.object.clone()))
     }
 }

@@ -19,7 +19,7 @@ use crate::transfer::checksum::crc32c_b64;
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Frames a read is cut into, like a transport's: the transfer engine must not assume one.
 const FRAME: usize = 64 * 1024;
@@ -67,9 +67,14 @@ impl Bucket {
     }
 }
 
-/// S3 in memory (see the module doc). Cheap to share: wrap it in an `Arc` or pass references.
-#[derive(Debug, Default)]
+/// S3 in memory (see the module doc). A clone is another client of the same S3.
+#[derive(Debug, Clone, Default)]
 pub struct MemorySource {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     buckets: Mutex<HashMap<String, Bucket>>,
     versions: std::sync::atomic::AtomicU64,
 }
@@ -94,7 +99,7 @@ impl MemorySource {
 
     /// Creates a bucket (versioned or not); an existing one keeps its objects.
     pub fn create_bucket(&self, bucket: &str, versioned: bool) {
-        lock(&self.buckets).entry(bucket.to_string()).or_default().versioned |= versioned;
+        lock(&self.inner.buckets).entry(bucket.to_string()).or_default().versioned |= versioned;
     }
 
     /// Stores `data` under `key` with no metadata; returns the new version id (none when the
@@ -105,7 +110,7 @@ impl MemorySource {
 
     /// Stores an object: a new version in a versioned bucket, a replacement otherwise.
     pub fn put_with(&self, bucket: &str, key: &str, put: Put) -> Result<(Option<String>, String)> {
-        let mut buckets = lock(&self.buckets);
+        let mut buckets = lock(&self.inner.buckets);
         let b = buckets.get_mut(bucket).ok_or_else(|| no_bucket(bucket, "put"))?;
         let etag = format!("{:x}", Md5::digest(&put.data));
         let last_modified = put.last_modified.clone().unwrap_or_else(now_seconds);
@@ -122,7 +127,7 @@ impl MemorySource {
     /// Deletes the current object: a delete marker in a versioned bucket (returned: its version
     /// id), the object itself otherwise. A key that has none is fine, as in S3.
     pub fn delete(&self, bucket: &str, key: &str) -> Result<Option<String>> {
-        let mut buckets = lock(&self.buckets);
+        let mut buckets = lock(&self.inner.buckets);
         let b = buckets.get_mut(bucket).ok_or_else(|| no_bucket(bucket, "delete"))?;
         if !b.versioned {
             b.keys.remove(key);
@@ -136,7 +141,7 @@ impl MemorySource {
     /// Deletes one version for good (S3's `DeleteObject` with a version id): the previous one
     /// becomes current again when it was the current one.
     pub fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()> {
-        let mut buckets = lock(&self.buckets);
+        let mut buckets = lock(&self.inner.buckets);
         let b = buckets.get_mut(bucket).ok_or_else(|| no_bucket(bucket, "delete"))?;
         if let Some(versions) = b.keys.get_mut(key) {
             versions.retain(|v| v.id.as_deref() != Some(version_id));
@@ -149,7 +154,7 @@ impl MemorySource {
 
     fn next_version(&self, versioned: bool) -> Option<String> {
         versioned.then(|| {
-            let n = self.versions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = self.inner.versions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // Opaque like S3's, and sorting says nothing about age (S3's do not either).
             format!("v{:08x}.{n}", fastrand::u32(..))
         })
@@ -157,7 +162,7 @@ impl MemorySource {
 
     /// The version a read of `obj` under `pin` returns, or the error S3 answers.
     fn resolve(&self, obj: &ObjectRef, pin: &ReadPin) -> Result<(Option<String>, Stored)> {
-        let buckets = lock(&self.buckets);
+        let buckets = lock(&self.inner.buckets);
         let what = format!("read {obj}");
         let b = buckets.get(&obj.bucket).ok_or_else(|| no_bucket(&obj.bucket, &what))?;
         let version = match pin.version_id.as_ref().or(obj.version_id.as_ref()) {
@@ -187,7 +192,7 @@ impl MemorySource {
     }
 
     fn object(&self, bucket: &str, key: &str, what: &str) -> Result<Stored> {
-        let buckets = lock(&self.buckets);
+        let buckets = lock(&self.inner.buckets);
         let b = buckets.get(bucket).ok_or_else(|| no_bucket(bucket, what))?;
         b.current(key)
             .and_then(|v| v.object.clone())
@@ -195,7 +200,7 @@ impl MemorySource {
     }
 
     fn listing(&self, bucket: &str, prefix: &str, after: Option<&str>, max_keys: i32) -> Result<(Vec<Listed>, bool)> {
-        let buckets = lock(&self.buckets);
+        let buckets = lock(&self.inner.buckets);
         let b = buckets.get(bucket).ok_or_else(|| no_bucket(bucket, &format!("list s3://{bucket}/{prefix}")))?;
         let max = usize::try_from(max_keys.clamp(1, 1000)).unwrap_or(1000);
         let mut current =
