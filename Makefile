@@ -65,11 +65,12 @@ lint: venv fetch ## cargo fmt --check, clippy -D warnings, cfn-lint
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
 # The fast tier: what needs no emulator, no .venv and no network (well under a minute after a
-# build). The library's and binaries' unit tests, and the property tests of event decoding and
-# of the API's request bodies (in process, against documented naming rules).
-FAST_TESTS := --test props_api --test props_events
+# build). The library's and binaries' unit tests, the property tests of event decoding and of
+# the API's request bodies (in process, against documented naming rules), the port conformance
+# suites against the in-memory adapters, and the replicate use case and job driver on them.
+FAST_TESTS := --test props_api --test props_events --test conformance_memory --test replicate_memory --test migrate_memory
 
-check: fetch ## Fast tier, no emulators: fmt --check, clippy -D warnings, unit and property tests
+check: fetch ## Fast tier, no emulators: fmt --check, clippy -D warnings, unit, property and in-memory tests
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) test --workspace --locked --lib --bins

@@ -19,6 +19,8 @@
 //! * Entry-point logic: [`handler`] (the replicate function's answers to its triggers),
 //!   [`pump`] (the local event source and DLQ redrive), [`api`] (the HTTP API Router),
 //!   [`copy`] (`xcr copy`: a bucket copied from one machine with the same engine and ledger).
+//! * Test support: [`memory`] (in-memory adapters of every port, held to the same conformance
+//!   suites as the real ones: the fast tier's reference models).
 //! * Wiring and cross-cutting: [`config`] (the environment, read and validated once),
 //!   [`wiring`] (adapters built from the config), [`ledger`] (ledger choice), [`telemetry`]
 //!   (JSON logs), [`metrics`] (CloudWatch EMF lines).
@@ -37,6 +39,7 @@ pub mod gcs;
 pub mod handler;
 pub mod jobs;
 pub mod ledger;
+pub mod memory;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
