@@ -698,41 +698,6 @@ async fn the_sweep_ends_complete_jobs_left_running() {
     assert_eq!(e.driver().sweep().await.expect("sweep again"), xcr::migrate::Swept::default());
 }
 
-/// A batch's tasks are counted in one transaction per 99 (`record_tasks`): each once, whether
-/// the batch names a task twice (SQS delivered a message twice in one batch), some were counted
-/// before (a redelivery after a lost answer), or the batch is larger than one transaction takes.
-/// The counters add up exactly and every task has its one marker.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_batch_of_tasks_is_counted_once_each_in_few_transactions() {
-    let e = env().await;
-    let bucket = e.stack.source_bucket().to_string();
-    let job = e.create(spec(&bucket)).await;
-    assert!(e.jobs.start(&job.id).await.expect("start"));
-    assert!(e.jobs.commit_page(&job.id, None, None, true, 230, 230).await.expect("commit"));
-    let task = |i: usize| format!("{bucket}/k{i:03}");
-    // Counted before, one by one: k000..k004.
-    for i in 0..5 {
-        assert!(e.jobs.record_task(&job.id, &task(i), TaskTally::Skipped).await.expect("count"));
-    }
-    // 230 tasks (three transactions' worth), k000..k009 among them (five counted before),
-    // and k010 named twice.
-    let mut batch: Vec<(String, TaskTally)> = (0..230).map(|i| (task(i), TaskTally::Replicated { bytes: 3 })).collect();
-    batch.insert(20, (task(10), TaskTally::Replicated { bytes: 3 }));
-    let counted = e.jobs.record_tasks(&job.id, &batch).await.expect("count the batch");
-    assert_eq!(counted.len(), batch.len());
-    let fresh: Vec<&str> = batch.iter().zip(&counted).filter(|(_, c)| **c).map(|(t, _)| t.0.as_str()).collect();
-    assert_eq!(fresh.len(), 225, "230 tasks, 5 counted before");
-    assert!(!counted[..5].iter().any(|c| *c), "counted before: not again");
-    assert!(counted[10] && !counted[20], "a task named twice is counted at its first mention only");
-    let c = e.job(&job.id).await.counters;
-    assert_eq!((c.replicated, c.skipped, c.failed, c.bytes, c.pending), (225, 5, 0, 225 * 3, 0), "{c:?}");
-    // Once more, as a whole redelivered batch: nothing is counted twice.
-    let again = e.jobs.record_tasks(&job.id, &batch).await.expect("count again");
-    assert!(again.iter().all(|c| !c), "every task was counted already");
-    let c = e.job(&job.id).await.counters;
-    assert_eq!((c.replicated, c.skipped, c.bytes, c.pending), (225, 5, 225 * 3, 0), "{c:?}");
-}
-
 /// A task killed on its last delivery (timeout, out of memory) never counts itself failed:
 /// SQS moves it to the DLQ uncounted and its job would stay RUNNING forever. Here that is
 /// done the way SQS does it (the message moved to the DLQ as it was). Without the sweep the job

@@ -35,6 +35,7 @@ pub async fn run<J: JobStore>(j: &J) {
     a_page_commits_only_at_the_checkpoint_it_was_listed_after(j).await;
     a_staged_page_is_staged_once_per_checkpoint_and_committed_once(j).await;
     a_task_is_counted_once_and_the_job_ends_when_none_is_pending(j).await;
+    a_batch_counts_each_task_once_whatever_was_counted_before(j).await;
     one_driver_holds_a_job_until_its_lease_expires(j).await;
 }
 
@@ -151,6 +152,28 @@ pub async fn a_task_is_counted_once_and_the_job_ends_when_none_is_pending<J: Job
         (1, 4, 1, 2, 1, 0)
     );
     assert_eq!(j.try_finish(&job.id).await.expect("finish"), Some(JobStatus::Failed), "a failed task fails the job");
+}
+
+/// `record_tasks`: a batch's tasks counted together (the DynamoDB store: one transaction per
+/// 99), each once: one counted before is reported `false` and the rest still counted, a task
+/// named twice in the batch counts at its first mention, and the whole batch again counts nothing.
+pub async fn a_batch_counts_each_task_once_whatever_was_counted_before<J: JobStore>(j: &J) {
+    let job = running(j, JobKind::Copy).await;
+    assert!(j.commit_page(&job.id, None, None, true, 120, 120).await.expect("commit"));
+    assert!(j.record_task(&job.id, "src/k003", TaskTally::Skipped).await.expect("count one"));
+    let mut batch: Vec<(String, TaskTally)> =
+        (0..120).map(|i| (format!("src/k{i:03}"), TaskTally::Replicated { bytes: 2 })).collect();
+    batch.push(("src/k007".into(), TaskTally::Replicated { bytes: 2 }));
+    batch[119].1 = TaskTally::Failed;
+    let counted = j.record_tasks(&job.id, &batch).await.expect("count the batch");
+    let want: Vec<bool> = (0..batch.len()).map(|i| i != 3 && i != 120).collect();
+    assert_eq!(counted, want, "counted before (k003) and named twice (k007's second mention): false");
+    let c = get(j, &job.id).await.counters;
+    assert_eq!((c.replicated, c.skipped, c.failed, c.bytes, c.pending), (118, 1, 1, 236, 0), "{c:?}");
+    let again = j.record_tasks(&job.id, &batch).await.expect("again");
+    assert!(again.iter().all(|c| !c), "a redelivered batch counts nothing");
+    assert_eq!(get(j, &job.id).await.counters.pending, 0);
+    assert_eq!(j.try_finish(&job.id).await.expect("finish"), Some(JobStatus::Failed));
 }
 
 pub async fn one_driver_holds_a_job_until_its_lease_expires<J: JobStore>(j: &J) {
