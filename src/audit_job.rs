@@ -33,9 +33,10 @@
 use crate::audit::{Finding, Scope};
 use crate::aws::jobs::DynamoJobStore;
 use crate::aws::sqs::Queue;
+use crate::domain::names::GsUrl;
 use crate::error::{Error, ErrorKind, Result};
 use crate::gcs::GcsClient;
-use crate::jobs::{AuditTally, JobKind, JobStatus, parse_gs_prefix};
+use crate::jobs::{AuditTally, JobKind, JobStatus};
 use crate::ledger::AnyLedger;
 use crate::ports::{JobStore, TaskQueue};
 use serde::{Deserialize, Serialize};
@@ -133,7 +134,8 @@ impl AuditWorker {
             return Err(Error::new(ErrorKind::Invalid, format!("job {} is not an audit job", job.id)));
         }
         let destination = spec.destination.as_deref().unwrap_or_default();
-        let (dest_bucket, dest_prefix) = parse_gs_prefix(destination)
+        let GsUrl { bucket: dest_bucket, path: dest_prefix } = destination
+            .parse::<GsUrl>()
             .map_err(|why| Error::new(ErrorKind::Invalid, format!("destination: {why}")))?;
         let scope = Scope {
             source_bucket: spec.source_bucket.clone(),

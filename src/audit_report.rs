@@ -6,6 +6,7 @@
 //! report prefix (see [`crate::audit_job`]).
 
 use crate::audit::Finding;
+use crate::domain::names::{GsUrl, S3Url, UrlError, validate_s3_bucket};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gcs::GcsClient;
 use crate::ports::{ObjectSink, UploadSpec};
@@ -33,24 +34,27 @@ impl ReportTarget {
     /// `s3://BUCKET[/PREFIX]` or `gs://BUCKET[/PREFIX]`: where a job's page reports go.
     pub fn parse_prefix(url: &str) -> std::result::Result<Self, String> {
         let expected = || format!("{url:?}: expected s3://BUCKET[/KEY] or gs://BUCKET[/NAME]");
-        let (scheme, rest) = url.split_once("://").ok_or_else(expected)?;
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if key.len() > 900 || key.contains(['\r', '\n']) {
-            return Err(format!(
-                "{url:?}: the key is at most 900 bytes (room for the page's name), without line breaks"
-            ));
+        let too_long =
+            || format!("{url:?}: the key is at most 900 bytes (room for the page's name), without line breaks");
+        let why = |e: UrlError| match e {
+            UrlError::Shape(_) => expected(),
+            UrlError::Bucket(why) => format!("{url:?}: {why}"),
+            UrlError::TooLong | UrlError::LineBreak => too_long(),
+        };
+        let target = if url.starts_with("s3://") {
+            let u = S3Url::parse(url).map_err(why)?;
+            validate_s3_bucket(&u.bucket).map_err(|e| why(UrlError::Bucket(e)))?;
+            Self::S3 { bucket: u.bucket, key: u.key }
+        } else if url.starts_with("gs://") {
+            let u = GsUrl::parse(url).map_err(why)?;
+            Self::Gcs { bucket: u.bucket, name: u.path }
+        } else {
+            return Err(expected());
+        };
+        if target.key().len() > 900 || target.key().contains(['\r', '\n']) {
+            return Err(too_long());
         }
-        match scheme {
-            "s3" => {
-                crate::config::validate_s3_bucket(bucket).map_err(|why| format!("{url:?}: {why}"))?;
-                Ok(Self::S3 { bucket: bucket.into(), key: key.into() })
-            }
-            "gs" => {
-                crate::config::validate_gcs_bucket(bucket).map_err(|why| format!("{url:?}: {why}"))?;
-                Ok(Self::Gcs { bucket: bucket.into(), name: key.into() })
-            }
-            _ => Err(expected()),
-        }
+        Ok(target)
     }
 
     pub fn bucket(&self) -> &str {

@@ -2,10 +2,13 @@
 //!
 //! [`Config::from_env`] runs once at cold start. It checks every variable and, if anything is
 //! wrong, fails with one message that lists every problem, so a deploy is fixed in one pass
-//! instead of one redeploy per typo. Nothing else in the crate calls `std::env::var`, except the
+//! instead of one redeploy per typo. The API's own variables are read here too
+//! ([`Config::api_settings_from_env`]). Nothing else in the crate calls `std::env::var`
+//! (except `telemetry` and `metrics`, see docs/architecture.md), and the
 //! AWS SDK's own loader, which reads the standard `AWS_*` variables (`AWS_ENDPOINT_URL`,
 //! `AWS_REGION`, `AWS_MAX_ATTEMPTS`, credentials) the way every AWS tool does.
 
+use crate::domain::names::validate_gcs_bucket;
 use crate::retry::RetryPolicy;
 use crate::transfer::TransferConfig;
 use std::collections::HashMap;
@@ -118,6 +121,13 @@ impl Config {
     /// cannot do without, so that their absence is reported with every other problem.
     pub fn from_env(needs: Needs) -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars().collect(), needs)
+    }
+
+    /// The HTTP API's own settings (source-bucket allowlist, synchronous size limit), read
+    /// here so that this module stays the one reader of the environment; the API is handed
+    /// the result ([`crate::api::Api::new`]).
+    pub fn api_settings_from_env() -> Result<crate::api::settings::ApiSettings, String> {
+        crate::api::settings::ApiSettings::from_vars(&std::env::vars().collect())
     }
 
     /// Reads a given set of variables: the same validation, testable without touching the
@@ -391,39 +401,6 @@ impl Needs {
     /// The replicate function and the local pump: routed, with a ledger.
     pub const FUNCTION: Self =
         Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false, no_gcs: false };
-}
-
-/// S3's rules for bucket names: 3 to 63 characters of lowercase letters, digits, dots and
-/// hyphens, starting and ending with a letter or digit.
-pub fn validate_s3_bucket(name: &str) -> Result<(), String> {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !(3..=63).contains(&name.len())
-        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-        || !edge(name.chars().next())
-        || !edge(name.chars().last())
-    {
-        return Err(format!(
-            "{:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)",
-            name.chars().take(80).collect::<String>()
-        ));
-    }
-    Ok(())
-}
-
-/// GCS bucket naming rules (the subset that catches typos; GCS has the final word).
-pub fn validate_gcs_bucket(name: &str) -> Result<(), String> {
-    let name = name.strip_prefix("gs://").unwrap_or(name);
-    if !(3..=222).contains(&name.len()) {
-        return Err("a bucket name has 3 to 222 characters".into());
-    }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')) {
-        return Err("use lowercase letters, digits, '-', '_' and '.' only".into());
-    }
-    let (first, last) = (name.as_bytes()[0], name.as_bytes()[name.len() - 1]);
-    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
-        return Err("a bucket name starts and ends with a letter or digit".into());
-    }
-    Ok(())
 }
 
 /// Parses `8388608`, `8MiB`, `256KiB`, `1GiB` (binary units; `K`/`M`/`G` mean the same).

@@ -451,13 +451,12 @@ pub mod cli {
 
     /// Parses `s3://BUCKET[/PREFIX]` and `gs://BUCKET[/PREFIX]`.
     pub fn targets(source: &str, dest: &str) -> Result<(String, String, String, String), String> {
-        let (sb, sp) = source
-            .strip_prefix("s3://")
-            .map(|r| r.split_once('/').unwrap_or((r, "")))
-            .filter(|(b, _)| !b.is_empty() && !b.contains(['?', '#']))
+        let s = crate::domain::names::S3Url::parse(source)
+            .ok()
+            .filter(|s| !s.bucket.contains(['?', '#']))
             .ok_or_else(|| format!("the source must look like s3://BUCKET or s3://BUCKET/PREFIX, not {source:?}"))?;
-        let (db, dp) = crate::jobs::parse_gs_prefix(dest)?;
-        Ok((sb.to_string(), sp.to_string(), db, dp))
+        let d: crate::domain::names::GsUrl = dest.parse()?;
+        Ok((s.bucket, s.key, d.bucket, d.path))
     }
 
     fn fail(json: bool, kind: &str, message: &str, code: u8) -> ExitCode {

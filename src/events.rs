@@ -19,7 +19,7 @@
 //! everything else is `%XX` (emulators also encode `/`). Keys are decoded exactly once, here;
 //! a command's key is taken as is.
 
-use crate::config::validate_gcs_bucket;
+use crate::domain::names::{GsUrl, UrlError, check_gcs_name};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Destination, ObjectRef};
 use serde::Deserialize;
@@ -490,18 +490,13 @@ fn decode_command(value: &Value) -> Result<Task> {
 /// Parses `gs://bucket/name`; an absent or empty name means the source key.
 pub fn parse_gs_url(url: &str, key: &str) -> Result<Destination> {
     let bad = |why: &str| invalid(format!("invalid replicate command: destination {}: {why}", quoted(url)));
-    let Some(rest) = url.strip_prefix("gs://") else {
-        return Err(bad("expected gs://bucket/name"));
-    };
-    let (bucket, name) = rest.split_once('/').unwrap_or((rest, ""));
-    validate_gcs_bucket(bucket).map_err(|why| bad(&why))?;
-    let name = if name.is_empty() { key } else { name };
-    if name.len() > MAX_KEY_BYTES {
-        return Err(bad("a GCS object name is at most 1024 bytes"));
-    }
-    if name.contains(['\r', '\n']) {
-        return Err(bad("a GCS object name cannot contain line breaks"));
-    }
+    let GsUrl { bucket, path } = GsUrl::parse(url).map_err(|e| match e {
+        UrlError::Shape(_) => bad("expected gs://bucket/name"),
+        other => bad(&other.to_string()),
+    })?;
+    let name = if path.is_empty() { key } else { path.as_str() };
+    // The source key stands in for an absent name, so it meets the GCS name rules too.
+    check_gcs_name(name).map_err(|e| bad(&e.to_string()))?;
     Ok(Destination::new(bucket, name))
 }
 

@@ -6,7 +6,7 @@
 //! conditional write (see [`crate::ports::JobStore`]), so two drivers, a crash or a late task
 //! can never move it backwards or count an object twice.
 
-use crate::config::validate_gcs_bucket;
+use crate::domain::names::{GsUrl, S3Url, validate_s3_bucket};
 use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
@@ -170,19 +170,19 @@ impl JobSpec {
         let mut problems = Vec::new();
         if self.source_bucket.trim().is_empty() {
             problems.push("source_bucket is required".to_string());
-        } else if let Err(why) = crate::config::validate_s3_bucket(&self.source_bucket) {
+        } else if let Err(why) = validate_s3_bucket(&self.source_bucket) {
             problems.push(format!("source_bucket: {why}"));
         }
         if self.prefix.len() > 1024 {
             problems.push("prefix: at most 1024 bytes".into());
         }
         if let Some(m) = &self.manifest
-            && let Err(why) = parse_s3_url(m)
+            && let Err(why) = S3Url::object(m)
         {
             problems.push(format!("manifest: {why}"));
         }
         if let Some(d) = &self.destination
-            && let Err(why) = parse_gs_prefix(d)
+            && let Err(why) = d.parse::<GsUrl>()
         {
             problems.push(format!("destination: {why}"));
         }
@@ -245,29 +245,9 @@ impl JobSpec {
 
     /// The destination URL for one key when the job overrides routing.
     pub fn destination_for(&self, key: &str) -> Option<String> {
-        let (bucket, prefix) = parse_gs_prefix(self.destination.as_deref()?).ok()?;
-        Some(format!("gs://{bucket}/{prefix}{key}"))
+        let url: GsUrl = self.destination.as_deref()?.parse().ok()?;
+        Some(url.join(key))
     }
-}
-
-/// Splits `s3://bucket/key`.
-pub fn parse_s3_url(url: &str) -> std::result::Result<(String, String), String> {
-    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url:?}: expected s3://bucket/key"))?;
-    match rest.split_once('/') {
-        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_string(), k.to_string())),
-        _ => Err(format!("{url:?}: expected s3://bucket/key")),
-    }
-}
-
-/// Splits `gs://bucket[/prefix]`.
-pub fn parse_gs_prefix(url: &str) -> std::result::Result<(String, String), String> {
-    let rest = url.strip_prefix("gs://").ok_or_else(|| format!("{url:?}: expected gs://bucket[/prefix/]"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    validate_gcs_bucket(bucket).map_err(|why| format!("{url:?}: {why}"))?;
-    if prefix.len() > 1024 || prefix.contains(['\r', '\n']) {
-        return Err(format!("{url:?}: a GCS object name prefix is at most 1024 bytes, without line breaks"));
-    }
-    Ok((bucket.to_string(), prefix.to_string()))
 }
 
 /// One object a manifest names.

@@ -3,7 +3,8 @@
 //! The code map, with the entry points and the invariants the whole code keeps, is
 //! `docs/architecture.md`. Every module, from the inside out:
 //!
-//! * Domain: [`model`] (plain data), [`error`] (one error type; its kind decides retry, HTTP
+//! * Domain: [`domain::names`] (`S3Url`, `GsUrl` and bucket-name rules, parsed once),
+//!   [`model`] (plain data), [`error`] (one error type; its kind decides retry, HTTP
 //!   status and DLQ fate), [`events`] (payloads decoded into tasks, pure), [`routing`] (rules:
 //!   bucket and key to destinations), [`replicate`] (the use case every entry point shares),
 //!   [`budget`] (when a copy stops for a continuation), [`redelivery`] (when a failed SQS record
@@ -31,6 +32,7 @@ pub mod aws;
 pub mod budget;
 pub mod config;
 pub mod copy;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod gcs;

@@ -35,8 +35,9 @@
 //! driver lease has lapsed, for the caller to continue. The migrate function runs it on a
 //! schedule (`{"sweep": true}`); `xcr pump` runs it every so often and before it stops idle.
 
+use crate::domain::names::S3Url;
 use crate::error::{Error, ErrorKind, Result};
-use crate::jobs::{AFTER_KEY, AuditTally, Job, JobKind, JobStatus, StagedPage, parse_manifest, parse_s3_url};
+use crate::jobs::{AFTER_KEY, AuditTally, Job, JobKind, JobStatus, StagedPage, parse_manifest};
 use crate::ports::{DeadLetters, JobStore, ObjectLister, TaskQueue};
 use crate::replicate::now_ms;
 use serde::Serialize;
@@ -340,7 +341,7 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
     async fn page(&self, job: &Job) -> Result<(Vec<PageItem>, Option<String>, bool)> {
         let spec = &job.spec;
         if let Some(manifest) = &spec.manifest {
-            let (bucket, key) = parse_s3_url(manifest).map_err(|why| Error::new(ErrorKind::Invalid, why))?;
+            let S3Url { bucket, key } = S3Url::object(manifest).map_err(|why| Error::new(ErrorKind::Invalid, why))?;
             let legacy = job.checkpoint.as_deref().is_some_and(|c| c.parse::<usize>().is_ok());
             if !legacy {
                 return self.manifest_window(job, &bucket, &key).await;

@@ -71,7 +71,7 @@
 //!   no bucket at all (default deny) and the deployed functions' role reads only the source
 //!   bucket. Set the variable wherever more than one bucket can feed xcr.
 
-use crate::config::validate_gcs_bucket;
+use crate::domain::names::{GsUrl, validate_gcs_bucket};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Destination;
 use serde::Deserialize;
@@ -114,17 +114,16 @@ impl DestAllowlist {
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         let mut list = Self::default();
         for entry in text.split([',', ' ', '\n', '\t']).map(str::trim).filter(|e| !e.is_empty()) {
-            let rest = entry.strip_prefix("gs://").unwrap_or(entry);
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if let Err(why) = validate_gcs_bucket(bucket) {
-                return Err(format!("{ALLOWED_DESTINATIONS}: {entry:?}: {why} (expected gs://bucket[/prefix])"));
-            }
+            // `gs://` is optional here: a bare bucket name is the whole bucket.
+            let url = if entry.starts_with("gs://") { entry.to_string() } else { format!("gs://{entry}") };
+            let GsUrl { bucket, path: prefix } = GsUrl::parse(&url)
+                .map_err(|why| format!("{ALLOWED_DESTINATIONS}: {entry:?}: {why} (expected gs://bucket[/prefix])"))?;
             if prefix.contains('*') {
                 return Err(format!(
                     "{ALLOWED_DESTINATIONS}: {entry:?}: no wildcards; a prefix already covers every name under it"
                 ));
             }
-            list.push(bucket, prefix);
+            list.push(&bucket, &prefix);
         }
         Ok(list)
     }

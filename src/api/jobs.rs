@@ -7,7 +7,8 @@
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{Api, SharedApi};
-use crate::jobs::{Job, JobSpec, now_rfc3339, parse_s3_url};
+use crate::domain::names::{GsUrl, S3Url};
+use crate::jobs::{Job, JobSpec, now_rfc3339};
 use crate::ports::JobStore;
 use axum::Json;
 use axum::extract::State;
@@ -66,12 +67,12 @@ async fn create(api: &Api, spec: JobSpec) -> Result<Job, ApiError> {
     spec.validate().map_err(ApiError::from)?;
     api.allow(&spec.source_bucket)?;
     if let Some(m) = &spec.manifest {
-        let (bucket, _) = parse_s3_url(m).map_err(ApiError::invalid)?;
-        api.allow(&bucket)?;
+        let manifest = S3Url::object(m).map_err(ApiError::invalid)?;
+        api.allow(&manifest.bucket)?;
     }
     // Refused now rather than task by task later (the replicate function would refuse each).
-    if let Some(Ok((bucket, prefix))) = spec.destination.as_deref().map(crate::jobs::parse_gs_prefix) {
-        api.allow_destination(&bucket, &prefix)?;
+    if let Some(Ok(dest)) = spec.destination.as_deref().map(str::parse::<GsUrl>) {
+        api.allow_destination(&dest.bucket, &dest.path)?;
     }
     // An audit report in GCS is written by the replicate function, as its copies are: the same
     // allowlist. (An S3 report bucket is bounded by the function's IAM role alone.)

@@ -9,7 +9,7 @@
 use super::error::{ApiError, ErrorDetail};
 use super::extract::ApiJson;
 use super::{Api, SharedApi};
-use crate::config::validate_s3_bucket;
+use crate::domain::names::{GsUrl, validate_s3_bucket};
 use crate::error::{Error, ErrorKind};
 use crate::events::{Action, Task};
 use crate::model::{Destination, ObjectRef};
@@ -274,9 +274,9 @@ async fn batch(api: &Api, req: BatchRequest, started: Instant) -> Result<Respons
     let prefix = req
         .destination
         .as_deref()
-        .map(|d| crate::jobs::parse_gs_prefix(d).map_err(|why| ApiError::invalid(format!("destination: {why}"))))
+        .map(|d| d.parse::<GsUrl>().map_err(|why| ApiError::invalid(format!("destination: {why}"))))
         .transpose()?;
-    let dest_for = |key: &str| prefix.as_ref().map(|(bucket, p)| Destination::new(bucket, format!("{p}{key}")));
+    let dest_for = |key: &str| prefix.as_ref().map(|p| Destination::new(p.bucket.clone(), format!("{}{key}", p.path)));
     // A key whose destination name would be too long fails alone (the request itself is valid).
     let too_long = |dest: &Option<Destination>| match dest {
         Some(d) if d.name.len() > 1024 => Some(ApiError::invalid(format!(
@@ -288,8 +288,8 @@ async fn batch(api: &Api, req: BatchRequest, started: Instant) -> Result<Respons
     };
     api.allow(&req.bucket)?;
     // Every key lands under the one prefix: checking the prefix checks them all.
-    if let Some((bucket, p)) = &prefix {
-        api.allow_destination(bucket, p)?;
+    if let Some(p) = &prefix {
+        api.allow_destination(&p.bucket, &p.path)?;
     }
 
     if req.asynchronous {

@@ -1,7 +1,9 @@
-//! What only the API reads from the environment: the source-bucket allowlist and the size above
-//! which a copy is queued instead of done inside the HTTP request.
+//! The API's own settings: the source-bucket allowlist and the size above which a copy is
+//! queued instead of done inside the HTTP request. Parsed from variables that
+//! [`crate::config::Config::api_settings_from_env`] reads (this module never reads the
+//! environment itself).
 
-use crate::config::validate_s3_bucket;
+use crate::domain::names::validate_s3_bucket;
 use std::collections::HashMap;
 
 pub const ALLOWED_SOURCE_BUCKETS: &str = "XCR_ALLOWED_SOURCE_BUCKETS";
@@ -87,10 +89,6 @@ pub struct ApiSettings {
 }
 
 impl ApiSettings {
-    pub fn from_env() -> Result<Self, String> {
-        Self::from_vars(&std::env::vars().collect())
-    }
-
     pub fn from_vars(env: &HashMap<String, String>) -> Result<Self, String> {
         let allow = Allowlist::parse(env.get(ALLOWED_SOURCE_BUCKETS).map(String::as_str).unwrap_or(""))?;
         let sync_max_bytes = match env.get(SYNC_MAX_BYTES).map(|v| v.trim()).filter(|v| !v.is_empty()) {

@@ -10,14 +10,14 @@
 
 use lambda_http::{Error, RequestExt};
 use std::sync::Arc;
-use xcr::api::{Api, REQUEST_ID_HEADER, settings::ApiSettings};
+use xcr::api::{Api, REQUEST_ID_HEADER};
 use xcr::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     xcr::telemetry::init();
     let cfg = Config::from_env(Api::NEEDS).inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let settings = ApiSettings::from_env().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let settings = Config::api_settings_from_env().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     let sdk = xcr::aws::sdk_config().await;
     let router = xcr::api::router(Arc::new(Api::new(&sdk, &cfg, settings)?));
     let app = tower::ServiceBuilder::new().map_request(normalize).service(router);

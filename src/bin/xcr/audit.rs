@@ -40,8 +40,8 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
         .map(xcr::audit_report::ReportTarget::parse_object)
         .transpose()
         .map_err(|why| Failure::usage(format!("--report {why}")))?;
-    let Some((source_bucket, source_prefix)) =
-        source.strip_prefix("s3://").map(|r| r.split_once('/').unwrap_or((r, ""))).filter(|(b, _)| !b.is_empty())
+    let Ok(xcr::domain::names::S3Url { bucket: source_bucket, key: source_prefix }) =
+        xcr::domain::names::S3Url::parse(&source)
     else {
         return Err(Failure::usage("the source must look like s3://BUCKET or s3://BUCKET/PREFIX"));
     };
@@ -49,12 +49,8 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
     let cfg = Config::from_env(needs)?;
     let (dest_bucket, dest_prefix) = match dest {
         Some(d) => {
-            let Some(rest) = d.strip_prefix("gs://") else {
-                return Err(Failure::usage("--dest must look like gs://BUCKET or gs://BUCKET/PREFIX/"));
-            };
-            let (b, p) = rest.split_once('/').unwrap_or((rest, ""));
-            xcr::config::validate_gcs_bucket(b).map_err(|why| Failure::usage(format!("--dest bucket {b:?}: {why}")))?;
-            (b.to_string(), p.to_string())
+            let url = crate::object::dest_url(&d, "--dest must look like gs://BUCKET or gs://BUCKET/PREFIX/")?;
+            (url.bucket, url.path)
         }
         None if cfg.rules.as_deref().is_some_and(|r| !r.trim().is_empty()) => {
             return Err(Failure::usage("XCR_RULES is set: name the destination to audit with --dest"));

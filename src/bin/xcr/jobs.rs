@@ -222,8 +222,8 @@ async fn create(spec: JobSpec) -> Result<Job, Failure> {
     let cfg = Config::from_env(Needs::JOBS)?;
     // The replicate function refuses each task outside XCR_ALLOWED_DESTINATIONS; refused
     // here at once when this environment says where destinations may go.
-    if let (Some(Ok((bucket, prefix))), true) = (
-        spec.destination.as_deref().map(xcr::jobs::parse_gs_prefix),
+    if let (Some(Ok(xcr::domain::names::GsUrl { bucket, path: prefix })), true) = (
+        spec.destination.as_deref().map(str::parse),
         cfg.dest_bucket.is_some() || cfg.rules.is_some() || cfg.allowed_destinations.is_some(),
     ) {
         let allowed = xcr::wiring::router(&cfg)?;

@@ -3,6 +3,7 @@
 use crate::exit::{Exit, Failure};
 use std::time::Duration;
 use xcr::config::{Config, Needs};
+use xcr::domain::names::{GsUrl, S3Url, UrlError};
 use xcr::model::{Destination, ObjectRef};
 use xcr::{ErrorKind, wiring};
 
@@ -139,6 +140,19 @@ pub async fn status(args: StatusArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
+/// Parses a `--dest` flag as a [`GsUrl`], with the usage messages the CLI has always given;
+/// `shape` is the message for something that is not a `gs://` URL at all.
+pub fn dest_url(d: &str, shape: &'static str) -> Result<GsUrl, Failure> {
+    GsUrl::parse(d).map_err(|e| match e {
+        UrlError::Shape(_) => Failure::usage(shape),
+        UrlError::Bucket(why) => {
+            let b = d.trim_start_matches("gs://").split('/').next().unwrap_or_default();
+            Failure::usage(format!("--dest bucket {b:?}: {why}"))
+        }
+        other => Failure::usage(format!("--dest: {other}")),
+    })
+}
+
 /// Parses `s3://BUCKET/KEY` and `gs://BUCKET[/NAME]`.
 pub fn parse_targets(
     source: &str,
@@ -146,19 +160,17 @@ pub fn parse_targets(
     version_id: Option<String>,
 ) -> Result<(ObjectRef, Option<Destination>), Failure> {
     let shape = || Failure::usage("the source must look like s3://BUCKET/KEY, with a bucket and a key");
-    let rest = source.strip_prefix("s3://").ok_or_else(shape)?;
-    let (bucket, key) = rest.split_once('/').ok_or_else(shape)?;
-    if bucket.is_empty() || key.is_empty() {
+    let src = S3Url::parse(source).map_err(|_| shape())?;
+    let (bucket, key) = (src.bucket.as_str(), src.key.as_str());
+    if key.is_empty() {
         return Err(shape());
     }
     let obj = ObjectRef::new(bucket, key).with_version(version_id);
     let dest = match dest {
         None => None,
         Some(d) => {
-            let rest =
-                d.strip_prefix("gs://").ok_or_else(|| Failure::usage("--dest must look like gs://BUCKET[/NAME]"))?;
-            let (b, name) = rest.split_once('/').unwrap_or((rest, ""));
-            xcr::config::validate_gcs_bucket(b).map_err(|why| Failure::usage(format!("--dest bucket {b:?}: {why}")))?;
+            let url = dest_url(d, "--dest must look like gs://BUCKET[/NAME]")?;
+            let (b, name) = (url.bucket.as_str(), url.path.as_str());
             let name = if name.is_empty() {
                 key.to_string()
             } else if name.ends_with('/') {

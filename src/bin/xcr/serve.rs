@@ -19,7 +19,7 @@ pub struct ServeArgs {
 pub async fn serve(args: ServeArgs) -> Result<Exit, Failure> {
     let ServeArgs { port, bind } = args;
     let cfg = Config::from_env(xcr::api::Api::NEEDS)?;
-    let settings = xcr::api::settings::ApiSettings::from_env()
+    let settings = Config::api_settings_from_env()
         .map_err(|why| Failure::new(Exit::Usage, "config", format!("invalid configuration: {why}")))?;
     let sdk = xcr::aws::sdk_config().await;
     let api = xcr::api::Api::new(&sdk, &cfg, settings).map_err(|e| Failure::from(e).exit(Exit::Usage))?;
