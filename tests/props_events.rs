@@ -15,8 +15,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
-use xcr::error::ErrorKind;
-use xcr::events::{Incoming, Task, decode_body, decode_invocation, decode_key};
+use xcr::domain::error::ErrorKind;
+use xcr::domain::events::{Incoming, Task, decode_body, decode_invocation, decode_key};
 
 /// Error messages quote at most a short excerpt of foreign input (200 characters each).
 const MAX_MESSAGE: usize = 4096;

@@ -5,7 +5,7 @@ use crate::exit::{Exit, Failure};
 use crate::print;
 use std::io::Read;
 use std::time::{Duration, Instant};
-use xcr::aws::jobs::DynamoJobStore;
+use xcr::adapters::aws::job_store::DynamoJobStore;
 use xcr::config::{Config, Needs};
 use xcr::jobs::{Job, JobKind, JobSpec, JobStatus, Overwrite, now_rfc3339};
 use xcr::ports::JobStore;
@@ -197,7 +197,7 @@ pub async fn run(command: JobsCommand) -> Result<Exit, Failure> {
 
 async fn store() -> Result<DynamoJobStore, Failure> {
     let cfg = Config::from_env(Needs::JOBS)?;
-    let sdk = xcr::aws::sdk_config().await;
+    let sdk = xcr::adapters::aws::sdk_config().await;
     Ok(DynamoJobStore::new(&sdk, cfg.jobs_table.unwrap_or_default()))
 }
 
@@ -238,13 +238,17 @@ async fn create(spec: JobSpec) -> Result<Job, Failure> {
             ));
         }
     }
-    let sdk = xcr::aws::sdk_config().await;
+    let sdk = xcr::adapters::aws::sdk_config().await;
     let store = DynamoJobStore::new(&sdk, cfg.jobs_table.clone().unwrap_or_default());
     let job = Job::new(spec, &now_rfc3339());
     store.create(&job).await?;
     match &cfg.migrate_function {
         // In the cloud the migrate function drives the job; locally `xcr pump` does.
-        Some(f) => xcr::aws::lambda::Invoker::new(&sdk).invoke_async(f, &serde_json::json!({"job_id": job.id})).await?,
+        Some(f) => {
+            xcr::adapters::aws::lambda::Invoker::new(&sdk)
+                .invoke_async(f, &serde_json::json!({"job_id": job.id}))
+                .await?
+        }
         None => tracing::info!(
             target: xcr::telemetry::NOTE,
             job_id = %job.id,

@@ -3,8 +3,8 @@
 use crate::exit::{Exit, Failure};
 use std::time::Duration;
 use xcr::config::{Config, Needs};
+use xcr::domain::model::{Destination, ObjectRef};
 use xcr::domain::names::{GsUrl, S3Url, UrlError};
-use xcr::model::{Destination, ObjectRef};
 use xcr::{ErrorKind, wiring};
 
 #[derive(clap::Args)]
@@ -51,7 +51,7 @@ pub async fn replicate(args: ReplicateArgs) -> Result<Exit, Failure> {
     // A command has no deadline to bound its lease by: it holds the lease for `lease`, renewed
     // as the upload makes progress, so that a rerun after a crash waits at most that long.
     let replicator = wiring::replicator(&cfg).await?.with_lease_ttl(Some(lease));
-    let deadline = xcr::replicate::now_ms() + lease.as_millis() as i64;
+    let deadline = xcr::domain::replicate::now_ms() + lease.as_millis() as i64;
     let r = replicator.replicate(&obj, dest, deadline).await.map_err(|e| {
         let not_found = e.kind() == ErrorKind::NotFound;
         let f = Failure::from(e);
@@ -77,7 +77,7 @@ pub async fn replicate(args: ReplicateArgs) -> Result<Exit, Failure> {
     }
     Ok(match r.outcome {
         // Outside XCR_ALLOWED_DESTINATIONS: a configuration matter, like a bad --dest.
-        xcr::replicate::Outcome::Refused => Exit::Usage,
+        xcr::domain::replicate::Outcome::Refused => Exit::Usage,
         o if o.needs_retry() => Exit::Failed,
         _ => Exit::Ok,
     })
@@ -96,11 +96,11 @@ pub async fn status(args: StatusArgs) -> Result<Exit, Failure> {
     if destinations.is_empty() {
         return Err(Failure::usage(format!("no routing rule matches {obj}; name a destination with --dest")));
     }
-    let sdk = xcr::aws::with_timeouts(&xcr::aws::sdk_config().await, cfg.transfer.request_timeout);
+    let sdk = xcr::adapters::aws::with_timeouts(&xcr::adapters::aws::sdk_config().await, cfg.transfer.request_timeout);
     let table = cfg.ledger_table.as_deref().unwrap_or_default();
-    let ledger = xcr::ledger::AnyLedger::Dynamo(xcr::aws::dynamodb::DynamoLedger::new(&sdk, table));
-    let now = xcr::replicate::now_ms();
-    let Some(st) = xcr::status::object_status(&ledger, &obj.bucket, &obj.key, &destinations, now).await? else {
+    let ledger = xcr::wiring::ledger::AnyLedger::Dynamo(xcr::adapters::aws::ledger::DynamoLedger::new(&sdk, table));
+    let now = xcr::domain::replicate::now_ms();
+    let Some(st) = xcr::domain::status::object_status(&ledger, &obj.bucket, &obj.key, &destinations, now).await? else {
         return Err(Failure::new(Exit::NotFound, "not_found", format!("nothing is recorded for {obj}")));
     };
     if args.json {
