@@ -1,4 +1,4 @@
-//! Hostile input for event decoding (`src/events.rs`), as property tests: whatever arrives —
+//! Hostile input for event decoding (`src/domain/events.rs`), as property tests: whatever arrives —
 //! arbitrary JSON, arbitrary text, real fixtures from `examples/events/` with parts deleted,
 //! replaced or garbled, at any depth and inside JSON-in-a-string bodies — decoding never panics,
 //! and its contract holds:
