@@ -2,10 +2,13 @@
 //!
 //! [`Config::from_env`] runs once at cold start. It checks every variable and, if anything is
 //! wrong, fails with one message that lists every problem, so a deploy is fixed in one pass
-//! instead of one redeploy per typo. Nothing else in the crate calls `std::env::var`, except the
+//! instead of one redeploy per typo. The API's own variables are read here too
+//! ([`Config::api_settings_from_env`]). Nothing else in the crate calls `std::env::var`
+//! (except `telemetry` and `metrics`, see docs/architecture.md), and the
 //! AWS SDK's own loader, which reads the standard `AWS_*` variables (`AWS_ENDPOINT_URL`,
 //! `AWS_REGION`, `AWS_MAX_ATTEMPTS`, credentials) the way every AWS tool does.
 
+use crate::domain::names::validate_gcs_bucket;
 use crate::retry::RetryPolicy;
 use crate::transfer::TransferConfig;
 use std::collections::HashMap;
@@ -57,7 +60,7 @@ pub struct Config {
     /// Retry policy for GCS calls and S3 stream re-opens.
     pub retry: RetryPolicy,
     /// When a failed SQS record comes back (`XCR_RETRY_BASE_SECS`, `XCR_RETRY_MAX_SECS`).
-    pub retry_clock: crate::redelivery::RetryClock,
+    pub retry_clock: crate::domain::redelivery::RetryClock,
     /// Apply `ObjectRemoved` events to GCS (`XCR_REPLICATE_DELETES`, default false).
     pub replicate_deletes: bool,
     /// Records of one SQS batch processed at once (`XCR_BATCH_CONCURRENCY`, default 4).
@@ -66,7 +69,7 @@ pub struct Config {
     /// locally, where `xcr pump` drives jobs.
     pub migrate_function: Option<String>,
     /// `XCR_ALLOWED_DESTINATIONS` as given; unset: where the routes write
-    /// ([`crate::routing::DestAllowlist`]).
+    /// ([`crate::domain::routing::DestAllowlist`]).
     pub allowed_destinations: Option<String>,
 }
 
@@ -90,9 +93,9 @@ pub mod vars {
     pub const MIGRATE_FUNCTION: &str = "XCR_MIGRATE_FUNCTION";
     /// Read whole by the API's settings; here only to declare the source buckets to the
     /// routing collision check.
-    pub const ALLOWED_SOURCE_BUCKETS: &str = crate::api::settings::ALLOWED_SOURCE_BUCKETS;
-    /// Where explicit destinations may write ([`crate::routing::DestAllowlist`]).
-    pub const ALLOWED_DESTINATIONS: &str = crate::routing::ALLOWED_DESTINATIONS;
+    pub const ALLOWED_SOURCE_BUCKETS: &str = crate::entry::api::settings::ALLOWED_SOURCE_BUCKETS;
+    /// Where explicit destinations may write ([`crate::domain::routing::DestAllowlist`]).
+    pub const ALLOWED_DESTINATIONS: &str = crate::domain::routing::ALLOWED_DESTINATIONS;
     pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
     pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -118,6 +121,13 @@ impl Config {
     /// cannot do without, so that their absence is reported with every other problem.
     pub fn from_env(needs: Needs) -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars().collect(), needs)
+    }
+
+    /// The HTTP API's own settings (source-bucket allowlist, synchronous size limit), read
+    /// here so that this module stays the one reader of the environment; the API is handed
+    /// the result ([`crate::entry::api::Api::new`]).
+    pub fn api_settings_from_env() -> Result<crate::entry::api::settings::ApiSettings, String> {
+        crate::entry::api::settings::ApiSettings::from_vars(&std::env::vars().collect())
     }
 
     /// Reads a given set of variables: the same validation, testable without touching the
@@ -205,7 +215,7 @@ impl Config {
             }
         }
 
-        let mut retry_clock = crate::redelivery::RetryClock::default();
+        let mut retry_clock = crate::domain::redelivery::RetryClock::default();
         for (var, slot, range) in [
             (vars::RETRY_BASE_SECS, &mut retry_clock.base, 1..=900u64),
             (vars::RETRY_MAX_SECS, &mut retry_clock.max, 1..=43_200u64),
@@ -308,7 +318,7 @@ impl Config {
 }
 
 /// Checks the routing configuration once, at load: its rules, and that no two source buckets
-/// can reach the same destination object name (see [`crate::routing`]). Why here and not only
+/// can reach the same destination object name (see [`crate::domain::routing`]). Why here and not only
 /// when the router is built: a collision is a deployment mistake that no retry fixes, and it
 /// belongs in the one message that lists every problem, before any event is touched.
 ///
@@ -323,12 +333,12 @@ fn check_routes(
     problems: &mut Vec<String>,
 ) {
     if dest.is_none() && rules.is_none() {
-        if let Some(Err(why)) = allowed_dest.map(crate::routing::DestAllowlist::parse) {
+        if let Some(Err(why)) = allowed_dest.map(crate::domain::routing::DestAllowlist::parse) {
             problems.push(why);
         }
         return;
     }
-    let allow = match crate::api::settings::Allowlist::parse(allowed.as_deref().unwrap_or("")) {
+    let allow = match crate::entry::api::settings::Allowlist::parse(allowed.as_deref().unwrap_or("")) {
         Ok(list) => list,
         Err(why) => {
             problems.push(why);
@@ -337,7 +347,7 @@ fn check_routes(
     };
     // An invalid XCR_DEST_BUCKET is already listed; the rules are still checked without it.
     let dest = dest.filter(|b| validate_gcs_bucket(b).is_ok());
-    if let Err(e) = crate::routing::Router::new(dest, rules)
+    if let Err(e) = crate::domain::routing::Router::new(dest, rules)
         .and_then(|r| r.with_allowed_destinations(allowed_dest))
         .and_then(|r| r.check_collisions(allow.sources()))
     {
@@ -391,39 +401,6 @@ impl Needs {
     /// The replicate function and the local pump: routed, with a ledger.
     pub const FUNCTION: Self =
         Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false, no_gcs: false };
-}
-
-/// S3's rules for bucket names: 3 to 63 characters of lowercase letters, digits, dots and
-/// hyphens, starting and ending with a letter or digit.
-pub fn validate_s3_bucket(name: &str) -> Result<(), String> {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !(3..=63).contains(&name.len())
-        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-        || !edge(name.chars().next())
-        || !edge(name.chars().last())
-    {
-        return Err(format!(
-            "{:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)",
-            name.chars().take(80).collect::<String>()
-        ));
-    }
-    Ok(())
-}
-
-/// GCS bucket naming rules (the subset that catches typos; GCS has the final word).
-pub fn validate_gcs_bucket(name: &str) -> Result<(), String> {
-    let name = name.strip_prefix("gs://").unwrap_or(name);
-    if !(3..=222).contains(&name.len()) {
-        return Err("a bucket name has 3 to 222 characters".into());
-    }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')) {
-        return Err("use lowercase letters, digits, '-', '_' and '.' only".into());
-    }
-    let (first, last) = (name.as_bytes()[0], name.as_bytes()[name.len() - 1]);
-    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
-        return Err("a bucket name starts and ends with a letter or digit".into());
-    }
-    Ok(())
 }
 
 /// Parses `8388608`, `8MiB`, `256KiB`, `1GiB` (binary units; `K`/`M`/`G` mean the same).

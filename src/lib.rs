@@ -1,57 +1,46 @@
 //! xcr replicates S3 objects into Google Cloud Storage: streamed, verified, exactly once in effect.
 //!
 //! The code map, with the entry points and the invariants the whole code keeps, is
-//! `docs/architecture.md`. Every module, from the inside out:
+//! `docs/architecture.md`. The folders say the role, from the inside out:
 //!
-//! * Domain: [`model`] (plain data), [`error`] (one error type; its kind decides retry, HTTP
-//!   status and DLQ fate), [`events`] (payloads decoded into tasks, pure), [`routing`] (rules:
-//!   bucket and key to destinations), [`replicate`] (the use case every entry point shares),
-//!   [`budget`] (when a copy stops for a continuation), [`redelivery`] (when a failed SQS record
-//!   comes back), [`jobs`] (migration job rules, pure), [`migrate`] (the job driver and sweep),
-//!   [`status`] (per-object status from the ledger), [`audit`] (drift audit of S3 against GCS),
-//!   [`audit_job`] (an audit job's page task), [`audit_report`] (an audit report as an object).
-//! * Ports: [`ports`] (the traits the use cases talk through: source, sink, ledger, queue,
-//!   job store, ...).
+//! * [`domain`]: the data, the rules and the one use case, pure of SDK types and configuration:
+//!   [`domain::names`] (`S3Url`, `GsUrl`, bucket-name rules, parsed once), [`domain::model`]
+//!   (plain data), [`domain::error`] (one error type; its kind decides retry, HTTP status and
+//!   DLQ fate), [`domain::events`] (payloads decoded into tasks), [`domain::routing`] (rules:
+//!   bucket and key to destinations), [`domain::replicate`] (the use case every entry point
+//!   shares), [`domain::budget`] (when a copy stops for a continuation),
+//!   [`domain::redelivery`] (when a failed SQS record comes back), [`domain::status`]
+//!   (per-object status from the ledger), [`domain::audit`] (drift audit of S3 against GCS).
+//! * [`jobs`]: the job concept in one place: the spec, status machine and counters (pure),
+//!   [`jobs::migrate`] (the driver and the sweep), [`jobs::audit_page`] (an audit job's page
+//!   task), [`jobs::audit_report`] (an audit report as an object).
+//! * [`ports`]: the traits the use cases talk through (source, sink, ledger, queue, job store).
 //! * The streaming engine: [`transfer`] (chunking, pipelining, checksums, resumption) and
 //!   [`retry`] (the one retry policy for what the AWS SDK does not retry).
-//! * Adapters: [`aws`] (S3, the DynamoDB ledger and job store, SQS, Lambda; SDK error
-//!   classification) and [`gcs`] (the GCS upload protocols and Google auth).
-//! * Entry-point logic: [`handler`] (the replicate function's answers to its triggers),
-//!   [`pump`] (the local event source and DLQ redrive), [`api`] (the HTTP API Router),
-//!   [`copy`] (`xcr copy`: a bucket copied from one machine with the same engine and ledger).
-//! * Test support: [`memory`] (in-memory adapters of every port, held to the same conformance
-//!   suites as the real ones: the fast tier's reference models).
+//! * [`adapters`]: [`adapters::aws`] (S3, the DynamoDB ledger and job store, SQS, Lambda; SDK
+//!   error classification), [`adapters::gcs`] (the GCS upload protocols and Google auth), and
+//!   [`adapters::memory`] (every port in memory, held to the same conformance suites as the
+//!   real ones: reference models for the fast test tier).
+//! * [`entry`]: entry-point logic: [`entry::handler`] (the replicate function's answers to its
+//!   triggers), [`entry::pump`] (the local event source and DLQ redrive), [`entry::api`] (the
+//!   HTTP API Router), [`entry::copy`] (`xcr copy`: a bucket copied from one machine).
 //! * Wiring and cross-cutting: [`config`] (the environment, read and validated once),
-//!   [`wiring`] (adapters built from the config), [`ledger`] (ledger choice), [`telemetry`]
-//!   (JSON logs), [`metrics`] (CloudWatch EMF lines).
+//!   [`wiring`] (adapters built from the config; [`wiring::ledger`], the ledger choice),
+//!   [`telemetry`] (JSON logs), [`metrics`] (CloudWatch EMF lines).
+//!
+//! The crate root re-exports only [`Error`], [`ErrorKind`] and [`Result`]: every signature
+//! in the crate uses them.
 
-pub mod api;
-pub mod audit;
-pub mod audit_job;
-pub mod audit_report;
-pub mod aws;
-pub mod budget;
+pub mod adapters;
 pub mod config;
-pub mod copy;
-pub mod error;
-pub mod events;
-pub mod gcs;
-pub mod handler;
+pub mod domain;
+pub mod entry;
 pub mod jobs;
-pub mod ledger;
-pub mod memory;
 pub mod metrics;
-pub mod migrate;
-pub mod model;
 pub mod ports;
-pub mod pump;
-pub mod redelivery;
-pub mod replicate;
 pub mod retry;
-pub mod routing;
-pub mod status;
 pub mod telemetry;
 pub mod transfer;
 pub mod wiring;
 
-pub use error::{Error, ErrorKind, Result};
+pub use domain::error::{Error, ErrorKind, Result};

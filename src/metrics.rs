@@ -39,7 +39,7 @@
 //! elsewhere: `xcr pump` and `xcr serve` keep stdout for their human or `--json` output, and the
 //! lines sit beside the logs), `off`, or a file path (appended to, one line per write).
 
-use crate::error::ErrorKind;
+use crate::domain::error::ErrorKind;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -144,11 +144,11 @@ impl Metrics {
     /// event's time, else the command's enqueue time); `now_ms`: now.
     pub fn record(
         &mut self,
-        result: &crate::Result<crate::replicate::Replication>,
+        result: &crate::Result<crate::domain::replicate::Replication>,
         since_ms: Option<i64>,
         now_ms: i64,
     ) {
-        use crate::replicate::Outcome;
+        use crate::domain::replicate::Outcome;
         self.add("Tasks", 1);
         let rep = match result {
             Ok(rep) => rep,
@@ -286,9 +286,13 @@ impl Line {
 
 /// Writes one line set for `results` (a copy request of the api function: latency from the
 /// request's arrival, `since_ms`) to [`Sink::from_env`].
-pub fn emit_results(role: &str, results: &[crate::Result<crate::replicate::Replication>], since_ms: Option<i64>) {
+pub fn emit_results(
+    role: &str,
+    results: &[crate::Result<crate::domain::replicate::Replication>],
+    since_ms: Option<i64>,
+) {
     let mut m = Metrics::new(function_name(role), Metrics::REPLICATE);
-    let now = crate::replicate::now_ms();
+    let now = crate::domain::replicate::now_ms();
     results.iter().for_each(|r| m.record(r, since_ms, now));
     Sink::from_env().emit(&m);
 }
@@ -354,7 +358,7 @@ impl Sink {
     /// Writes `metrics`' lines, stamped now. A write that fails is logged, never an error: a
     /// metric must not fail a copy.
     pub fn emit(&self, metrics: &Metrics) {
-        let lines = metrics.lines(crate::replicate::now_ms());
+        let lines = metrics.lines(crate::domain::replicate::now_ms());
         let text = || lines.iter().map(|l| format!("{l}\n")).collect::<String>();
         let written = match self {
             Self::Off => Ok(()),

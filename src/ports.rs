@@ -1,8 +1,8 @@
 //! The traits the use cases talk through. Adapters (S3, GCS, and test doubles) implement them;
 //! domain code never sees an SDK type.
 
-use crate::error::Result;
-use crate::model::{ContentHeaders, Destination, ObjectRef, SourceMeta, StoredObject};
+use crate::domain::error::Result;
+use crate::domain::model::{ContentHeaders, Destination, ObjectRef, SourceMeta, StoredObject};
 use bytes::Bytes;
 use futures::Stream;
 use std::collections::BTreeMap;
@@ -157,7 +157,7 @@ pub trait ObjectLister: Send + Sync {
 pub struct DoneRecord {
     /// `copy` or `delete`.
     pub action: String,
-    /// Normalized S3 sequencer of the event that was applied ([`crate::events::sequencer_order`]).
+    /// Normalized S3 sequencer of the event that was applied ([`crate::domain::events::sequencer_order`]).
     pub sequencer: Option<String>,
     /// Source last-modified time, milliseconds since the epoch (for deletes: the event's time).
     pub last_modified_ms: Option<i64>,
@@ -346,11 +346,11 @@ pub trait TaskQueue: Send + Sync {
     /// Sends every body (in batches); fails unless all were accepted.
     fn send_all(&self, bodies: &[String]) -> impl Future<Output = Result<()>> + Send;
     /// Makes a received message visible again in `secs` seconds (its visibility timeout, from
-    /// now): a failed record's retry clock ([`crate::redelivery`]).
+    /// now): a failed record's retry clock ([`crate::domain::redelivery`]).
     fn retry_after(&self, receipt_handle: &str, secs: u32) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// The dead-letter queue as the job sweep reads it ([`crate::migrate::Driver::sweep`]): it
+/// The dead-letter queue as the job sweep reads it ([`crate::jobs::migrate::Driver::sweep`]): it
 /// looks, it never takes. Dead letters wait there for a person to redrive them once the cause is
 /// fixed; the sweep only needs to know which job tasks arrived, to count them failed.
 pub trait DeadLetters: Send + Sync {
@@ -441,7 +441,7 @@ pub trait JobStore: Send + Sync {
     fn fail(&self, id: &str, message: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Records a problem the driver hit, for `xcr jobs show`.
     fn set_error(&self, id: &str, message: &str) -> impl Future<Output = Result<()>> + Send;
-    /// Counts one finished audit page task ([`crate::audit_job`]) once per task id, as
+    /// Counts one finished audit page task ([`crate::jobs::audit_page`]) once per task id, as
     /// [`Self::record_task`] counts a copy: false if it was counted already. A store without
     /// audit jobs refuses.
     fn record_audit_page(
@@ -452,7 +452,10 @@ pub trait JobStore: Send + Sync {
     ) -> impl Future<Output = Result<bool>> + Send {
         let _ = (id, task_id, tally);
         async {
-            Err(crate::error::Error::new(crate::error::ErrorKind::Config, "this job store does not count audit jobs"))
+            Err(crate::domain::error::Error::new(
+                crate::domain::error::ErrorKind::Config,
+                "this job store does not count audit jobs",
+            ))
         }
     }
 }

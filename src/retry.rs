@@ -5,7 +5,7 @@
 //! recommended by AWS's "Exponential Backoff And Jitter": it spreads retries from many
 //! concurrent Lambdas instead of having them hammer a throttled endpoint in lockstep.
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::domain::error::{Error, ErrorKind, Result};
 use std::future::Future;
 use std::time::Duration;
 
@@ -84,7 +84,7 @@ fn attempts_context(e: Error, attempts: u32) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
+    use crate::domain::error::ErrorKind;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn fast() -> RetryPolicy {

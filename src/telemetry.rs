@@ -154,7 +154,7 @@ impl Fields {
     fn keep(&mut self, name: &'static str, value: String) {
         match name {
             "message" => self.message = value,
-            "error" => self.rest.push((name, crate::error::without_dumps(&value))),
+            "error" => self.rest.push((name, crate::domain::error::without_dumps(&value))),
             _ => self.rest.push((name, value)),
         }
     }

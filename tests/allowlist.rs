@@ -13,20 +13,20 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
-use xcr::api::Api;
-use xcr::api::settings::ApiSettings;
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::sqs::Queue;
-use xcr::handler::Handler;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::entry::api::Api;
+use xcr::entry::api::settings::ApiSettings;
+use xcr::entry::handler::Handler;
+use xcr::entry::pump::{PumpOptions, pump};
 use xcr::jobs::{Job, JobSpec, JobStatus, now_rfc3339};
 use xcr::ports::JobStore;
-use xcr::pump::{PumpOptions, pump};
 
 async fn api(stack: &Stack) -> axum::Router {
     let vars = stack.env.clone();
     let cfg = xcr::config::Config::from_vars(vars.clone(), Api::NEEDS).expect("config");
     let settings = ApiSettings::from_vars(&vars).expect("api settings");
-    xcr::api::router(Arc::new(Api::new(&stack.sdk().await, &cfg, settings).expect("api")))
+    xcr::entry::api::router(Arc::new(Api::new(&stack.sdk().await, &cfg, settings).expect("api")))
 }
 
 async fn post(app: &axum::Router, uri: &str, body: Value) -> (StatusCode, Value) {
@@ -116,7 +116,9 @@ async fn queued_commands_outside_the_allowlist_are_refused_and_not_retried() {
     let wide = replicator(&stack, &[]).await;
     for key in ["victim.txt", "ok/gone.txt"] {
         put(&s3, &src, key, b"replica".to_vec()).await;
-        let r = wide.replicate(&xcr::model::ObjectRef::new(&src, key), None, xcr::replicate::now_ms() + 60_000).await;
+        let r = wide
+            .replicate(&xcr::domain::model::ObjectRef::new(&src, key), None, xcr::domain::replicate::now_ms() + 60_000)
+            .await;
         assert_eq!(r.expect("seeded").outcome.as_str(), "replicated");
         s3.delete_object().bucket(&src).key(key).send().await.expect("delete source");
     }
@@ -161,7 +163,7 @@ async fn queued_commands_outside_the_allowlist_are_refused_and_not_retried() {
 }
 
 fn now_ms_plus(secs: i64) -> i64 {
-    xcr::replicate::now_ms() + secs * 1000
+    xcr::domain::replicate::now_ms() + secs * 1000
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,7 +188,8 @@ async fn a_job_whose_destination_is_not_allowed_ends_failed() {
     jobs.create(&job).await.expect("create job");
 
     let h = narrow_handler(&stack).await;
-    let driver = xcr::migrate::Driver::new(xcr::aws::s3::S3Source::new(&sdk), queue.clone(), jobs.clone());
+    let driver =
+        xcr::jobs::migrate::Driver::new(xcr::adapters::aws::s3::S3Source::new(&sdk), queue.clone(), jobs.clone());
     let opts = PumpOptions { wait_secs: 1, until_idle: Some(Duration::from_secs(3)), ..Default::default() };
     let stats = pump(&h, &queue, "us-east-1", Some(&driver), &opts).await.expect("pump");
     assert_eq!(stats.failed, 0, "refused tasks are not retried: {stats:?}");

@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
-use xcr::api::Api;
-use xcr::api::settings::ApiSettings;
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::sqs::Queue;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::domain::replicate::now_ms;
+use xcr::entry::api::Api;
+use xcr::entry::api::settings::ApiSettings;
+use xcr::entry::pump::{PumpOptions, pump};
 use xcr::ports::{Claim, ClaimRequest, JobStore, Ledger};
-use xcr::pump::{PumpOptions, pump};
-use xcr::replicate::now_ms;
 
 /// An API over `stack`, with `extra` variables on top of its local.env.
 async fn api(stack: &Stack, extra: &[(&str, &str)]) -> axum::Router {
@@ -26,7 +26,7 @@ async fn api(stack: &Stack, extra: &[(&str, &str)]) -> axum::Router {
     }
     let cfg = xcr::config::Config::from_vars(vars.clone(), Api::NEEDS).expect("config");
     let settings = ApiSettings::from_vars(&vars).expect("api settings");
-    xcr::api::router(Arc::new(Api::new(&stack.sdk().await, &cfg, settings).expect("api")))
+    xcr::entry::api::router(Arc::new(Api::new(&stack.sdk().await, &cfg, settings).expect("api")))
 }
 
 struct Answer {
@@ -295,7 +295,7 @@ async fn large_objects_are_queued_with_202() {
     let got = queue.receive(10, 1, None).await.expect("receive");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, id);
-    let task = xcr::events::decode_body(&got[0].body).expect("a replicate command");
+    let task = xcr::domain::events::decode_body(&got[0].body).expect("a replicate command");
     assert_eq!(task[0].object.key, "api/large.bin");
 }
 
@@ -409,9 +409,11 @@ async fn jobs_endpoints_create_list_show_cancel_and_run() {
 
     // The job runs (locally `xcr pump` drives it, as the migrate function does in the cloud).
     let jobs = DynamoJobStore::new(&sdk, stack.var("XCR_JOBS_TABLE"));
-    let handler = xcr::handler::Handler::new(replicator(&stack, &[]).await, 8, Some(queue.clone()), Some(jobs.clone()))
-        .with_retry_clock(fast_clock());
-    let driver = xcr::migrate::Driver::new(xcr::aws::s3::S3Source::new(&sdk), queue.clone(), jobs.clone());
+    let handler =
+        xcr::entry::handler::Handler::new(replicator(&stack, &[]).await, 8, Some(queue.clone()), Some(jobs.clone()))
+            .with_retry_clock(fast_clock());
+    let driver =
+        xcr::jobs::migrate::Driver::new(xcr::adapters::aws::s3::S3Source::new(&sdk), queue.clone(), jobs.clone());
     let opts = PumpOptions {
         wait_secs: 1,
         visibility_secs: Some(5),

@@ -44,7 +44,7 @@ async fn gcs_put(stack: &Stack, name: &str, data: Vec<u8>, content_type: &str) {
         bucket: stack.dest_bucket().to_string(),
         name: name.to_string(),
         size: data.len() as u64,
-        headers: xcr::model::ContentHeaders { content_type: Some(content_type.into()), ..Default::default() },
+        headers: xcr::domain::model::ContentHeaders { content_type: Some(content_type.into()), ..Default::default() },
         metadata: BTreeMap::new(),
         ..Default::default()
     };
@@ -175,7 +175,7 @@ async fn audit_reports_each_kind_of_drift_and_repair_closes_it() {
     // repair's commands are on the queue and only they can close the drift.
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk().await);
     sqs.purge_queue().queue_url(stack.var("XCR_QUEUE_URL")).send().await.expect("purge the queue");
-    let queue = xcr::aws::sqs::Queue::new(&stack.sdk().await, stack.var("XCR_QUEUE_URL"));
+    let queue = xcr::adapters::aws::sqs::Queue::new(&stack.sdk().await, stack.var("XCR_QUEUE_URL"));
     assert_eq!(queue.depth().await.expect("depth"), (0, 0));
 
     // Repair: exactly the three copies and the delete.
@@ -225,10 +225,10 @@ async fn audit_reports_each_kind_of_drift_and_repair_closes_it() {
 
 /// An API over the stack (the api function's Router, in process).
 async fn api(stack: &Stack) -> axum::Router {
-    let cfg = xcr::config::Config::from_vars(stack.env.clone(), xcr::api::Api::NEEDS).expect("config");
-    let settings = xcr::api::settings::ApiSettings::from_vars(&stack.env).expect("api settings");
-    let api = xcr::api::Api::new(&stack.sdk().await, &cfg, settings).expect("api");
-    xcr::api::router(std::sync::Arc::new(api))
+    let cfg = xcr::config::Config::from_vars(stack.env.clone(), xcr::entry::api::Api::NEEDS).expect("config");
+    let settings = xcr::entry::api::settings::ApiSettings::from_vars(&stack.env).expect("api settings");
+    let api = xcr::entry::api::Api::new(&stack.sdk().await, &cfg, settings).expect("api");
+    xcr::entry::api::router(std::sync::Arc::new(api))
 }
 
 /// POSTs a job spec: the status and the JSON answer.
@@ -270,11 +270,11 @@ async fn run_audit_job(stack: &Stack, app: &axum::Router, spec: serde_json::Valu
     assert_eq!(status, 201, "{job}");
     let id = job["id"].as_str().expect("job id").to_string();
     let sdk = stack.sdk().await;
-    let queue = xcr::aws::sqs::Queue::new(&sdk, stack.var("XCR_QUEUE_URL"));
-    let jobs = xcr::aws::jobs::DynamoJobStore::new(&sdk, stack.var("XCR_JOBS_TABLE"));
-    let mut driver = xcr::migrate::Driver::new(xcr::aws::s3::S3Source::new(&sdk), queue, jobs);
+    let queue = xcr::adapters::aws::sqs::Queue::new(&sdk, stack.var("XCR_QUEUE_URL"));
+    let jobs = xcr::adapters::aws::job_store::DynamoJobStore::new(&sdk, stack.var("XCR_JOBS_TABLE"));
+    let mut driver = xcr::jobs::migrate::Driver::new(xcr::adapters::aws::s3::S3Source::new(&sdk), queue, jobs);
     driver.page_size = 2;
-    while driver.step(&id).await.expect("driver step") == xcr::migrate::Step::Progress {}
+    while driver.step(&id).await.expect("driver step") == xcr::jobs::migrate::Step::Progress {}
     let deletes = [("XCR_REPLICATE_DELETES", "true")];
     let (code, _, err) = xcr(stack, &deletes, &["pump", "--until-idle", "2", "--json"]);
     assert_eq!(code, 0, "{err}");

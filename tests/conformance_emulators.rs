@@ -18,10 +18,10 @@ mod conformance;
 use common::*;
 use conformance::{job_store, ledger, queue, sink, source};
 use std::time::Duration;
-use xcr::aws::dynamodb::DynamoLedger;
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::s3::S3Source;
-use xcr::aws::sqs::{Message, Queue};
+use xcr::adapters::aws::ledger::DynamoLedger;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::aws::sqs::{Message, Queue};
 use xcr::ports::LedgerItem;
 
 impl source::SourceFixture for aws_sdk_s3::Client {

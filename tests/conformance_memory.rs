@@ -1,5 +1,5 @@
 //! The conformance suites (tests/common/conformance/) against the in-memory adapters
-//! (`xcr::memory`): no emulator, no `.venv`, well under a second. Part of `make check`.
+//! (`xcr::adapters::memory`): no emulator, no `.venv`, well under a second. Part of `make check`.
 //! `tests/conformance_emulators.rs` runs the same suites against the real adapters.
 
 mod common;
@@ -8,7 +8,7 @@ mod conformance;
 
 use conformance::{job_store, ledger, queue, sink, source};
 use std::time::Duration;
-use xcr::memory::{MemoryJobStore, MemoryLedger, MemoryQueue, MemorySink, MemorySource, Put};
+use xcr::adapters::memory::{MemoryJobStore, MemoryLedger, MemoryQueue, MemorySink, MemorySource, Put};
 use xcr::ports::LedgerItem;
 
 impl source::SourceFixture for MemorySource {
@@ -22,7 +22,7 @@ impl source::SourceFixture for MemorySource {
     ) -> (Option<String>, String) {
         let put = Put {
             data: data.into(),
-            headers: xcr::model::ContentHeaders { content_type: Some(content_type.into()), ..Default::default() },
+            headers: xcr::domain::model::ContentHeaders { content_type: Some(content_type.into()), ..Default::default() },
             user_metadata: metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..Put::default()
         };

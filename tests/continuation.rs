@@ -3,7 +3,7 @@
 //! ledger and handing the record on at once, never spending a receive.
 //!
 //! Through the real pieces: the S3 notification the upload produces lands in the stack's SQS
-//! queue, `xcr::pump::pump` plays the event source mapping with a batch timeout of a few
+//! queue, `xcr::entry::pump::pump` plays the event source mapping with a batch timeout of a few
 //! seconds (the invocation's deadline), and the real `Handler` runs the real `Replicator`
 //! against moto and the GCS emulator. Only the GCS client is wrapped, to count the bytes sent.
 //!
@@ -18,17 +18,17 @@ mod common;
 use common::*;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::s3::S3Source;
-use xcr::aws::sqs::Queue;
-use xcr::budget::Reserve;
-use xcr::gcs::GcsClient;
-use xcr::handler::Handler;
-use xcr::model::StoredObject;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::adapters::gcs::GcsClient;
+use xcr::domain::budget::Reserve;
+use xcr::domain::model::StoredObject;
+use xcr::domain::replicate::{ReplicateSettings, Replicator};
+use xcr::domain::routing::Router;
+use xcr::entry::handler::Handler;
+use xcr::entry::pump::{PumpOptions, pump};
 use xcr::ports::{ObjectSink, UploadProgress, UploadSpec};
-use xcr::pump::{PumpOptions, pump};
-use xcr::replicate::{ReplicateSettings, Replicator};
-use xcr::routing::Router;
 use xcr::transfer::{Transfer, TransferConfig};
 
 const MIB: u64 = 1 << 20;

@@ -14,13 +14,13 @@ mod common;
 use aws_sdk_s3::types::MetadataDirective;
 use common::*;
 use std::collections::BTreeSet;
-use xcr::aws::dynamodb::DynamoLedger;
-use xcr::aws::s3::S3Source;
-use xcr::events::{Action, Task};
-use xcr::gcs::GcsClient;
-use xcr::model::ObjectRef;
-use xcr::replicate::{Outcome, ReplicateSettings, Replicator, now_ms};
-use xcr::routing::Router;
+use xcr::adapters::aws::ledger::DynamoLedger;
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::gcs::GcsClient;
+use xcr::domain::events::{Action, Task};
+use xcr::domain::model::ObjectRef;
+use xcr::domain::replicate::{Outcome, ReplicateSettings, Replicator, now_ms};
+use xcr::domain::routing::Router;
 use xcr::transfer::{Transfer, TransferConfig};
 
 type Repl = Replicator<S3Source, GcsClient, DynamoLedger>;
@@ -255,7 +255,7 @@ async fn the_ordering_mark_survives_unsequenced_copies_and_rises_with_duplicates
     assert_eq!(outcome(&r, &event(Action::Copy, &b, k, None, Some(3), "ObjectCreated:Put")).await, Outcome::Replicated);
     // A CLI/API/job copy: no sequencer. It must not erase the mark.
     assert_eq!(outcome(&r, &command(Action::Copy, &b, k, None)).await, Outcome::AlreadyReplicated);
-    assert_eq!(mark(k).await.as_deref(), Some(xcr::events::sequencer_order(&format!("{:016X}", 3)).as_str()));
+    assert_eq!(mark(k).await.as_deref(), Some(xcr::domain::events::sequencer_order(&format!("{:016X}", 3)).as_str()));
     // The delayed DELETE (e.g. redriven from the DLQ) is stale: B stays.
     assert_eq!(outcome(&r, &event(Action::Delete, &b, k, None, Some(2), "ObjectRemoved:Delete")).await, Outcome::Stale);
     assert_converged(&s3, &stack, &b, k, "1, 3, 2 with a CLI copy").await;
@@ -269,7 +269,7 @@ async fn the_ordering_mark_survives_unsequenced_copies_and_rises_with_duplicates
         outcome(&r, &event(Action::Copy, &b, k2, None, Some(5), "ObjectCreated:Put")).await,
         Outcome::AlreadyReplicated
     );
-    assert_eq!(mark(k2).await.as_deref(), Some(xcr::events::sequencer_order(&format!("{:016X}", 5)).as_str()));
+    assert_eq!(mark(k2).await.as_deref(), Some(xcr::domain::events::sequencer_order(&format!("{:016X}", 5)).as_str()));
     assert_eq!(
         outcome(&r, &event(Action::Delete, &b, k2, None, Some(4), "ObjectRemoved:Delete")).await,
         Outcome::Stale

@@ -236,7 +236,7 @@ async fn with_the_ledger_failures_fail_the_run_and_a_rerun_copies_only_them() {
     assert!(bytes == objects[&bad].0);
     // The ledger recorded every copy.
     let sdk = stack.sdk().await;
-    let ledger = xcr::ledger::AnyLedger::Dynamo(ledger(&sdk, &stack));
+    let ledger = xcr::wiring::ledger::AnyLedger::Dynamo(ledger(&sdk, &stack));
     for key in objects.keys() {
         let item = ledger.get(&format!("gs://{dst}/{key}")).await.expect("ledger read");
         let done = item.and_then(|i| i.done).unwrap_or_else(|| panic!("no ledger record for {key}"));

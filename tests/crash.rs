@@ -206,7 +206,7 @@ async fn a_session_gcs_no_longer_knows_is_started_over() {
     // A crashed attempt on this very version left a session; its lease has run out.
     let ledger = ledger(&stack.sdk().await, &stack);
     let item_key = format!("gs://{}/{key}", stack.dest_bucket());
-    let past = xcr::replicate::now_ms() - 1;
+    let past = xcr::domain::replicate::now_ms() - 1;
     let claim = ClaimRequest {
         key: item_key.clone(),
         owner: "crashed".into(),

@@ -14,13 +14,13 @@ use fault_proxy::{Fault, FaultProxy, Plan, Service};
 use serde_json::{Value, json};
 use std::time::Duration;
 use xcr::ErrorKind;
-use xcr::aws::dynamodb::DynamoLedger;
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::sqs::Queue;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::ledger::DynamoLedger;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::domain::model::ObjectRef;
+use xcr::domain::replicate::{Outcome, Replication, now_ms};
 use xcr::jobs::{Job, JobSpec, JobStatus, now_rfc3339};
-use xcr::model::ObjectRef;
 use xcr::ports::JobStore;
-use xcr::replicate::{Outcome, Replication, now_ms};
 
 const TIMEOUT_SECS: u64 = 2;
 const CHUNK: usize = 256 * 1024;
@@ -261,7 +261,7 @@ async fn handler_via(stack: &Stack, ddbp: &FaultProxy) -> (xcr::wiring::S3ToGcsH
     let ddb = fault_proxy::sdk_via(&ddbp.url(), stack.var("AWS_REGION")).await;
     let r = xcr::wiring::replicator_split(&stack.sdk().await, &ddb, &cfg).expect("replicator");
     let jobs = DynamoJobStore::new(&ddb, stack.var("XCR_JOBS_TABLE"));
-    (xcr::handler::Handler::new(r, 1, None::<Queue>, Some(jobs.clone())), jobs)
+    (xcr::entry::handler::Handler::new(r, 1, None::<Queue>, Some(jobs.clone())), jobs)
 }
 
 /// DynamoDB's own refusals, at the call where each one hurts: a missing table is a

@@ -37,10 +37,10 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use xcr::aws::dynamodb::DynamoLedger;
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::sqs::Queue;
-use xcr::replicate::now_ms;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::ledger::DynamoLedger;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::domain::replicate::now_ms;
 
 /// Share of requests faulted on each path, in percent.
 const FAULT_PERCENT: u64 = 25;
@@ -333,7 +333,8 @@ async fn every_object_arrives_once_through_injected_faults() {
     )
     .await;
     // No requeue queue: a busy record is reported as a batch item failure and redelivered.
-    let handler = xcr::handler::Handler::new(replicator, cfg.batch_concurrency, None::<Queue>, None::<DynamoJobStore>);
+    let handler =
+        xcr::entry::handler::Handler::new(replicator, cfg.batch_concurrency, None::<Queue>, None::<DynamoJobStore>);
 
     // Phase 1: deliver every event as SQS batches of ten, four batches at a time (four Lambda
     // instances); redeliver whatever a batch reports as failed, as SQS would, until nothing fails.

@@ -17,15 +17,15 @@ use common::*;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use xcr::aws::dynamodb::DynamoLedger;
-use xcr::aws::s3::S3Source;
-use xcr::events::{Action, Task};
-use xcr::gcs::GcsClient;
-use xcr::gcs::auth::Auth;
-use xcr::model::{ObjectRef, StoredObject};
+use xcr::adapters::aws::ledger::DynamoLedger;
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::gcs::GcsClient;
+use xcr::adapters::gcs::auth::Auth;
+use xcr::domain::events::{Action, Task};
+use xcr::domain::model::{ObjectRef, StoredObject};
+use xcr::domain::replicate::{Outcome, ReplicateSettings, Replicator, ledger_key, now_ms};
+use xcr::domain::routing::Router;
 use xcr::ports::{ClaimRequest, Ledger, ObjectSink, UploadSpec};
-use xcr::replicate::{Outcome, ReplicateSettings, Replicator, ledger_key, now_ms};
-use xcr::routing::Router;
 use xcr::transfer::{Transfer, TransferConfig};
 
 const DEST: &str = "fenced-dest";
@@ -190,7 +190,7 @@ async fn a_holder_that_lost_its_lease_never_overwrites() {
     let (b, k) = (stack.source_bucket().to_string(), "fence/stolen.txt");
     let foreign = gcs.client();
     let thief: DynamoLedger = ledger(&sdk, &stack);
-    let key = ledger_key(&xcr::model::Destination::new(DEST, k));
+    let key = ledger_key(&xcr::domain::model::Destination::new(DEST, k));
     let sink = Around::new(
         gcs.client(),
         Interloper {

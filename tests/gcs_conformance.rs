@@ -35,11 +35,11 @@ use fault_proxy::{Fault, FaultProxy, Plan, Seen, Service};
 use serde_json::Value;
 use std::time::Duration;
 use xcr::ErrorKind;
-use xcr::aws::s3::S3Source;
-use xcr::budget::Budget;
-use xcr::gcs::GcsClient;
-use xcr::gcs::auth::Auth;
-use xcr::model::{Destination, ObjectRef};
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::gcs::GcsClient;
+use xcr::adapters::gcs::auth::Auth;
+use xcr::domain::budget::Budget;
+use xcr::domain::model::{Destination, ObjectRef};
 use xcr::ports::{NoJournal, ObjectSink, UploadSpec};
 use xcr::transfer::{Copy, Transfer, TransferConfig, TransferReport};
 
@@ -540,7 +540,7 @@ impl SinkHooks for WriterAfter {
         inner: &GcsClient,
         spec: &UploadSpec,
         data: bytes::Bytes,
-    ) -> xcr::Result<xcr::model::StoredObject> {
+    ) -> xcr::Result<xcr::domain::model::StoredObject> {
         let out = inner.upload_single(spec, data).await;
         let other = b"another writer".to_vec();
         let foreign = UploadSpec {

@@ -10,8 +10,8 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use xcr::model::ObjectRef;
-use xcr::replicate::{Outcome, now_ms};
+use xcr::domain::model::ObjectRef;
+use xcr::domain::replicate::{Outcome, now_ms};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -7,13 +7,13 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::s3::S3Source;
-use xcr::aws::sqs::Queue;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::entry::pump::{PumpOptions, pump};
+use xcr::jobs::migrate::{Driver, Step};
 use xcr::jobs::{Job, JobSpec, JobStatus, now_rfc3339};
-use xcr::migrate::{Driver, Step};
 use xcr::ports::JobStore;
-use xcr::pump::{PumpOptions, pump};
 
 async fn create(jobs: &DynamoJobStore, spec: JobSpec) -> Job {
     spec.validate().expect("valid spec");
@@ -56,8 +56,9 @@ async fn a_manifest_in_small_pages_ends_with_every_line_counted() {
     let job = create(&jobs, spec).await;
     let mut driver = Driver::new(S3Source::new(&sdk), queue.clone(), jobs.clone());
     driver.page_size = 7;
-    let handler = xcr::handler::Handler::new(replicator(&stack, &[]).await, 8, Some(queue.clone()), Some(jobs.clone()))
-        .with_retry_clock(fast_clock());
+    let handler =
+        xcr::entry::handler::Handler::new(replicator(&stack, &[]).await, 8, Some(queue.clone()), Some(jobs.clone()))
+            .with_retry_clock(fast_clock());
     let opts = PumpOptions {
         wait_secs: 1,
         visibility_secs: Some(5),
@@ -129,7 +130,7 @@ async fn a_million_line_manifest_runs_in_bounded_memory() {
         peak_rss()
     };
     let started = std::time::Instant::now();
-    let step = driver.run(&job.id, xcr::replicate::now_ms() + 600_000, 1_000).await.expect("run");
+    let step = driver.run(&job.id, xcr::domain::replicate::now_ms() + 600_000, 1_000).await.expect("run");
     let peak = peak_rss();
     let done = jobs.get(&job.id).await.expect("read").expect("job");
     println!(

@@ -8,14 +8,14 @@ use common::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::s3::S3Source;
-use xcr::aws::sqs::Queue;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::domain::replicate::now_ms;
+use xcr::entry::pump::{PumpOptions, pump};
+use xcr::jobs::migrate::{Driver, Step};
 use xcr::jobs::{Job, JobSpec, JobStatus, Overwrite, StagedPage, TaskTally, now_rfc3339};
-use xcr::migrate::{Driver, Step};
 use xcr::ports::JobStore;
-use xcr::pump::{PumpOptions, pump};
-use xcr::replicate::now_ms;
 
 struct Env {
     stack: Stack,
@@ -75,7 +75,7 @@ impl Env {
 
     /// Runs `xcr pump`'s loop (driver and replicate handler) until everything is idle.
     async fn pump(&self) {
-        let handler = xcr::handler::Handler::new(
+        let handler = xcr::entry::handler::Handler::new(
             replicator(&self.stack, &[]).await,
             8,
             Some(self.queue.clone()),
@@ -431,8 +431,9 @@ async fn a_copy_whose_count_was_lost_still_counts_as_replicated() {
     let total_bytes: u64 = objects.values().map(|v| v.len() as u64).sum();
     let job = e.create(JobSpec { prefix: "lost/".into(), ..spec(e.stack.source_bucket()) }).await;
     let flaky = CrashingJobs { lost_counts: AtomicU32::new(3), ..CrashingJobs::new(e.jobs.clone()) };
-    let handler = xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(flaky))
-        .with_retry_clock(fast_clock());
+    let handler =
+        xcr::entry::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(flaky))
+            .with_retry_clock(fast_clock());
     pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &until_idle(2)).await.expect("pump");
     let done = e.job(&job.id).await;
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
@@ -561,7 +562,7 @@ async fn a_task_that_ends_in_the_dlq_fails_its_job_instead_of_stalling_it() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let gcs = format!("http://127.0.0.1:{dead}");
     let broken = replicator(&e.stack, &[("STORAGE_EMULATOR_HOST", gcs.as_str()), ("XCR_MAX_ATTEMPTS", "1")]).await;
-    let handler = xcr::handler::Handler::new(broken, 8, Some(e.queue.clone()), Some(e.jobs.clone()))
+    let handler = xcr::entry::handler::Handler::new(broken, 8, Some(e.queue.clone()), Some(e.jobs.clone()))
         .with_max_receives(Some(max))
         .with_retry_clock(fast_clock());
     pump(&handler, &e.queue, "us-east-1", Some(&e.driver()), &until_idle(1)).await.expect("pump");
@@ -575,7 +576,7 @@ async fn a_task_that_ends_in_the_dlq_fails_its_job_instead_of_stalling_it() {
     assert_eq!(dlq.depth().await.expect("dlq depth").0, 3, "the tasks wait in the DLQ");
 
     // Redriven once GCS is back: the objects are copied, and the job is not counted twice.
-    assert_eq!(xcr::pump::redrive(&dlq, &e.queue, 100).await.expect("redrive"), 3);
+    assert_eq!(xcr::entry::pump::redrive(&dlq, &e.queue, 100).await.expect("redrive"), 3);
     e.pump().await;
     assert_eq!(e.gcs_listing().await.len(), objects.len());
     let after = e.job(&job.id).await;
@@ -593,8 +594,9 @@ async fn a_job_ends_when_the_last_count_landed_but_its_answer_was_lost() {
     let total_bytes: u64 = objects.values().map(|v| v.len() as u64).sum();
     let job = e.create(JobSpec { prefix: "answer/".into(), ..spec(e.stack.source_bucket()) }).await;
     let lossy = CrashingJobs { lost_answers: AtomicU32::new(4), ..CrashingJobs::new(e.jobs.clone()) };
-    let handler = xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(lossy))
-        .with_retry_clock(fast_clock());
+    let handler =
+        xcr::entry::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(lossy))
+            .with_retry_clock(fast_clock());
     let (driver, opts) = (e.driver(), until_idle(2));
     let pumped = pump(&handler, &e.queue, "us-east-1", Some(&driver), &opts);
     tokio::time::timeout(Duration::from_secs(40), pumped).await.expect("the pump goes idle").expect("pump");
@@ -695,7 +697,7 @@ async fn the_sweep_ends_complete_jobs_left_running() {
         (failed.listed, failed.replicated, failed.skipped, failed.failed, failed.bytes, failed.pending),
         (2, 1, 0, 1, 7, 0)
     );
-    assert_eq!(e.driver().sweep().await.expect("sweep again"), xcr::migrate::Swept::default());
+    assert_eq!(e.driver().sweep().await.expect("sweep again"), xcr::jobs::migrate::Swept::default());
 }
 
 /// A task killed on its last delivery (timeout, out of memory) never counts itself failed:
@@ -715,8 +717,12 @@ async fn a_task_killed_on_its_last_delivery_is_counted_failed_from_the_dlq() {
     assert_eq!(dlq.send(&[dead.body.as_str()]).await.expect("to the DLQ").len(), 1);
     assert_eq!(e.queue.delete(&[dead]).await.expect("delete"), 1);
 
-    let handler =
-        xcr::handler::Handler::new(replicator(&e.stack, &[]).await, 8, Some(e.queue.clone()), Some(e.jobs.clone()));
+    let handler = xcr::entry::handler::Handler::new(
+        replicator(&e.stack, &[]).await,
+        8,
+        Some(e.queue.clone()),
+        Some(e.jobs.clone()),
+    );
     let driver = e.driver();
     let no_sweep = PumpOptions { sweep_every: None, ..until_idle(2) };
     // Boxed: two pumps' futures inline overflow the test thread's stack.
@@ -733,7 +739,7 @@ async fn a_task_killed_on_its_last_delivery_is_counted_failed_from_the_dlq() {
     assert_eq!(dlq.depth().await.expect("dlq depth"), (1, 0), "the dead task waits in the DLQ, visible");
     assert_eq!(driver.sweep().await.expect("sweep again").dead_letters_counted, 0, "counted once");
 
-    assert_eq!(xcr::pump::redrive(&dlq, &e.queue, 10).await.expect("redrive"), 1);
+    assert_eq!(xcr::entry::pump::redrive(&dlq, &e.queue, 10).await.expect("redrive"), 1);
     e.pump().await;
     assert_eq!(e.gcs_listing().await.len(), objects.len(), "the redriven task copied its object");
     let after = e.job(&job.id).await;

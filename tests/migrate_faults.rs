@@ -22,13 +22,13 @@ use common::*;
 use fault_proxy::{FaultProxy, Plan, Service};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::s3::S3Source;
-use xcr::aws::sqs::Queue;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::entry::pump::{PumpOptions, pump};
+use xcr::jobs::migrate::Driver;
 use xcr::jobs::{Job, JobSpec, JobStatus, now_rfc3339};
-use xcr::migrate::Driver;
 use xcr::ports::JobStore;
-use xcr::pump::{PumpOptions, pump};
 
 /// Share of requests faulted on each path, in percent.
 const FAULT_PERCENT: u64 = 20;
@@ -80,11 +80,11 @@ async fn a_job_of_2000_objects_through_20_percent_faults_ends_succeeded_with_exa
     }
     let cfg = xcr::config::Config::from_vars(vars, xcr::config::Needs::FUNCTION).expect("config");
     let replicator = xcr::wiring::replicator_split(&s3_sdk, &ddb_sdk, &cfg).expect("replicator");
-    let timed = |sdk: &aws_config::SdkConfig| xcr::aws::with_timeouts(sdk, cfg.transfer.request_timeout);
+    let timed = |sdk: &aws_config::SdkConfig| xcr::adapters::aws::with_timeouts(sdk, cfg.transfer.request_timeout);
     // Every job-table call of the tasks and of the driver goes through the DynamoDB proxy.
     let jobs = DynamoJobStore::new(&timed(&ddb_sdk), stack.var("XCR_JOBS_TABLE"));
     let handler =
-        xcr::handler::Handler::new(replicator, cfg.batch_concurrency, Some(queue.clone()), Some(jobs.clone()))
+        xcr::entry::handler::Handler::new(replicator, cfg.batch_concurrency, Some(queue.clone()), Some(jobs.clone()))
             .with_retry_clock(fast_clock());
     let driver = Driver::new(S3Source::new(&timed(&s3_sdk)), queue.clone(), jobs.clone())
         .with_dead_letters(Queue::new(&direct, stack.var("XCR_DLQ_URL")));

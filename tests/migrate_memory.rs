@@ -1,11 +1,11 @@
-//! The migration job driver (`xcr::migrate::Driver`) on the in-memory adapters (`xcr::memory`):
+//! The migration job driver (`xcr::jobs::migrate::Driver`) on the in-memory adapters (`xcr::adapters::memory`):
 //! listing, staging, enqueueing and ending a job without an emulator, in milliseconds. Part of
 //! `make check`. tests/migrate.rs runs jobs end to end on the emulators.
 
 use std::collections::BTreeSet;
 use xcr::jobs::{Job, JobSpec, JobStatus, TaskTally, now_rfc3339, task_id};
-use xcr::memory::{MemoryJobStore, MemoryQueue, MemorySource};
-use xcr::migrate::{Driver, Step};
+use xcr::adapters::memory::{MemoryJobStore, MemoryQueue, MemorySource};
+use xcr::jobs::migrate::{Driver, Step};
 use xcr::ports::JobStore;
 
 const SRC: &str = "src";

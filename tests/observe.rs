@@ -6,12 +6,12 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::time::Instant;
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::sqs::Queue;
-use xcr::handler::Handler;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::domain::replicate::now_ms;
+use xcr::entry::handler::Handler;
+use xcr::entry::pump::{PumpOptions, pump};
 use xcr::metrics::Sink;
-use xcr::pump::{PumpOptions, pump};
-use xcr::replicate::now_ms;
 
 /// The unit each metric must carry.
 fn unit(name: &str) -> &'static str {
@@ -151,9 +151,11 @@ async fn api(stack: &Stack, extra: &[(&str, &str)]) -> axum::Router {
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
-    let cfg = xcr::config::Config::from_vars(vars.clone(), xcr::api::Api::NEEDS).expect("config");
-    let settings = xcr::api::settings::ApiSettings::from_vars(&vars).expect("api settings");
-    xcr::api::router(std::sync::Arc::new(xcr::api::Api::new(&stack.sdk().await, &cfg, settings).expect("api")))
+    let cfg = xcr::config::Config::from_vars(vars.clone(), xcr::entry::api::Api::NEEDS).expect("config");
+    let settings = xcr::entry::api::settings::ApiSettings::from_vars(&vars).expect("api settings");
+    xcr::entry::api::router(std::sync::Arc::new(
+        xcr::entry::api::Api::new(&stack.sdk().await, &cfg, settings).expect("api"),
+    ))
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (axum::http::StatusCode, Value) {
@@ -191,7 +193,7 @@ async fn status_tells_replicated_never_seen_and_failed_objects_apart() {
     put(&s3, &bucket, "status/broken.bin", bytes_of(1_000, 4)).await;
     let replicated = replicator(&stack, &[])
         .await
-        .replicate(&xcr::model::ObjectRef::new(&bucket, key), None, now_ms() + 60_000)
+        .replicate(&xcr::domain::model::ObjectRef::new(&bucket, key), None, now_ms() + 60_000)
         .await
         .expect("copy");
     let generation = replicated.destination.generation.clone().expect("generation");
@@ -199,7 +201,7 @@ async fn status_tells_replicated_never_seen_and_failed_objects_apart() {
     let missing = [("XCR_DEST_BUCKET", "xcr-no-such-dest")];
     let failed = replicator(&stack, &missing)
         .await
-        .replicate(&xcr::model::ObjectRef::new(&bucket, "status/broken.bin"), None, now_ms() + 60_000)
+        .replicate(&xcr::domain::model::ObjectRef::new(&bucket, "status/broken.bin"), None, now_ms() + 60_000)
         .await;
     let kind = failed.expect_err("a copy into a missing bucket fails").kind().as_str().to_string();
 

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
-use xcr::api::Api;
-use xcr::api::settings::ApiSettings;
+use xcr::entry::api::Api;
+use xcr::entry::api::settings::ApiSettings;
 
 struct Fixture {
     rt: tokio::runtime::Runtime,
@@ -46,7 +46,7 @@ fn fixture() -> &'static Fixture {
                 .await;
             let settings = ApiSettings::from_vars(&vars).expect("settings");
             assert!(settings.allow.is_empty(), "these properties rely on default deny");
-            xcr::api::router(Arc::new(Api::new(&sdk, &cfg, settings).expect("api")))
+            xcr::entry::api::router(Arc::new(Api::new(&sdk, &cfg, settings).expect("api")))
         });
         Fixture { rt, app }
     })

@@ -1,4 +1,4 @@
-//! Hostile input for event decoding (`src/events.rs`), as property tests: whatever arrives —
+//! Hostile input for event decoding (`src/domain/events.rs`), as property tests: whatever arrives —
 //! arbitrary JSON, arbitrary text, real fixtures from `examples/events/` with parts deleted,
 //! replaced or garbled, at any depth and inside JSON-in-a-string bodies — decoding never panics,
 //! and its contract holds:
@@ -15,8 +15,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
-use xcr::error::ErrorKind;
-use xcr::events::{Incoming, Task, decode_body, decode_invocation, decode_key};
+use xcr::domain::error::ErrorKind;
+use xcr::domain::events::{Incoming, Task, decode_body, decode_invocation, decode_key};
 
 /// Error messages quote at most a short excerpt of foreign input (200 characters each).
 const MAX_MESSAGE: usize = 4096;

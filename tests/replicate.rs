@@ -8,18 +8,18 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use xcr::aws::dynamodb::DynamoLedger;
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::s3::S3Source;
-use xcr::aws::sqs::Queue;
-use xcr::events::{Action, Task};
-use xcr::gcs::GcsClient;
-use xcr::handler::Handler;
-use xcr::model::{ObjectRef, StoredObject};
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::ledger::DynamoLedger;
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::adapters::gcs::GcsClient;
+use xcr::domain::events::{Action, Task};
+use xcr::domain::model::{ObjectRef, StoredObject};
+use xcr::domain::replicate::{Outcome, ReplicateSettings, Replicator, now_ms};
+use xcr::domain::routing::Router;
+use xcr::entry::handler::Handler;
+use xcr::entry::pump::{PumpOptions, pump, redrive};
 use xcr::ports::{Claim, ClaimRequest, Ledger, ObjectSink, UploadSpec};
-use xcr::pump::{PumpOptions, pump, redrive};
-use xcr::replicate::{Outcome, ReplicateSettings, Replicator, now_ms};
-use xcr::routing::Router;
 use xcr::transfer::{Transfer, TransferConfig};
 
 /// Records every upload (the source version it carried), around the real GCS client.
@@ -506,7 +506,7 @@ async fn poison_message_reaches_the_dlq_and_redrive_brings_it_back() {
         Some(Queue::new(&stack.sdk().await, stack.var("XCR_QUEUE_URL"))),
         None::<DynamoJobStore>,
     )
-    .with_retry_clock(xcr::redelivery::RetryClock {
+    .with_retry_clock(xcr::domain::redelivery::RetryClock {
         base: std::time::Duration::from_secs(1),
         max: std::time::Duration::from_secs(1),
     });

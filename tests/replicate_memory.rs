@@ -1,16 +1,16 @@
-//! The replicate use case (`xcr::replicate::Replicator`) on the in-memory adapters
-//! (`xcr::memory`): its decisions without an emulator, in milliseconds. Part of `make check`.
+//! The replicate use case (`xcr::domain::replicate::Replicator`) on the in-memory adapters
+//! (`xcr::adapters::memory`): its decisions without an emulator, in milliseconds. Part of `make check`.
 //! The in-memory adapters are held to the real ones' contract by the conformance suites
 //! (tests/conformance_memory.rs, tests/conformance_emulators.rs); tests/replicate.rs runs the
 //! use case end to end on the emulators.
 
 use std::time::Duration;
-use xcr::events::{Action, Task};
-use xcr::memory::{MemoryLedger, MemorySink, MemorySource, Put};
-use xcr::model::{ContentHeaders, Destination, ObjectRef};
-use xcr::replicate::{Outcome, ReplicateSettings, Replication, Replicator, ledger_key, now_ms};
+use xcr::domain::events::{Action, Task};
+use xcr::adapters::memory::{MemoryLedger, MemorySink, MemorySource, Put};
+use xcr::domain::model::{ContentHeaders, Destination, ObjectRef};
+use xcr::domain::replicate::{Outcome, ReplicateSettings, Replication, Replicator, ledger_key, now_ms};
 use xcr::retry::RetryPolicy;
-use xcr::routing::Router;
+use xcr::domain::routing::Router;
 use xcr::transfer::{Transfer, TransferConfig};
 use xcr::{ErrorKind, Result};
 

@@ -8,11 +8,11 @@ mod common;
 
 use common::*;
 use std::time::{Duration, Instant};
-use xcr::aws::jobs::DynamoJobStore;
-use xcr::aws::sqs::Queue;
-use xcr::handler::Handler;
-use xcr::pump::{PumpOptions, pump};
-use xcr::redelivery::RetryClock;
+use xcr::adapters::aws::job_store::DynamoJobStore;
+use xcr::adapters::aws::sqs::Queue;
+use xcr::domain::redelivery::RetryClock;
+use xcr::entry::handler::Handler;
+use xcr::entry::pump::{PumpOptions, pump};
 
 /// 1 s after the first failure, at most 4 s after the second: short enough for a test, the
 /// same schedule as the defaults (15 s × 4ⁿ, capped) otherwise.

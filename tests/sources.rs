@@ -13,10 +13,10 @@ use fault_proxy::{Fault, FaultProxy, Plan, Service};
 use md5::{Digest, Md5};
 use std::time::Duration;
 use xcr::ErrorKind;
-use xcr::events::{Action, Task};
-use xcr::model::{Destination, ObjectRef};
+use xcr::domain::events::{Action, Task};
+use xcr::domain::model::{Destination, ObjectRef};
+use xcr::domain::replicate::{Outcome, now_ms};
 use xcr::ports::{ObjectSink, UploadProgress, UploadSpec};
-use xcr::replicate::{Outcome, now_ms};
 use xcr::transfer::{Transfer, TransferConfig, UploadMethod};
 
 fn md5_b64(data: &[u8]) -> String {
@@ -204,7 +204,7 @@ async fn an_sse_c_source_fails_at_once_as_invalid_naming_s3s_reason() {
     // be counted below.
     proxy.fault_next("GetObject", "", Fault::SseCustomerKeyRequired, 10);
     let sdk = fault_proxy::sdk_via(&proxy.url(), stack.var("AWS_REGION")).await;
-    let engine = Transfer::new(xcr::aws::s3::S3Source::new(&sdk), stack.gcs(), small_chunks(), fast_retry());
+    let engine = Transfer::new(xcr::adapters::aws::s3::S3Source::new(&sdk), stack.gcs(), small_chunks(), fast_retry());
     let err = engine
         .copy(&ObjectRef::new(src, key), &Destination::new(stack.dest_bucket(), key))
         .await

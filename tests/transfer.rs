@@ -8,8 +8,8 @@ use bytes::Bytes;
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use xcr::ErrorKind;
-use xcr::gcs::GcsClient;
-use xcr::model::{Destination, ObjectRef, StoredObject};
+use xcr::adapters::gcs::GcsClient;
+use xcr::domain::model::{Destination, ObjectRef, StoredObject};
 use xcr::ports::{ObjectSink, ObjectSource, ReadPin, SourceRead, UploadProgress, UploadSpec};
 use xcr::transfer::{Transfer, TransferConfig, UploadMethod};
 
@@ -171,7 +171,8 @@ impl<S: ObjectSource> ObjectSource for CountingSource<S> {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_source_is_not_found_without_retries() {
     let stack = Stack::up();
-    let source = CountingSource { inner: xcr::aws::s3::S3Source::new(&stack.sdk().await), reads: AtomicU32::new(0) };
+    let source =
+        CountingSource { inner: xcr::adapters::aws::s3::S3Source::new(&stack.sdk().await), reads: AtomicU32::new(0) };
     let engine = Transfer::new(source, stack.gcs(), TransferConfig::default(), fast_retry());
     for bucket in [stack.source_bucket(), "no-such-bucket-here"] {
         engine.source().reads.store(0, Ordering::SeqCst);
@@ -249,7 +250,7 @@ async fn broken_source_stream_resumes_where_it_broke() {
     let data = bytes_of(1_500_000, 9);
     put(&s3, stack.source_bucket(), "flaky.bin", data.clone()).await;
     let source = BreakingSource {
-        inner: xcr::aws::s3::S3Source::new(&stack.sdk().await),
+        inner: xcr::adapters::aws::s3::S3Source::new(&stack.sdk().await),
         break_after: 700_001,
         broke: AtomicBool::new(false),
         on_break: || Box::pin(async {}) as futures::future::BoxFuture<'static, ()>,
@@ -279,7 +280,7 @@ async fn overwrite_during_copy_never_tears() {
         let first = put(&s3, bucket, "moving.bin", old.clone()).await;
         let (s3b, bucket_s, new_b) = (s3.clone(), bucket.to_string(), new.clone());
         let source = BreakingSource {
-            inner: xcr::aws::s3::S3Source::new(&stack.sdk().await),
+            inner: xcr::adapters::aws::s3::S3Source::new(&stack.sdk().await),
             break_after: 600_000,
             broke: AtomicBool::new(false),
             on_break: move || {
@@ -349,7 +350,7 @@ async fn corrupted_upload_is_rejected_and_nothing_is_left() {
     for (key, size) in [("corrupt/small.bin", 100_000), ("corrupt/large.bin", 1_000_000)] {
         put(&s3, stack.source_bucket(), key, bytes_of(size, 5)).await;
         let engine = Transfer::new(
-            xcr::aws::s3::S3Source::new(&stack.sdk().await),
+            xcr::adapters::aws::s3::S3Source::new(&stack.sdk().await),
             Around::new(stack.gcs(), Corrupting),
             small_chunks(),
             fast_retry(),
@@ -402,7 +403,8 @@ async fn lost_chunk_responses_resume_from_the_offset_gcs_confirms() {
     let data = bytes_of(size, 11);
     put(&s3, stack.source_bucket(), "lossy.bin", data.clone()).await;
     let sink = Around::new(stack.gcs(), Lossy { fail_every: 3, calls: AtomicU32::new(0), sent: AtomicU64::new(0) });
-    let engine = Transfer::new(xcr::aws::s3::S3Source::new(&stack.sdk().await), sink, small_chunks(), fast_retry());
+    let engine =
+        Transfer::new(xcr::adapters::aws::s3::S3Source::new(&stack.sdk().await), sink, small_chunks(), fast_retry());
     let report = engine
         .copy(&ObjectRef::new(stack.source_bucket(), "lossy.bin"), &Destination::new(stack.dest_bucket(), "lossy.bin"))
         .await

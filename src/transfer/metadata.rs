@@ -9,7 +9,7 @@
 //! as `x-goog-meta-*` HTTP headers on XML API reads, and headers carry ASCII safely, keys
 //! do not have to be ASCII. An ASCII key without spaces or reserved characters reads as is.
 
-use crate::model::{Destination, ObjectRef, SourceMeta};
+use crate::domain::model::{Destination, ObjectRef, SourceMeta};
 use crate::ports::UploadSpec;
 use crate::transfer::checksum::md5_b64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -89,7 +89,7 @@ pub fn encode_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ContentHeaders;
+    use crate::domain::model::ContentHeaders;
 
     #[test]
     fn provenance_is_added_and_wins_over_user_keys() {

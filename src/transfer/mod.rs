@@ -15,7 +15,7 @@
 //!   much the session holds; the bytes up to there are read again from S3 (to carry the CRC32C
 //!   forward from the checkpoint), not sent again, and the upload continues from that offset.
 //!   A gone or unusable session, or another source version, starts over.
-//! * Under a time budget ([`crate::budget`]), a resumable upload stops before a chunk it has no
+//! * Under a time budget ([`crate::domain::budget`]), a resumable upload stops before a chunk it has no
 //!   time left for, at a chunk boundary GCS confirmed, and answers [`Copy::Paused`] with the
 //!   offset reached; the caller records it (the journal already holds it) and a later call
 //!   continues from there like any other resumption.
@@ -26,9 +26,9 @@ pub mod checksum;
 pub mod metadata;
 pub mod reader;
 
-use crate::budget::{Budget, Reserve, may_start_chunk};
-use crate::error::{Error, ErrorKind, Result};
-use crate::model::{Destination, ObjectRef, SourceMeta, StoredObject};
+use crate::domain::budget::{Budget, Reserve, may_start_chunk};
+use crate::domain::error::{Error, ErrorKind, Result};
+use crate::domain::model::{Destination, ObjectRef, SourceMeta, StoredObject};
 use crate::ports::{NoJournal, ObjectSink, ObjectSource, ReadPin, UploadCheckpoint, UploadJournal, UploadProgress};
 use crate::retry::RetryPolicy;
 use bytes::Bytes;
@@ -113,7 +113,7 @@ pub enum Copy<T> {
     Paused(Paused),
 }
 
-/// A resumable upload stopped for its time budget ([`crate::budget`]).
+/// A resumable upload stopped for its time budget ([`crate::domain::budget`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Paused {
     /// Bytes GCS confirmed: where the continuation resumes the session.

@@ -5,8 +5,8 @@
 //! bytes after the break come from the same object as the bytes before it, or the read fails
 //! with `SourceChanged` and nothing torn is ever uploaded.
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::model::{ObjectRef, SourceMeta};
+use crate::domain::error::{Error, ErrorKind, Result};
+use crate::domain::model::{ObjectRef, SourceMeta};
 use crate::ports::{ByteStream, ObjectSource, ReadPin, SourceRead};
 use crate::retry::RetryPolicy;
 use bytes::{Bytes, BytesMut};

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region};
 use bytes::Bytes;
-use xcr::aws::s3::S3Source;
-use xcr::gcs::GcsClient;
-use xcr::gcs::auth::Auth;
-use xcr::model::StoredObject;
+use xcr::adapters::aws::s3::S3Source;
+use xcr::adapters::gcs::GcsClient;
+use xcr::adapters::gcs::auth::Auth;
+use xcr::domain::model::StoredObject;
 use xcr::ports::{ObjectSink, UploadProgress, UploadSpec};
 use xcr::retry::RetryPolicy;
 use xcr::transfer::{Transfer, TransferConfig};
@@ -151,9 +151,9 @@ pub fn fast_retry() -> RetryPolicy {
 }
 
 /// A failed SQS record comes back after 1–2 s instead of the production clock's 15 s × 4ⁿ
-/// ([`xcr::redelivery`]), so that tests that fail records on purpose stay quick.
-pub fn fast_clock() -> xcr::redelivery::RetryClock {
-    xcr::redelivery::RetryClock { base: Duration::from_secs(1), max: Duration::from_secs(2) }
+/// ([`xcr::domain::redelivery`]), so that tests that fail records on purpose stay quick.
+pub fn fast_clock() -> xcr::domain::redelivery::RetryClock {
+    xcr::domain::redelivery::RetryClock { base: Duration::from_secs(1), max: Duration::from_secs(2) }
 }
 
 /// Small chunks so that every path of the resumable protocol runs on small objects.
@@ -176,8 +176,8 @@ pub async fn replicator(stack: &Stack, extra: &[(&str, &str)]) -> xcr::wiring::S
     xcr::wiring::replicator_with(&stack.sdk().await, &cfg).expect("replicator")
 }
 
-pub fn ledger(sdk: &aws_config::SdkConfig, stack: &Stack) -> xcr::aws::dynamodb::DynamoLedger {
-    xcr::aws::dynamodb::DynamoLedger::new(sdk, stack.var("XCR_LEDGER_TABLE"))
+pub fn ledger(sdk: &aws_config::SdkConfig, stack: &Stack) -> xcr::adapters::aws::ledger::DynamoLedger {
+    xcr::adapters::aws::ledger::DynamoLedger::new(sdk, stack.var("XCR_LEDGER_TABLE"))
 }
 
 /// The ledger's item for one destination object (`None`: there is none), read straight from

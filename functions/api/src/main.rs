@@ -1,5 +1,5 @@
 //! The `api` Lambda: API Gateway (HTTP API payload v2, or REST API v1) in front of the very
-//! Router `xcr serve` runs locally (`xcr::api`).
+//! Router `xcr serve` runs locally (`xcr::entry::api`).
 //!
 //! Two things are added here, both about the event rather than the API:
 //! * API Gateway's own request id is passed to the Router as `x-request-id`, so an error body,
@@ -10,16 +10,16 @@
 
 use lambda_http::{Error, RequestExt};
 use std::sync::Arc;
-use xcr::api::{Api, REQUEST_ID_HEADER, settings::ApiSettings};
 use xcr::config::Config;
+use xcr::entry::api::{Api, REQUEST_ID_HEADER};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     xcr::telemetry::init();
     let cfg = Config::from_env(Api::NEEDS).inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let settings = ApiSettings::from_env().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let sdk = xcr::aws::sdk_config().await;
-    let router = xcr::api::router(Arc::new(Api::new(&sdk, &cfg, settings)?));
+    let settings = Config::api_settings_from_env().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let sdk = xcr::adapters::aws::sdk_config().await;
+    let router = xcr::entry::api::router(Arc::new(Api::new(&sdk, &cfg, settings)?));
     let app = tower::ServiceBuilder::new().map_request(normalize).service(router);
     lambda_http::run(app).await
 }

@@ -1,13 +1,13 @@
 //! The `migrate` Lambda: drives one migration job per invocation, `{"job_id": "..."}`, or
 //! sweeps them all, `{"sweep": true}` (or the event of an EventBridge schedule).
 //!
-//! A driver lists and enqueues in bounded steps (`xcr::migrate::Driver`) until the deadline is
+//! A driver lists and enqueues in bounded steps (`xcr::jobs::migrate::Driver`) until the deadline is
 //! a minute away, then invokes itself again asynchronously for the rest: a job can take far
 //! longer than one invocation's 15 minutes. Every step is checkpointed, so a crash or timeout
 //! resumes from the last checkpoint without losing or double-counting an object. A driver that
 //! finds the job held by another does not re-invoke itself: the holder goes on.
 //!
-//! The sweep (`xcr::migrate::Driver::sweep`), run by the template's schedule, is what makes
+//! The sweep (`xcr::jobs::migrate::Driver::sweep`), run by the template's schedule, is what makes
 //! every job end when a link of that chain breaks: it invokes a driver for each open job whose
 //! driver lease has lapsed (its chain died: Lambda's two async retries ran out, the invocation
 //! was throttled away), counts job tasks that died in the DLQ as failed, and ends jobs that are
@@ -20,7 +20,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use tracing::Instrument;
 use xcr::config::{Config, Needs};
-use xcr::migrate::Step;
+use xcr::jobs::migrate::Step;
 use xcr::wiring::{self, S3JobDriver};
 
 /// Time kept free at the end of an invocation for the last commit and the re-invocation.
@@ -36,10 +36,11 @@ fn is_sweep(payload: &Value) -> bool {
 async fn main() -> Result<(), Error> {
     xcr::telemetry::init();
     let cfg = Config::from_env(Needs::MIGRATE).inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let sdk = xcr::aws::sdk_config().await;
+    let sdk = xcr::adapters::aws::sdk_config().await;
     let driver: &'static S3JobDriver =
         Box::leak(Box::new(wiring::driver_with(&sdk, &cfg).ok_or("XCR_JOBS_TABLE and XCR_QUEUE_URL are required")?));
-    let invoker: &'static xcr::aws::lambda::Invoker = Box::leak(Box::new(xcr::aws::lambda::Invoker::new(&sdk)));
+    let invoker: &'static xcr::adapters::aws::lambda::Invoker =
+        Box::leak(Box::new(xcr::adapters::aws::lambda::Invoker::new(&sdk)));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let me = event.context.invoked_function_arn.clone();
         if is_sweep(&event.payload) {

@@ -1,7 +1,7 @@
 //! The `replicate` Lambda: S3 notifications (direct or through SQS, SNS, EventBridge) and
 //! replicate commands in, verified GCS copies out.
 //!
-//! Decode, call the shared use case, encode: the logic lives in `xcr::handler`, which `xcr pump`
+//! Decode, call the shared use case, encode: the logic lives in `xcr::entry::handler`, which `xcr pump`
 //! also runs locally. Configuration is read and checked once at cold start.
 #![recursion_limit = "256"]
 
@@ -15,11 +15,11 @@ use xcr::wiring::{self, S3ToGcsHandler};
 async fn main() -> Result<(), Error> {
     xcr::telemetry::init();
     let cfg = Config::from_env(Needs::FUNCTION).inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let sdk = xcr::aws::sdk_config().await;
+    let sdk = xcr::adapters::aws::sdk_config().await;
     let mut handler = wiring::handler_with(&sdk, &cfg)?;
     // A job task failing on its last delivery is counted as failed before it goes to the DLQ.
     if let Some(url) = &cfg.queue_url {
-        let queue = xcr::aws::sqs::Queue::new(&sdk, url.clone());
+        let queue = xcr::adapters::aws::sqs::Queue::new(&sdk, url.clone());
         match queue.max_receive_count().await {
             Ok(max) => handler = handler.with_max_receives(max),
             Err(e) => tracing::warn!(error = %e.chain(), "cannot read the queue's redrive policy"),

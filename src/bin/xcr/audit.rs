@@ -1,7 +1,7 @@
-//! `xcr audit`: see [`xcr::audit`].
+//! `xcr audit`: see [`xcr::domain::audit`].
 
 use crate::exit::{Exit, Failure};
-use xcr::aws::sqs::Queue;
+use xcr::adapters::aws::sqs::Queue;
 use xcr::config::{Config, Needs};
 use xcr::wiring;
 
@@ -37,11 +37,11 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
     // Refused before anything is listed: a bad URL found after an hour's audit loses the hour.
     let report = report
         .as_deref()
-        .map(xcr::audit_report::ReportTarget::parse_object)
+        .map(xcr::jobs::audit_report::ReportTarget::parse_object)
         .transpose()
         .map_err(|why| Failure::usage(format!("--report {why}")))?;
-    let Some((source_bucket, source_prefix)) =
-        source.strip_prefix("s3://").map(|r| r.split_once('/').unwrap_or((r, ""))).filter(|(b, _)| !b.is_empty())
+    let Ok(xcr::domain::names::S3Url { bucket: source_bucket, key: source_prefix }) =
+        xcr::domain::names::S3Url::parse(&source)
     else {
         return Err(Failure::usage("the source must look like s3://BUCKET or s3://BUCKET/PREFIX"));
     };
@@ -49,12 +49,8 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
     let cfg = Config::from_env(needs)?;
     let (dest_bucket, dest_prefix) = match dest {
         Some(d) => {
-            let Some(rest) = d.strip_prefix("gs://") else {
-                return Err(Failure::usage("--dest must look like gs://BUCKET or gs://BUCKET/PREFIX/"));
-            };
-            let (b, p) = rest.split_once('/').unwrap_or((rest, ""));
-            xcr::config::validate_gcs_bucket(b).map_err(|why| Failure::usage(format!("--dest bucket {b:?}: {why}")))?;
-            (b.to_string(), p.to_string())
+            let url = crate::object::dest_url(&d, "--dest must look like gs://BUCKET or gs://BUCKET/PREFIX/")?;
+            (url.bucket, url.path)
         }
         None if cfg.rules.as_deref().is_some_and(|r| !r.trim().is_empty()) => {
             return Err(Failure::usage("XCR_RULES is set: name the destination to audit with --dest"));
@@ -64,7 +60,7 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
             None => return Err(Failure::usage("no destination: pass --dest or set XCR_DEST_BUCKET")),
         },
     };
-    let scope = xcr::audit::Scope {
+    let scope = xcr::domain::audit::Scope {
         source_bucket: source_bucket.to_string(),
         source_prefix: source_prefix.to_string(),
         dest_bucket,
@@ -73,26 +69,26 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
         after: None,
         through: None,
     };
-    let sdk = xcr::aws::with_timeouts(&xcr::aws::sdk_config().await, cfg.transfer.request_timeout);
-    let s3 = xcr::aws::s3::S3Source::new(&sdk).client().clone();
+    let sdk = xcr::adapters::aws::with_timeouts(&xcr::adapters::aws::sdk_config().await, cfg.transfer.request_timeout);
+    let s3 = xcr::adapters::aws::s3::S3Source::new(&sdk).client().clone();
     // Building the client is configuration (credentials): 2 whatever the kind says.
     let gcs = wiring::gcs_client(&cfg).map_err(|e| Failure::from(e).exit(Exit::Usage))?;
     let ledger = match &cfg.ledger_table {
-        Some(t) => xcr::ledger::AnyLedger::Dynamo(xcr::aws::dynamodb::DynamoLedger::new(&sdk, t)),
-        None => xcr::ledger::AnyLedger::Disabled,
+        Some(t) => xcr::wiring::ledger::AnyLedger::Dynamo(xcr::adapters::aws::ledger::DynamoLedger::new(&sdk, t)),
+        None => xcr::wiring::ledger::AnyLedger::Disabled,
     };
     let deletes = cfg.replicate_deletes;
     let mut commands: Vec<String> = Vec::new();
     // The report's findings are kept until the walk ends (an object is written whole).
-    let mut reported: Vec<xcr::audit::Finding> = Vec::new();
-    let counts = xcr::audit::walk(&s3, &gcs, &ledger, &scope, |f| {
+    let mut reported: Vec<xcr::domain::audit::Finding> = Vec::new();
+    let counts = xcr::domain::audit::walk(&s3, &gcs, &ledger, &scope, |f| {
         if json {
             println!("{}", serde_json::to_string(f).unwrap_or_default());
         } else {
             println!("{:<12} {} -> {}: {}", f.kind.as_str(), f.key, f.destination, f.reason);
         }
         if repair {
-            commands.extend(xcr::audit::repair_command(&scope.source_bucket, f, deletes));
+            commands.extend(xcr::domain::audit::repair_command(&scope.source_bucket, f, deletes));
         }
         if report.is_some() {
             reported.push(f.clone());
@@ -116,7 +112,7 @@ pub async fn audit(args: AuditArgs) -> Result<Exit, Failure> {
         line["enqueued"] = serde_json::json!(enqueued);
     }
     if let Some(target) = &report {
-        let body = xcr::audit_report::render(&reported, &line)
+        let body = xcr::jobs::audit_report::render(&reported, &line)
             .map_err(|e| Failure::from(e).context("the report was not written").exit(Exit::Incomplete))?;
         target
             .write(&s3, &gcs, body)

@@ -137,7 +137,7 @@ impl From<anyhow::Error> for Failure {
                 };
                 return f.with_prefix(&context);
             }
-            let text = xcr::error::without_dumps(&cause.to_string());
+            let text = xcr::domain::error::without_dumps(&cause.to_string());
             if !text.is_empty() && !context.iter().any(|c| c.contains(&text)) {
                 context.push(text);
             }

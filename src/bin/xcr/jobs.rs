@@ -5,7 +5,7 @@ use crate::exit::{Exit, Failure};
 use crate::print;
 use std::io::Read;
 use std::time::{Duration, Instant};
-use xcr::aws::jobs::DynamoJobStore;
+use xcr::adapters::aws::job_store::DynamoJobStore;
 use xcr::config::{Config, Needs};
 use xcr::jobs::{Job, JobKind, JobSpec, JobStatus, Overwrite, now_rfc3339};
 use xcr::ports::JobStore;
@@ -197,7 +197,7 @@ pub async fn run(command: JobsCommand) -> Result<Exit, Failure> {
 
 async fn store() -> Result<DynamoJobStore, Failure> {
     let cfg = Config::from_env(Needs::JOBS)?;
-    let sdk = xcr::aws::sdk_config().await;
+    let sdk = xcr::adapters::aws::sdk_config().await;
     Ok(DynamoJobStore::new(&sdk, cfg.jobs_table.unwrap_or_default()))
 }
 
@@ -222,8 +222,8 @@ async fn create(spec: JobSpec) -> Result<Job, Failure> {
     let cfg = Config::from_env(Needs::JOBS)?;
     // The replicate function refuses each task outside XCR_ALLOWED_DESTINATIONS; refused
     // here at once when this environment says where destinations may go.
-    if let (Some(Ok((bucket, prefix))), true) = (
-        spec.destination.as_deref().map(xcr::jobs::parse_gs_prefix),
+    if let (Some(Ok(xcr::domain::names::GsUrl { bucket, path: prefix })), true) = (
+        spec.destination.as_deref().map(str::parse),
         cfg.dest_bucket.is_some() || cfg.rules.is_some() || cfg.allowed_destinations.is_some(),
     ) {
         let allowed = xcr::wiring::router(&cfg)?;
@@ -238,13 +238,17 @@ async fn create(spec: JobSpec) -> Result<Job, Failure> {
             ));
         }
     }
-    let sdk = xcr::aws::sdk_config().await;
+    let sdk = xcr::adapters::aws::sdk_config().await;
     let store = DynamoJobStore::new(&sdk, cfg.jobs_table.clone().unwrap_or_default());
     let job = Job::new(spec, &now_rfc3339());
     store.create(&job).await?;
     match &cfg.migrate_function {
         // In the cloud the migrate function drives the job; locally `xcr pump` does.
-        Some(f) => xcr::aws::lambda::Invoker::new(&sdk).invoke_async(f, &serde_json::json!({"job_id": job.id})).await?,
+        Some(f) => {
+            xcr::adapters::aws::lambda::Invoker::new(&sdk)
+                .invoke_async(f, &serde_json::json!({"job_id": job.id}))
+                .await?
+        }
         None => tracing::info!(
             target: xcr::telemetry::NOTE,
             job_id = %job.id,

@@ -40,7 +40,7 @@ enum Command {
     /// Copy a bucket (or a prefix) to GCS from this machine: list, compare and copy in one
     /// process with the functions' engine, ledger and allowlist. Exit 0 all in place, 1 an
     /// object failed, 2 bad usage or configuration, 4 a listing failed.
-    Copy(xcr::copy::cli::CopyArgs),
+    Copy(xcr::entry::copy::cli::CopyArgs),
     /// Run the replicate function on the local queue, as Lambda's SQS event source mapping does.
     Pump(queue::PumpArgs),
     /// What the ledger knows about one object at each destination its routing rules give
@@ -107,7 +107,7 @@ async fn main() -> ExitCode {
     let json = cli.command.json();
     // `xcr copy` prints its summary and failures itself, with the same exit codes.
     if let Command::Copy(args) = cli.command {
-        return xcr::copy::cli::command(args).await;
+        return xcr::entry::copy::cli::command(args).await;
     }
     match run(cli.command).await {
         Ok(exit) => exit.into(),

@@ -3,7 +3,8 @@
 use crate::exit::{Exit, Failure};
 use std::time::Duration;
 use xcr::config::{Config, Needs};
-use xcr::model::{Destination, ObjectRef};
+use xcr::domain::model::{Destination, ObjectRef};
+use xcr::domain::names::{GsUrl, S3Url, UrlError};
 use xcr::{ErrorKind, wiring};
 
 #[derive(clap::Args)]
@@ -50,7 +51,7 @@ pub async fn replicate(args: ReplicateArgs) -> Result<Exit, Failure> {
     // A command has no deadline to bound its lease by: it holds the lease for `lease`, renewed
     // as the upload makes progress, so that a rerun after a crash waits at most that long.
     let replicator = wiring::replicator(&cfg).await?.with_lease_ttl(Some(lease));
-    let deadline = xcr::replicate::now_ms() + lease.as_millis() as i64;
+    let deadline = xcr::domain::replicate::now_ms() + lease.as_millis() as i64;
     let r = replicator.replicate(&obj, dest, deadline).await.map_err(|e| {
         let not_found = e.kind() == ErrorKind::NotFound;
         let f = Failure::from(e);
@@ -76,7 +77,7 @@ pub async fn replicate(args: ReplicateArgs) -> Result<Exit, Failure> {
     }
     Ok(match r.outcome {
         // Outside XCR_ALLOWED_DESTINATIONS: a configuration matter, like a bad --dest.
-        xcr::replicate::Outcome::Refused => Exit::Usage,
+        xcr::domain::replicate::Outcome::Refused => Exit::Usage,
         o if o.needs_retry() => Exit::Failed,
         _ => Exit::Ok,
     })
@@ -95,11 +96,11 @@ pub async fn status(args: StatusArgs) -> Result<Exit, Failure> {
     if destinations.is_empty() {
         return Err(Failure::usage(format!("no routing rule matches {obj}; name a destination with --dest")));
     }
-    let sdk = xcr::aws::with_timeouts(&xcr::aws::sdk_config().await, cfg.transfer.request_timeout);
+    let sdk = xcr::adapters::aws::with_timeouts(&xcr::adapters::aws::sdk_config().await, cfg.transfer.request_timeout);
     let table = cfg.ledger_table.as_deref().unwrap_or_default();
-    let ledger = xcr::ledger::AnyLedger::Dynamo(xcr::aws::dynamodb::DynamoLedger::new(&sdk, table));
-    let now = xcr::replicate::now_ms();
-    let Some(st) = xcr::status::object_status(&ledger, &obj.bucket, &obj.key, &destinations, now).await? else {
+    let ledger = xcr::wiring::ledger::AnyLedger::Dynamo(xcr::adapters::aws::ledger::DynamoLedger::new(&sdk, table));
+    let now = xcr::domain::replicate::now_ms();
+    let Some(st) = xcr::domain::status::object_status(&ledger, &obj.bucket, &obj.key, &destinations, now).await? else {
         return Err(Failure::new(Exit::NotFound, "not_found", format!("nothing is recorded for {obj}")));
     };
     if args.json {
@@ -139,6 +140,19 @@ pub async fn status(args: StatusArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
+/// Parses a `--dest` flag as a [`GsUrl`], with the usage messages the CLI has always given;
+/// `shape` is the message for something that is not a `gs://` URL at all.
+pub fn dest_url(d: &str, shape: &'static str) -> Result<GsUrl, Failure> {
+    GsUrl::parse(d).map_err(|e| match e {
+        UrlError::Shape(_) => Failure::usage(shape),
+        UrlError::Bucket(why) => {
+            let b = d.trim_start_matches("gs://").split('/').next().unwrap_or_default();
+            Failure::usage(format!("--dest bucket {b:?}: {why}"))
+        }
+        other => Failure::usage(format!("--dest: {other}")),
+    })
+}
+
 /// Parses `s3://BUCKET/KEY` and `gs://BUCKET[/NAME]`.
 pub fn parse_targets(
     source: &str,
@@ -146,19 +160,17 @@ pub fn parse_targets(
     version_id: Option<String>,
 ) -> Result<(ObjectRef, Option<Destination>), Failure> {
     let shape = || Failure::usage("the source must look like s3://BUCKET/KEY, with a bucket and a key");
-    let rest = source.strip_prefix("s3://").ok_or_else(shape)?;
-    let (bucket, key) = rest.split_once('/').ok_or_else(shape)?;
-    if bucket.is_empty() || key.is_empty() {
+    let src = S3Url::parse(source).map_err(|_| shape())?;
+    let (bucket, key) = (src.bucket.as_str(), src.key.as_str());
+    if key.is_empty() {
         return Err(shape());
     }
     let obj = ObjectRef::new(bucket, key).with_version(version_id);
     let dest = match dest {
         None => None,
         Some(d) => {
-            let rest =
-                d.strip_prefix("gs://").ok_or_else(|| Failure::usage("--dest must look like gs://BUCKET[/NAME]"))?;
-            let (b, name) = rest.split_once('/').unwrap_or((rest, ""));
-            xcr::config::validate_gcs_bucket(b).map_err(|why| Failure::usage(format!("--dest bucket {b:?}: {why}")))?;
+            let url = dest_url(d, "--dest must look like gs://BUCKET[/NAME]")?;
+            let (b, name) = (url.bucket.as_str(), url.path.as_str());
             let name = if name.is_empty() {
                 key.to_string()
             } else if name.ends_with('/') {

@@ -3,9 +3,9 @@
 use crate::exit::{Exit, Failure};
 use crate::print;
 use std::time::Duration;
-use xcr::aws::sqs::Queue;
+use xcr::adapters::aws::sqs::Queue;
 use xcr::config::{Config, Needs};
-use xcr::pump::PumpOptions;
+use xcr::entry::pump::PumpOptions;
 use xcr::wiring;
 
 #[derive(clap::Args)]
@@ -81,13 +81,13 @@ pub async fn pump(args: PumpArgs) -> Result<Exit, Failure> {
     };
     let cfg = Config::from_env(Needs { queue: args.queue.is_none(), ..Needs::FUNCTION })?;
     let url = args.queue.or(cfg.queue_url.clone()).unwrap_or_default();
-    let sdk = xcr::aws::sdk_config().await;
+    let sdk = xcr::adapters::aws::sdk_config().await;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     let cfg = Config { queue_url: Some(url.clone()), ..cfg };
     let queue = Queue::new(&sdk, url);
     let handler = wiring::handler_with(&sdk, &cfg)?.with_max_receives(queue.max_receive_count().await?);
     let driver = wiring::driver_with(&sdk, &cfg);
-    let stats = xcr::pump::pump(&handler, &queue, &region, driver.as_ref(), &opts).await?;
+    let stats = xcr::entry::pump::pump(&handler, &queue, &region, driver.as_ref(), &opts).await?;
     // Messages deleted and failed, and what became of the objects in them (the same counters as
     // the functions' EMF lines: ObjectsReplicated, Duplicates, NotFound, Failures, ...).
     let mut out = serde_json::to_value(stats).unwrap_or_default();
@@ -105,15 +105,16 @@ pub async fn dlq(command: DlqCommand) -> Result<Exit, Failure> {
             let cfg = Config::from_env(Needs { dlq: dlq.is_none(), queue: queue.is_none(), ..queue_only() })?;
             let dlq = dlq.or(cfg.dlq_url).unwrap_or_default();
             let queue = queue.or(cfg.queue_url).unwrap_or_default();
-            let sdk = xcr::aws::sdk_config().await;
+            let sdk = xcr::adapters::aws::sdk_config().await;
             let moved =
-                xcr::pump::redrive(&Queue::new(&sdk, dlq), &Queue::new(&sdk, queue), max.unwrap_or(u64::MAX)).await?;
+                xcr::entry::pump::redrive(&Queue::new(&sdk, dlq), &Queue::new(&sdk, queue), max.unwrap_or(u64::MAX))
+                    .await?;
             print::fields(&serde_json::json!({"redriven": moved}), json);
         }
         DlqCommand::Count { dlq, json } => {
             let cfg = Config::from_env(Needs { dlq: dlq.is_none(), ..queue_only() })?;
             let dlq = dlq.or(cfg.dlq_url).unwrap_or_default();
-            let sdk = xcr::aws::sdk_config().await;
+            let sdk = xcr::adapters::aws::sdk_config().await;
             let (visible, in_flight) = Queue::new(&sdk, dlq).depth().await?;
             print::fields(&serde_json::json!({"messages": visible, "in_flight_or_delayed": in_flight}), json);
         }

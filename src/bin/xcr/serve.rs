@@ -15,14 +15,14 @@ pub struct ServeArgs {
 }
 
 /// Runs the API until Ctrl-C or SIGTERM, then lets requests in flight finish. Needs what the
-/// api function needs ([`xcr::api::Api::NEEDS`]).
+/// api function needs ([`xcr::entry::api::Api::NEEDS`]).
 pub async fn serve(args: ServeArgs) -> Result<Exit, Failure> {
     let ServeArgs { port, bind } = args;
-    let cfg = Config::from_env(xcr::api::Api::NEEDS)?;
-    let settings = xcr::api::settings::ApiSettings::from_env()
+    let cfg = Config::from_env(xcr::entry::api::Api::NEEDS)?;
+    let settings = Config::api_settings_from_env()
         .map_err(|why| Failure::new(Exit::Usage, "config", format!("invalid configuration: {why}")))?;
-    let sdk = xcr::aws::sdk_config().await;
-    let api = xcr::api::Api::new(&sdk, &cfg, settings).map_err(|e| Failure::from(e).exit(Exit::Usage))?;
+    let sdk = xcr::adapters::aws::sdk_config().await;
+    let api = xcr::entry::api::Api::new(&sdk, &cfg, settings).map_err(|e| Failure::from(e).exit(Exit::Usage))?;
     let listener = tokio::net::TcpListener::bind((bind, port))
         .await
         .map_err(|e| Failure::usage(format!("cannot listen on {bind}:{port}: {e}")))?;
@@ -30,7 +30,7 @@ pub async fn serve(args: ServeArgs) -> Result<Exit, Failure> {
     // On stdout, alone on its line: scripts and tests read the address from it.
     println!("listening on http://{addr}");
     tracing::info!(target: xcr::telemetry::NOTE, %addr, "serving the xcr API (Ctrl-C stops it)");
-    axum::serve(listener, xcr::api::router(std::sync::Arc::new(api)))
+    axum::serve(listener, xcr::entry::api::router(std::sync::Arc::new(api)))
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| Failure::new(Exit::Failed, "failed", format!("serve: {e}")))?;

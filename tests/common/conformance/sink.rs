@@ -3,7 +3,7 @@
 use super::{skipped, unique};
 use bytes::Bytes;
 use xcr::ErrorKind;
-use xcr::model::StoredObject;
+use xcr::domain::model::StoredObject;
 use xcr::ports::{ObjectSink, UploadProgress, UploadSpec};
 
 /// What GCS does that an emulator may not: each flag off skips the cases that need it, saying
@@ -48,7 +48,7 @@ fn spec(bucket: &str, name: &str, data: &[u8]) -> UploadSpec {
         bucket: bucket.into(),
         name: name.into(),
         size: data.len() as u64,
-        headers: xcr::model::ContentHeaders { content_type: Some("text/plain".into()), ..Default::default() },
+        headers: xcr::domain::model::ContentHeaders { content_type: Some("text/plain".into()), ..Default::default() },
         metadata: [("xcr-source".to_string(), "s3://b/k".to_string())].into(),
         ..Default::default()
     }

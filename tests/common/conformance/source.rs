@@ -7,7 +7,7 @@ use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::future::Future;
 use xcr::ErrorKind;
-use xcr::model::ObjectRef;
+use xcr::domain::model::ObjectRef;
 use xcr::ports::{ObjectLister, ObjectSource, ReadPin};
 
 /// What the suite needs besides the port: writing to the source.
@@ -30,7 +30,7 @@ async fn read_all<S: ObjectSource>(
     obj: &ObjectRef,
     pin: &ReadPin,
     offset: u64,
-) -> xcr::Result<(xcr::model::SourceMeta, Vec<u8>)> {
+) -> xcr::Result<(xcr::domain::model::SourceMeta, Vec<u8>)> {
     let read = s.read(obj, pin, offset).await?;
     let mut body = read.body;
     let mut out = Vec::new();
@@ -78,7 +78,7 @@ pub async fn reads_return_the_bytes_and_metadata_of_one_version<S: ObjectSource,
     assert_eq!(meta.headers.content_type.as_deref(), Some("text/plain"));
     assert_eq!(meta.user_metadata, BTreeMap::from([("owner".to_string(), "ann".to_string())]));
     let lm = meta.last_modified.expect("last-modified");
-    assert!(xcr::replicate::rfc3339_ms(&lm).is_some_and(|ms| ms % 1000 == 0), "whole seconds: {lm}");
+    assert!(xcr::domain::replicate::rfc3339_ms(&lm).is_some_and(|ms| ms % 1000 == 0), "whole seconds: {lm}");
     assert!(s.exists(&ObjectRef::new(bucket, &key)).await.expect("head"));
     let missing = ObjectRef::new(bucket, unique("src/missing"));
     assert!(!s.exists(&missing).await.expect("head of a missing key"));
