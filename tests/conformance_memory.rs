@@ -22,7 +22,10 @@ impl source::SourceFixture for MemorySource {
     ) -> (Option<String>, String) {
         let put = Put {
             data: data.into(),
-            headers: xcr::domain::model::ContentHeaders { content_type: Some(content_type.into()), ..Default::default() },
+            headers: xcr::domain::model::ContentHeaders {
+                content_type: Some(content_type.into()),
+                ..Default::default()
+            },
             user_metadata: metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..Put::default()
         };

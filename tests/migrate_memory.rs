@@ -3,9 +3,9 @@
 //! `make check`. tests/migrate.rs runs jobs end to end on the emulators.
 
 use std::collections::BTreeSet;
-use xcr::jobs::{Job, JobSpec, JobStatus, TaskTally, now_rfc3339, task_id};
 use xcr::adapters::memory::{MemoryJobStore, MemoryQueue, MemorySource};
 use xcr::jobs::migrate::{Driver, Step};
+use xcr::jobs::{Job, JobSpec, JobStatus, TaskTally, now_rfc3339, task_id};
 use xcr::ports::JobStore;
 
 const SRC: &str = "src";

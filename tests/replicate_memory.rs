@@ -5,12 +5,12 @@
 //! use case end to end on the emulators.
 
 use std::time::Duration;
-use xcr::domain::events::{Action, Task};
 use xcr::adapters::memory::{MemoryLedger, MemorySink, MemorySource, Put};
+use xcr::domain::events::{Action, Task};
 use xcr::domain::model::{ContentHeaders, Destination, ObjectRef};
 use xcr::domain::replicate::{Outcome, ReplicateSettings, Replication, Replicator, ledger_key, now_ms};
-use xcr::retry::RetryPolicy;
 use xcr::domain::routing::Router;
+use xcr::retry::RetryPolicy;
 use xcr::transfer::{Transfer, TransferConfig};
 use xcr::{ErrorKind, Result};
 

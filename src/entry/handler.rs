@@ -44,10 +44,10 @@
 use crate::domain::budget::Budget;
 use crate::domain::error::{Error, ErrorKind, Result};
 use crate::domain::events::{Incoming, Task, decode_invocation};
+use crate::domain::replicate::{Outcome, Replication, Replicator};
 use crate::jobs::{JobStatus, TaskTally};
 use crate::metrics::Metrics;
 use crate::ports::{JobStore, Ledger, ObjectSink, ObjectSource, TaskQueue};
-use crate::domain::replicate::{Outcome, Replication, Replicator};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -260,12 +260,16 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             // task delivered late (a DLQ redrive after fixing the cause): the ledger makes a
             // duplicate harmless, and the task's marker keeps it from being counted twice.
             Ok(Some(status)) if status == JobStatus::Cancelled => {
-                let skipped = crate::domain::replicate::skipped_task(task, &format!("job {job_id} is {}", status.as_str()));
+                let skipped =
+                    crate::domain::replicate::skipped_task(task, &format!("job {job_id} is {}", status.as_str()));
                 return (vec![Ok(skipped)], None);
             }
             Ok(Some(_)) => {}
             Ok(None) => {
-                return (vec![Ok(crate::domain::replicate::skipped_task(task, &format!("job {job_id} does not exist")))], None);
+                return (
+                    vec![Ok(crate::domain::replicate::skipped_task(task, &format!("job {job_id} does not exist")))],
+                    None,
+                );
             }
             Err(e) => return (vec![Err(e.context(format_args!("job {job_id}")))], None),
         }
@@ -358,7 +362,11 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
     }
 
     /// An audit page task ([`crate::jobs::audit_page`]): no results when it ran, its error otherwise.
-    async fn run_audit_page(&self, page: Result<crate::jobs::audit_page::AuditPage>, last: bool) -> Vec<Result<Replication>> {
+    async fn run_audit_page(
+        &self,
+        page: Result<crate::jobs::audit_page::AuditPage>,
+        last: bool,
+    ) -> Vec<Result<Replication>> {
         let ran = match (page, &self.audits) {
             (Ok(task), Some(worker)) => worker.run(&task, last).await,
             (Ok(_), None) => {
@@ -677,11 +685,11 @@ mod tests {
     use crate::adapters::aws::job_store::DynamoJobStore;
     use crate::adapters::aws::sqs::Queue;
     use crate::domain::model::{ObjectRef, StoredObject};
+    use crate::domain::replicate::{ReplicateSettings, now_ms};
+    use crate::domain::routing::Router;
     use crate::ports::{Claim, ClaimRequest, DoneRecord, LedgerItem, SourceRead, UploadCheckpoint, UploadProgress};
     use crate::ports::{ReadPin, UploadSpec};
-    use crate::domain::replicate::{ReplicateSettings, now_ms};
     use crate::retry::RetryPolicy;
-    use crate::domain::routing::Router;
     use crate::transfer::{Transfer, TransferConfig};
     use bytes::Bytes;
 

@@ -141,7 +141,8 @@ pub async fn a_task_is_counted_once_and_the_job_ends_when_none_is_pending<J: Job
     assert_eq!(j.try_finish(&job.id).await.expect("again"), None, "ended once");
     let job = running(j, JobKind::Audit).await;
     assert!(j.commit_page(&job.id, None, None, true, 2, 2).await.expect("commit"));
-    let counts = xcr::domain::audit::Counts { compared: 4, matching: 2, missing: 1, different: 1, ..Default::default() };
+    let counts =
+        xcr::domain::audit::Counts { compared: 4, matching: 2, missing: 1, different: 1, ..Default::default() };
     assert!(j.record_audit_page(&job.id, "page-1", AuditTally::Audited { counts, repaired: 2 }).await.expect("count"));
     assert!(!j.record_audit_page(&job.id, "page-1", AuditTally::Audited { counts, repaired: 2 }).await.expect("twice"));
     assert!(j.record_audit_page(&job.id, "page-2", AuditTally::Failed).await.expect("count"));
