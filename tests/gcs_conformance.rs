@@ -38,10 +38,9 @@ use xcr::ErrorKind;
 use xcr::adapters::aws::s3::S3Source;
 use xcr::adapters::gcs::GcsClient;
 use xcr::adapters::gcs::auth::Auth;
-use xcr::domain::budget::Budget;
 use xcr::domain::model::{Destination, ObjectRef};
-use xcr::ports::{NoJournal, ObjectSink, UploadSpec};
-use xcr::transfer::{Copy, Transfer, TransferConfig, TransferReport};
+use xcr::ports::{ObjectSink, UploadSpec};
+use xcr::transfer::{Copy, CopyTerms, Transfer, TransferConfig, TransferReport};
 
 const FAKE_BUCKET: &str = "conformance";
 const KIB: usize = 1024;
@@ -286,7 +285,7 @@ async fn copy(
     dest: &Destination,
     fence: Option<u64>,
 ) -> xcr::Result<TransferReport> {
-    match transfer.copy_journaled(obj, dest, |_| None::<()>, None, &NoJournal, fence, &Budget::UNLIMITED).await? {
+    match transfer.copy_journaled(obj, dest, |_| None::<()>, CopyTerms::fenced(fence)).await? {
         Copy::Done(r) => Ok(r),
         _ => Err(xcr::Error::new(ErrorKind::Invalid, "not copied")),
     }
@@ -569,15 +568,7 @@ async fn an_unreadable_answer_for_an_object_replaced_since_is_a_conflict() {
     put(&rig.s3, rig.stack.source_bucket(), key, bytes_of(32 * KIB, 5)).await;
     let obj = ObjectRef::new(rig.stack.source_bucket(), key);
     let out = transfer
-        .copy_journaled(
-            &obj,
-            &Destination::new(FAKE_BUCKET, key),
-            |_| None::<()>,
-            None,
-            &NoJournal,
-            None,
-            &Budget::UNLIMITED,
-        )
+        .copy_journaled(&obj, &Destination::new(FAKE_BUCKET, key), |_| None::<()>, CopyTerms::fenced(None))
         .await;
     let Err(e) = out else { panic!("took another writer's object as this copy's") };
     assert_eq!(e.kind(), ErrorKind::Conflict, "{}", e.chain());

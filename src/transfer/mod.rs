@@ -113,6 +113,34 @@ pub enum Copy<T> {
     Paused(Paused),
 }
 
+/// The terms a lease holder copies under ([`Transfer::copy_journaled`]): four decisions the
+/// caller makes from its ledger claim and its invocation, passed together because they are
+/// one lease's state, not the copy's.
+pub struct CopyTerms<'a, J> {
+    /// What an earlier attempt's journal recorded: continued when it belongs to the version
+    /// being read and GCS still holds the session.
+    pub previous: Option<&'a UploadCheckpoint>,
+    /// Learns of a resumable session and of each confirmed chunk, so a later attempt can
+    /// continue it.
+    pub journal: &'a J,
+    /// The generation the destination must have for the write to land
+    /// ([`crate::ports::UploadSpec::if_generation_match`]); a mismatch is
+    /// [`ErrorKind::Conflict`], except when a retried single request finds its own earlier
+    /// attempt's object (same size and CRC32C), which is then the result: one generation.
+    pub fence: Option<u64>,
+    /// A resumable upload that has no time left for its next chunk stops before it
+    /// ([`Copy::Paused`]); a single request is never cut short.
+    pub budget: &'a Budget,
+}
+
+impl CopyTerms<'static, NoJournal> {
+    /// No earlier attempt, no journal, no time limit: a one-off copy that only needs its
+    /// write fenced (`None`: unconditional).
+    pub fn fenced(fence: Option<u64>) -> Self {
+        CopyTerms { previous: None, journal: &NoJournal, fence, budget: &Budget::UNLIMITED }
+    }
+}
+
 /// A resumable upload stopped for its time budget ([`crate::domain::budget`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Paused {
@@ -193,30 +221,20 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         dest: &Destination,
         skip: impl FnOnce(&SourceMeta) -> Option<T>,
     ) -> Result<Copy<T>> {
-        self.copy_journaled(obj, dest, skip, None, &NoJournal, None, &Budget::UNLIMITED).await
+        self.copy_journaled(obj, dest, skip, CopyTerms::fenced(None)).await
     }
 
-    /// Like [`Transfer::copy_unless`], and a resumable upload is made durable: `journal` learns
-    /// of the session and of confirmed chunks, and `previous` (what an earlier attempt's journal
-    /// recorded) is continued when it belongs to the version being read and GCS still holds it.
-    /// `fence`: the generation the destination must have for the write to land
-    /// ([`crate::ports::UploadSpec::if_generation_match`]); a mismatch is
-    /// [`ErrorKind::Conflict`], except when a retried single request finds its own earlier
-    /// attempt's object (same size and CRC32C), which is then the result: one generation.
-    /// `budget`: a resumable upload that has no time left for its next chunk stops before it
-    /// ([`Copy::Paused`]); a single request is never cut short.
-    // Each argument is one independent decision of the caller; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn copy_journaled<T>(
+    /// Like [`Transfer::copy_unless`], under a lease holder's [`CopyTerms`]: a resumable upload
+    /// is made durable through the terms' journal, an earlier attempt's session is continued,
+    /// the write is fenced, and the time budget may pause it (see the fields of [`CopyTerms`]).
+    pub async fn copy_journaled<T, J: UploadJournal>(
         &self,
         obj: &ObjectRef,
         dest: &Destination,
         skip: impl FnOnce(&SourceMeta) -> Option<T>,
-        previous: Option<&UploadCheckpoint>,
-        journal: &impl UploadJournal,
-        fence: Option<u64>,
-        budget: &Budget,
+        terms: CopyTerms<'_, J>,
     ) -> Result<Copy<T>> {
+        let CopyTerms { previous, journal, fence, budget } = terms;
         let started = Instant::now();
         let pin = ReadPin { version_id: obj.version_id.clone(), etag: None };
         let first = self.retry.run("open source", |_| self.source.read(obj, &pin, 0)).await?;
@@ -228,7 +246,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             None => None,
         };
         if let Some(resume) = resume {
-            let report = match self.resume(obj, dest, first, resume, journal, budget).await? {
+            let report = match self.resume(obj, dest, first, resume, (journal, budget)).await? {
                 Upload::Finished(report) => report,
                 Upload::Paused(p) => return Ok(Copy::Paused(Paused { elapsed: started.elapsed(), ..p })),
             };
@@ -275,7 +293,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
             }
         } else {
             let session = self.retry.run("start resumable session", |_| self.sink.start_session(&spec)).await?;
-            match self.resumable(obj, dest, &meta, session, &mut reader, journal, budget).await? {
+            match self.resumable(obj, dest, &meta, session, &mut reader, (journal, budget)).await? {
                 Upload::Finished(report) => report,
                 Upload::Paused(p) => return Ok(Copy::Paused(Paused { elapsed: started.elapsed(), ..p })),
             }
@@ -394,8 +412,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         dest: &Destination,
         first: crate::ports::SourceRead,
         resume: Resume,
-        journal: &impl UploadJournal,
-        budget: &Budget,
+        (journal, budget): (&impl UploadJournal, &Budget),
     ) -> Result<Upload> {
         let meta = first.meta.clone();
         let (from, crc) = (resume.checkpoint.offset, resume.checkpoint.crc32c);
@@ -442,7 +459,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
                 }
             }
             UploadProgress::Persisted(p) => {
-                match self.resumable(obj, dest, &meta, session, &mut reader, journal, budget).await? {
+                match self.resumable(obj, dest, &meta, session, &mut reader, (journal, budget)).await? {
                     Upload::Finished(mut report) => {
                         report.resumed_from = Some(p);
                         report
@@ -470,7 +487,6 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
     /// whether there is time for it ([`may_start_chunk`], with the slowest step measured so
     /// far); if not, the upload stops there, every sent chunk confirmed and journaled.
     // Each argument is one independent input of the upload; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
     async fn resumable(
         &self,
         obj: &ObjectRef,
@@ -478,8 +494,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         meta: &SourceMeta,
         session: String,
         reader: &mut ChunkReader<'_, S>,
-        journal: &impl UploadJournal,
-        budget: &Budget,
+        (journal, budget): (&impl UploadJournal, &Budget),
     ) -> Result<Upload> {
         let total = meta.size;
         let mut offset = reader.position();
