@@ -157,3 +157,54 @@ async fn a_copy_fenced_by_a_foreign_write_decides_again_from_what_gcs_holds() {
     assert_eq!(copy.data, &b"newer in s3"[..]);
     assert_eq!(ledger_item(&r, "fenced.txt").done.and_then(|d| d.generation), Some(copy.object.generation));
 }
+
+/// A job's copy whose ledger record was never written (the write failed after the upload had
+/// landed) is still the job's own copy when a later delivery of its task finds it in GCS: the
+/// object's provenance names the job (`xcr-source-job-id`), so the job counts it replicated
+/// with its bytes, not skipped. Another job finding the same object is told it was not its copy.
+#[tokio::test]
+async fn a_jobs_copy_without_its_ledger_record_is_known_by_its_provenance() {
+    let r = replicator(false);
+    put(&r, "j/a.txt", b"hello", "2031-01-01T00:00:00Z");
+    let job_task = |job: &str| Task {
+        job_id: Some(job.into()),
+        overwrite: Some(xcr::jobs::Overwrite::Different),
+        event: None,
+        ..task("j/a.txt", None, None)
+    };
+    let first = apply(&r, &job_task("job-1")).await.expect("copy");
+    assert_eq!(first.outcome, Outcome::Replicated);
+    let copy = r.transfer().sink().object(DST, "j/a.txt").expect("copied");
+    assert_eq!(copy.metadata.get(xcr::transfer::metadata::PROV_JOB).map(String::as_str), Some("job-1"));
+
+    // The same S3 and GCS, and a ledger that never got the record.
+    let retry =
+        RetryPolicy { max_attempts: 2, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
+    let transfer =
+        Transfer::new(r.transfer().source().clone(), r.transfer().sink().clone(), TransferConfig::default(), retry);
+    let router = Router::new(Some(DST), None).expect("router");
+    let forgetful = Replicator::new(transfer, MemoryLedger::new(), router, ReplicateSettings::default());
+    let again = apply(&forgetful, &job_task("job-1")).await.expect("the task again");
+    assert_eq!((again.outcome, again.copied_by_own_job), (Outcome::AlreadyReplicated, Some(5)), "{again:?}");
+    let other = apply(&forgetful, &job_task("job-2")).await.expect("another job's task");
+    assert_eq!((other.outcome, other.copied_by_own_job), (Outcome::AlreadyReplicated, None), "{other:?}");
+    assert_eq!(r.transfer().sink().writes(), 1, "nothing uploaded twice");
+}
+
+/// A source object whose own metadata carries the provenance key cannot pass for a job's copy:
+/// only the copy's job is written there.
+#[tokio::test]
+async fn a_source_cannot_forge_the_job_provenance() {
+    let r = replicator(false);
+    let forged = Put {
+        data: bytes::Bytes::from_static(b"x"),
+        headers: ContentHeaders::default(),
+        user_metadata: [(xcr::transfer::metadata::PROV_JOB.to_string(), "job-1".to_string())].into(),
+        last_modified: Some("2031-01-01T00:00:00Z".into()),
+        with_crc32c: true,
+    };
+    r.transfer().source().put_with(SRC, "f.txt", forged).expect("put");
+    apply(&r, &task("f.txt", None, Some("0A"))).await.expect("copy");
+    let copy = r.transfer().sink().object(DST, "f.txt").expect("copied");
+    assert_eq!(copy.metadata.get(xcr::transfer::metadata::PROV_JOB), None, "{:?}", copy.metadata);
+}

@@ -555,6 +555,7 @@ mod tests {
                 size,
                 crc32c: crc.map(str::to_string),
                 md5: md5.map(str::to_string),
+                job_id: None,
             },
             headers: ContentHeaders { content_type: Some("text/plain".into()), ..Default::default() },
             metadata,

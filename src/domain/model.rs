@@ -95,4 +95,10 @@ pub struct StoredObject {
     /// Base64 of the big-endian CRC32C, as GCS reports it.
     pub crc32c: Option<String>,
     pub md5: Option<String>,
+    /// The migration job whose copy wrote this object (its `xcr-source-job-id` metadata), when
+    /// a job's copy did: a later delivery of that job's task that finds the object in place but
+    /// no ledger record of it (the record's write failed after the upload) still counts it as
+    /// the job's copy, not as a skip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }

@@ -605,6 +605,7 @@ mod tests {
                 size: 5,
                 crc32c: None,
                 md5: md5.map(str::to_string),
+                job_id: None,
             },
             headers: ContentHeaders::default(),
             metadata,

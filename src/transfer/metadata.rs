@@ -19,11 +19,16 @@ pub const PROV_KEY: &str = "xcr-source-key";
 pub const PROV_VERSION: &str = "xcr-source-version-id";
 pub const PROV_ETAG: &str = "xcr-source-etag";
 pub const PROV_LAST_MODIFIED: &str = "xcr-source-last-modified";
+/// The migration job a copy was made for ([`crate::domain::model::StoredObject::job_id`]).
+pub const PROV_JOB: &str = "xcr-source-job-id";
 
 /// Builds the GCS object description for `meta` read from `obj`. The caller fills `crc32c`
 /// once it is known (before the upload for single requests, from S3 for resumable ones).
 pub fn upload_spec(obj: &ObjectRef, meta: &SourceMeta, dest: &Destination) -> UploadSpec {
     let mut metadata = meta.user_metadata.clone();
+    // Only a job's copy names its job (the caller adds it): a source object carrying the key
+    // must not pass for one.
+    metadata.remove(PROV_JOB);
     metadata.insert(PROV_BUCKET.into(), obj.bucket.clone());
     metadata.insert(PROV_KEY.into(), encode_key(&obj.key));
     if let Some(v) = &meta.version_id {

@@ -131,13 +131,16 @@ pub struct CopyTerms<'a, J> {
     /// A resumable upload that has no time left for its next chunk stops before it
     /// ([`Copy::Paused`]); a single request is never cut short.
     pub budget: &'a Budget,
+    /// The migration job the copy is for, written into the object's provenance
+    /// ([`metadata::PROV_JOB`]).
+    pub job_id: Option<&'a str>,
 }
 
 impl CopyTerms<'static, NoJournal> {
     /// No earlier attempt, no journal, no time limit: a one-off copy that only needs its
     /// write fenced (`None`: unconditional).
     pub fn fenced(fence: Option<u64>) -> Self {
-        CopyTerms { previous: None, journal: &NoJournal, fence, budget: &Budget::UNLIMITED }
+        CopyTerms { previous: None, journal: &NoJournal, fence, budget: &Budget::UNLIMITED, job_id: None }
     }
 }
 
@@ -234,7 +237,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         skip: impl FnOnce(&SourceMeta) -> Option<T>,
         terms: CopyTerms<'_, J>,
     ) -> Result<Copy<T>> {
-        let CopyTerms { previous, journal, fence, budget } = terms;
+        let CopyTerms { previous, journal, fence, budget, job_id } = terms;
         let started = Instant::now();
         let pin = ReadPin { version_id: obj.version_id.clone(), etag: None };
         let first = self.retry.run("open source", |_| self.source.read(obj, &pin, 0)).await?;
@@ -256,6 +259,9 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         let (mut reader, meta) = ChunkReader::new(&self.source, obj, first, 0, self.retry);
         let mut spec = metadata::upload_spec(obj, &meta, dest);
         spec.if_generation_match = fence;
+        if let Some(job) = job_id {
+            spec.metadata.insert(metadata::PROV_JOB.into(), job.to_string());
+        }
 
         let mut report = if meta.size <= self.cfg.resumable_threshold {
             let data = reader.next_chunk(meta.size).await?;
@@ -805,7 +811,15 @@ mod tests {
     }
 
     fn stored(size: u64) -> StoredObject {
-        StoredObject { bucket: "b".into(), name: "n".into(), generation: "1".into(), size, crc32c: None, md5: None }
+        StoredObject {
+            bucket: "b".into(),
+            name: "n".into(),
+            generation: "1".into(),
+            size,
+            crc32c: None,
+            md5: None,
+            job_id: None,
+        }
     }
 
     #[test]

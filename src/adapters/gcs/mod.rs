@@ -28,7 +28,9 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'
 const PUBLIC_ENDPOINT: &str = "https://storage.googleapis.com";
 
 /// Fields asked back from every call that returns an object: what verification needs.
-const OBJECT_FIELDS: &str = "bucket,name,generation,size,crc32c,md5Hash";
+/// `metadata` for the provenance key naming the job that wrote the object (small: GCS caps
+/// custom metadata at 8 KiB).
+const OBJECT_FIELDS: &str = "bucket,name,generation,size,crc32c,md5Hash,metadata";
 
 #[derive(Debug, Clone)]
 pub struct GcsClient {
@@ -375,6 +377,9 @@ struct ObjectResource {
     size: Value,
     crc32c: Option<String>,
     md5_hash: Option<String>,
+    /// Custom metadata; absent when the object has none.
+    #[serde(default)]
+    metadata: Option<serde_json::Map<String, Value>>,
 }
 
 /// GCS encodes 64-bit numbers as strings; emulators sometimes as numbers.
@@ -449,6 +454,12 @@ fn read_object(text: &str) -> Result<StoredObject> {
         size,
         crc32c: o.crc32c.filter(|c| !c.is_empty()),
         md5: o.md5_hash.filter(|m| !m.is_empty()),
+        job_id: o
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(crate::transfer::metadata::PROV_JOB))
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 

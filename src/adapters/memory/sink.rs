@@ -176,6 +176,7 @@ impl MemorySink {
             size: data.len() as u64,
             crc32c: Some(crc),
             md5: Some(md5),
+            job_id: spec.metadata.get(crate::transfer::metadata::PROV_JOB).cloned(),
         };
         let copy = StoredCopy {
             data,

@@ -406,7 +406,8 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         let mut round = 0;
         let copied = loop {
             round += 1;
-            let terms = CopyTerms { previous: upload, journal, fence, budget: held.budget };
+            let terms =
+                CopyTerms { previous: upload, journal, fence, budget: held.budget, job_id: task.job_id.as_deref() };
             match self.transfer.copy_journaled(read, dest, judge, terms).await {
                 Err(e) if e.kind() == ErrorKind::Conflict && round < FENCE_ROUNDS => {
                     fence = Some(self.refence(dest, held, &e).await?);
@@ -427,10 +428,15 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
                 r.source.version_id = meta.version_id.clone();
                 r.source.etag = Some(meta.etag.clone());
                 r.destination.generation = previous.and_then(|p| p.generation.clone());
-                if outcome == Outcome::AlreadyReplicated
-                    && let Some(p) = previous.filter(|p| p.job_id.is_some() && p.job_id == task.job_id)
-                {
-                    r.copied_by_own_job = Some(p.size.unwrap_or(0));
+                // This job's own copy, found by a later delivery of the task: through the
+                // ledger's record, or, when that record was never written (the write failed
+                // after the upload landed), through the job named in the object's provenance.
+                if outcome == Outcome::AlreadyReplicated && task.job_id.is_some() {
+                    if let Some(p) = previous.filter(|p| p.job_id == task.job_id) {
+                        r.copied_by_own_job = Some(p.size.unwrap_or(0));
+                    } else if let Some(found) = existing.as_ref().filter(|o| o.job_id == task.job_id) {
+                        r.copied_by_own_job = Some(found.size);
+                    }
                 }
                 return Ok(r);
             }

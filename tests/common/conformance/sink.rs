@@ -62,6 +62,7 @@ fn generation(o: &StoredObject) -> u64 {
 pub async fn run<K: ObjectSink>(k: &K, bucket: &str, gaps: Gaps) {
     an_upload_creates_a_new_generation_with_its_checksums(k, bucket).await;
     writes_to_a_missing_bucket_are_a_configuration_error(k).await;
+    the_job_that_wrote_an_object_is_read_back_from_its_metadata(k, bucket).await;
     match gaps.multipart_preconditions_ignored {
         None => an_upload_is_refused_when_its_generation_precondition_fails(k, bucket).await,
         Some(why) => skipped("an_upload_is_refused_when_its_generation_precondition_fails", why),
@@ -98,6 +99,21 @@ pub async fn an_upload_creates_a_new_generation_with_its_checksums<K: ObjectSink
     let second = k.upload_single(&s, Bytes::from(data)).await.expect("upload again");
     assert!(generation(&second) > generation(&first), "every write is a new, later generation: {first:?} {second:?}");
     assert!(k.stat(bucket, &unique("sink/none")).await.expect("stat of a missing object").is_none());
+}
+
+/// The provenance key naming a migration job (`xcr-source-job-id`) comes back as the object's
+/// `job_id` from the write's answer and from a metadata read; an object without it has none.
+pub async fn the_job_that_wrote_an_object_is_read_back_from_its_metadata<K: ObjectSink>(k: &K, bucket: &str) {
+    let name = unique("sink/job");
+    let mut s = spec(bucket, &name, b"job");
+    s.metadata.insert(xcr::transfer::metadata::PROV_JOB.into(), "job-7".into());
+    let written = k.upload_single(&s, Bytes::from_static(b"job")).await.expect("upload");
+    assert_eq!(written.job_id.as_deref(), Some("job-7"), "{written:?}");
+    let stat = k.stat(bucket, &name).await.expect("stat").expect("the object exists");
+    assert_eq!(stat.job_id.as_deref(), Some("job-7"), "{stat:?}");
+    let plain = unique("sink/no-job");
+    k.upload_single(&spec(bucket, &plain, b"x"), Bytes::from_static(b"x")).await.expect("upload");
+    assert_eq!(k.stat(bucket, &plain).await.expect("stat").expect("exists").job_id, None);
 }
 
 pub async fn writes_to_a_missing_bucket_are_a_configuration_error<K: ObjectSink>(k: &K) {
