@@ -296,6 +296,17 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         (results, Some(count))
     }
 
+    /// [`Self::count_job_tasks`], boxed by a function of its own (see
+    /// [`Self::audit_page_future`]): its DynamoDB transaction's future is large, and inline it
+    /// would take a slot in every invocation's frame.
+    #[inline(never)]
+    fn count_job_tasks_future(
+        &self,
+        counts: Vec<(usize, JobCount)>,
+    ) -> futures::future::BoxFuture<'_, Vec<(usize, Error)>> {
+        Box::pin(self.count_job_tasks(counts))
+    }
+
     /// Counts a batch's finished job tasks, one write per job ([`JobStore::record_tasks`]),
     /// and ends each job whose last task this was. Returns, per record (the index given with
     /// each count), the error that keeps its tasks uncounted: that record must be delivered
@@ -435,7 +446,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
             Incoming::Direct(tasks) => {
                 let (mut results, job_counts) =
                     self.run_tasks(&tasks, deadline_ms, budget, false, (metrics, None)).await;
-                let uncounted = self.count_job_tasks(job_counts.into_iter().map(|c| (0, c)).collect()).await;
+                let uncounted = self.count_job_tasks_future(job_counts.into_iter().map(|c| (0, c)).collect()).await;
                 for (_, e) in uncounted {
                     metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).failure(e.kind().as_str());
                     results.push(Err(e));
@@ -491,7 +502,7 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
                     .enumerate()
                     .flat_map(|(i, o)| std::mem::take(&mut o.2).into_iter().map(move |c| (i, c)))
                     .collect();
-                for (record, e) in self.count_job_tasks(job_counts).await {
+                for (record, e) in self.count_job_tasks_future(job_counts).await {
                     metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).failure(e.kind().as_str());
                     if let Some(o) = outcomes.get_mut(record) {
                         o.1.push(Err(e));
