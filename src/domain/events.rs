@@ -54,7 +54,7 @@ pub struct Task {
     /// An explicit GCS destination (from a replicate command), overriding routing rules.
     pub destination: Option<Destination>,
     /// Set by migration jobs: what to do when the destination already holds the object.
-    pub overwrite: Option<crate::jobs::Overwrite>,
+    pub overwrite: Option<crate::domain::model::Overwrite>,
     /// The S3 event this task came from, as S3 named it (`ObjectRemoved:DeleteMarkerCreated`,
     /// `LifecycleExpiration:Delete`, `Object Deleted (Permanently Deleted)`...); `None` for a
     /// command (CLI, API, job). Why keep it: an event's version id only says which version
@@ -480,7 +480,7 @@ fn decode_command(value: &Value) -> Result<Task> {
     task.destination = destination;
     task.overwrite = match c.overwrite.as_deref() {
         None => None,
-        Some(o) => Some(crate::jobs::Overwrite::parse(o).ok_or_else(|| {
+        Some(o) => Some(crate::domain::model::Overwrite::parse(o).ok_or_else(|| {
             invalid(format!("invalid replicate command: overwrite {} (expected different, never or always)", quoted(o)))
         })?),
     };

@@ -1,6 +1,6 @@
 //! Plain data shared by every layer. No SDK types: adapters convert at the edge.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -95,4 +95,37 @@ pub struct StoredObject {
     /// Base64 of the big-endian CRC32C, as GCS reports it.
     pub crc32c: Option<String>,
     pub md5: Option<String>,
+}
+
+/// What to do when the destination already holds the object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Overwrite {
+    /// Skip when the destination holds the same size and checksum (the ledger's record of this
+    /// version, or GCS's own size and MD5/CRC32C): moves no bytes for what is already there.
+    #[default]
+    Different,
+    /// Skip whenever the destination exists.
+    Never,
+    /// Copy even if an identical object is there.
+    Always,
+}
+
+impl Overwrite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Different => "different",
+            Self::Never => "never",
+            Self::Always => "always",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "different" => Some(Self::Different),
+            "never" => Some(Self::Never),
+            "always" => Some(Self::Always),
+            _ => None,
+        }
+    }
 }

@@ -30,9 +30,9 @@
 use crate::domain::audit::{DestEntry, S3Listed, Step, in_order, list_s3_page, step};
 use crate::domain::error::{Error, ErrorKind, Result};
 use crate::domain::events::{Action, Task};
+use crate::domain::model::Overwrite;
 use crate::domain::model::{Destination, ObjectRef};
 use crate::domain::replicate::{Outcome, Replication};
-use crate::jobs::Overwrite;
 use crate::transfer::metadata::{PROV_BUCKET, PROV_ETAG, PROV_KEY, PROV_LAST_MODIFIED, encode_key};
 use crate::wiring::S3ToGcs;
 use futures::StreamExt;
@@ -409,7 +409,7 @@ async fn copy_one(
 pub mod cli {
     use super::{Item, Plan, Summary};
     use crate::config::{Config, Needs};
-    use crate::jobs::Overwrite;
+    use crate::domain::model::Overwrite;
     use std::io::IsTerminal;
     use std::process::ExitCode;
     use std::time::Duration;

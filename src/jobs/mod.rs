@@ -14,41 +14,9 @@ pub mod audit_report;
 pub mod migrate;
 
 use crate::domain::error::{Error, ErrorKind, Result};
+use crate::domain::model::Overwrite;
 use crate::domain::names::{GsUrl, S3Url, validate_s3_bucket};
 use serde::{Deserialize, Serialize};
-
-/// What to do when the destination already holds the object.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Overwrite {
-    /// Skip when the destination holds the same size and checksum (the ledger's record of this
-    /// version, or GCS's own size and MD5/CRC32C): moves no bytes for what is already there.
-    #[default]
-    Different,
-    /// Skip whenever the destination exists.
-    Never,
-    /// Copy even if an identical object is there.
-    Always,
-}
-
-impl Overwrite {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Different => "different",
-            Self::Never => "never",
-            Self::Always => "always",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "different" => Some(Self::Different),
-            "never" => Some(Self::Never),
-            "always" => Some(Self::Always),
-            _ => None,
-        }
-    }
-}
 
 /// What a job does with each page of the listing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
