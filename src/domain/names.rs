@@ -9,8 +9,6 @@
 //! The URL types check what a typo gets wrong (scheme, bucket name, a name too long or holding
 //! a line break); the clouds have the final word on everything else.
 
-#![warn(missing_docs)]
-
 use std::fmt;
 use std::str::FromStr;
 

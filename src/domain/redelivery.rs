@@ -15,8 +15,6 @@
 //! `maxReceiveCount` of 5, a failing record is tried again after about 15 s, 1 min, 4 min and
 //! 16 min, and reaches the dead-letter queue about 21 minutes after its first failure.
 
-#![warn(missing_docs)]
-
 use std::time::Duration;
 
 /// The backoff for failed records (`XCR_RETRY_BASE_SECS`, `XCR_RETRY_MAX_SECS`).
