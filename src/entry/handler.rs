@@ -41,6 +41,8 @@
 //!   `continued` task fails it too (retryable): Lambda's retry resumes the checkpointed upload,
 //!   and a copy that needs more invocations than Lambda's two retries must go through SQS.
 
+#![warn(missing_docs)]
+
 use crate::domain::budget::Budget;
 use crate::domain::error::{Error, ErrorKind, Result};
 use crate::domain::events::{Incoming, Task, decode_invocation};
@@ -53,6 +55,8 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+/// The replicate function's logic, independent of the Lambda runtime: decodes a payload, runs
+/// its tasks through the [`Replicator`] concurrently, and answers with the failures to retry.
 pub struct Handler<S, K, L, Q, J> {
     replicator: Replicator<S, K, L>,
     concurrency: usize,
@@ -138,6 +142,8 @@ fn direct_failure(results: &[Result<Replication>]) -> Option<Error> {
 }
 
 impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handler<S, K, L, Q, J> {
+    /// A handler running `concurrency` records at once; `requeue` takes continuations and `busy`
+    /// retries (without it they fail and come back on the retry clock); `jobs` counts job tasks.
     pub fn new(replicator: Replicator<S, K, L>, concurrency: usize, requeue: Option<Q>, jobs: Option<J>) -> Self {
         Self {
             replicator,
@@ -173,6 +179,8 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         self
     }
 
+    /// The queue's `maxReceiveCount`, so that a job task failing on its last delivery is counted
+    /// failed at once (it goes to the DLQ next); `None` or 0: unknown.
     pub fn with_max_receives(mut self, max: Option<u32>) -> Self {
         self.max_receives = max.filter(|m| *m > 0);
         self
@@ -183,14 +191,17 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// The queue's `maxReceiveCount`, when known.
     pub fn max_receives(&self) -> Option<u32> {
         self.max_receives
     }
 
+    /// The job store job tasks are counted in, when there is one.
     pub fn jobs(&self) -> Option<&J> {
         self.jobs.as_ref()
     }
 
+    /// The use case this handler runs.
     pub fn replicator(&self) -> &Replicator<S, K, L> {
         &self.replicator
     }

@@ -2,6 +2,8 @@
 //! hand), and `/docs`, a self-contained page rendered from that same document: it works
 //! without a CDN, on an air-gapped network, and cannot drift from the code.
 
+#![warn(missing_docs)]
+
 use super::{copy_requests, error, health, jobs, objects};
 use axum::Json;
 use axum::http::header;
@@ -37,6 +39,7 @@ use utoipa::openapi::path::Operation;
         (name = "jobs", description = "Migration (backfill) jobs and drift audit jobs"),
     )
 )]
+/// The OpenAPI document of every route, served as `/openapi.json` and rendered at `/docs`.
 pub struct ApiDoc;
 
 /// The OpenAPI document of this API.

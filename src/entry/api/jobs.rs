@@ -4,6 +4,8 @@
 //! it; locally `xcr pump` drives open jobs. A job whose driver cannot be started is marked
 //! FAILED at once rather than left PENDING with nothing to run it.
 
+#![warn(missing_docs)]
+
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{Api, SharedApi};
@@ -23,6 +25,7 @@ const MAX_LIST: usize = 100;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+/// The query of `GET /v1/jobs`.
 pub struct ListQuery {
     /// How many jobs, newest first (1 to 100, default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -30,7 +33,9 @@ pub struct ListQuery {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+/// The answer of `GET /v1/jobs`.
 pub struct JobList {
+    /// Jobs, newest first.
     pub jobs: Vec<Job>,
 }
 
