@@ -8,8 +8,6 @@
 //! AWS SDK's own loader, which reads the standard `AWS_*` variables (`AWS_ENDPOINT_URL`,
 //! `AWS_REGION`, `AWS_MAX_ATTEMPTS`, credentials) the way every AWS tool does.
 
-#![warn(missing_docs)]
-
 use crate::domain::names::validate_gcs_bucket;
 use crate::retry::RetryPolicy;
 use crate::transfer::TransferConfig;

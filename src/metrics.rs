@@ -39,8 +39,6 @@
 //! elsewhere: `xcr pump` and `xcr serve` keep stdout for their human or `--json` output, and the
 //! lines sit beside the logs), `off`, or a file path (appended to, one line per write).
 
-#![warn(missing_docs)]
-
 use crate::domain::error::ErrorKind;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;

@@ -1,8 +1,6 @@
 //! The traits the use cases talk through. Adapters (S3, GCS, and test doubles) implement them;
 //! domain code never sees an SDK type.
 
-#![warn(missing_docs)]
-
 use crate::domain::error::Result;
 use crate::domain::model::{ContentHeaders, Destination, ObjectRef, SourceMeta, StoredObject};
 use bytes::Bytes;

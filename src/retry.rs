@@ -5,8 +5,6 @@
 //! recommended by AWS's "Exponential Backoff And Jitter": it spreads retries from many
 //! concurrent Lambdas instead of having them hammer a throttled endpoint in lockstep.
 
-#![warn(missing_docs)]
-
 use crate::domain::error::{Error, ErrorKind, Result};
 use std::future::Future;
 use std::time::Duration;

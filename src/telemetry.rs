@@ -5,8 +5,6 @@
 //! ([`init_human`]): warnings, errors and the notes meant for people ([`NOTE`]), one short line
 //! each, so that a command's own output is not drowned in the replicator's bookkeeping.
 
-#![warn(missing_docs)]
-
 use std::fmt::Write as _;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;

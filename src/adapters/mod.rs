@@ -1,7 +1,5 @@
 //! Adapters: the ports implemented against real services. Each speaks one protocol and
 //! classifies its failures into [`crate::ErrorKind`] where they are first seen.
 
-#![warn(missing_docs)]
-
 pub mod aws;
 pub mod gcs;

@@ -1,8 +1,6 @@
 //! The domain: the data, the rules and the one use case, with no SDK type and no configuration.
 //! Adapters are reached only through [`crate::ports`].
 
-#![warn(missing_docs)]
-
 pub mod audit;
 pub mod budget;
 pub mod error;

@@ -27,8 +27,6 @@
 //! **Memory.** One page of each listing and `concurrency` copies in flight, each with the
 //! engine's bounded buffers: the bucket's size does not matter.
 
-#![warn(missing_docs)]
-
 use crate::domain::audit::{DestEntry, S3Listed, Step, in_order, list_s3_page, step};
 use crate::domain::error::{Error, ErrorKind, Result};
 use crate::domain::events::{Action, Task};

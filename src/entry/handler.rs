@@ -41,8 +41,6 @@
 //!   `continued` task fails it too (retryable): Lambda's retry resumes the checkpointed upload,
 //!   and a copy that needs more invocations than Lambda's two retries must go through SQS.
 
-#![warn(missing_docs)]
-
 use crate::domain::budget::Budget;
 use crate::domain::error::{Error, ErrorKind, Result};
 use crate::domain::events::{Incoming, Task, decode_invocation};

@@ -13,8 +13,6 @@
 //! so that a job whose last count was lost or whose task died into the DLQ still ends. [`redrive`] moves dead letters back, as an operator does once the
 //! cause is fixed.
 
-#![warn(missing_docs)]
-
 use crate::adapters::aws::sqs::{Message, Queue};
 use crate::domain::error::Result;
 use crate::domain::replicate::now_ms;

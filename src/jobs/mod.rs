@@ -9,8 +9,6 @@
 //! conditional write (see [`crate::ports::JobStore`]), so two drivers, a crash or a late task
 //! can never move it backwards or count an object twice.
 
-#![warn(missing_docs)]
-
 pub mod audit_page;
 pub mod audit_report;
 pub mod migrate;

@@ -1,8 +1,6 @@
 //! Builds the real adapters from a [`Config`]: what every entry point does at cold start.
 //! [`ledger`] is the ledger choice (DynamoDB, or none for a plain `xcr replicate`).
 
-#![warn(missing_docs)]
-
 pub mod ledger;
 
 use crate::adapters::aws::ledger::DynamoLedger;

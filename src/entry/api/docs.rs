@@ -2,8 +2,6 @@
 //! hand), and `/docs`, a self-contained page rendered from that same document: it works
 //! without a CDN, on an air-gapped network, and cannot drift from the code.
 
-#![warn(missing_docs)]
-
 use super::{copy_requests, error, health, jobs, objects};
 use axum::Json;
 use axum::http::header;

@@ -5,8 +5,6 @@
 //! an internal endpoint: server-side failures (5xx) are logged in full with the request id and
 //! answered with a short, fixed text.
 
-#![warn(missing_docs)]
-
 use crate::domain::error::{Error, ErrorKind};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};

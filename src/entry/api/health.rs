@@ -1,8 +1,6 @@
 //! `GET /` (what this deployment talks to) and `GET /v1/health` (live checks of every
 //! dependency, each timed).
 
-#![warn(missing_docs)]
-
 use super::SharedApi;
 use crate::wiring::ledger::AnyLedger;
 use axum::Json;

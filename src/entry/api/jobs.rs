@@ -4,8 +4,6 @@
 //! it; locally `xcr pump` drives open jobs. A job whose driver cannot be started is marked
 //! FAILED at once rather than left PENDING with nothing to run it.
 
-#![warn(missing_docs)]
-
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{Api, SharedApi};

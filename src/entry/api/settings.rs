@@ -3,8 +3,6 @@
 //! [`crate::config::Config::api_settings_from_env`] reads (this module never reads the
 //! environment itself).
 
-#![warn(missing_docs)]
-
 use crate::domain::names::validate_s3_bucket;
 use std::collections::HashMap;
 
