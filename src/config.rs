@@ -47,15 +47,22 @@ pub struct Config {
     pub dest_bucket: Option<String>,
     /// Routing rules as given (JSON or a file path); parsed by the routing layer.
     pub rules: Option<String>,
+    /// `XCR_LEDGER_TABLE`: the DynamoDB ledger; unset, a plain `xcr replicate` copies without one.
     pub ledger_table: Option<String>,
+    /// `XCR_JOBS_TABLE`: where migration and audit jobs are stored.
     pub jobs_table: Option<String>,
+    /// `XCR_QUEUE_URL`: the replicate queue (continuations, job tasks, `202` API copies).
     pub queue_url: Option<String>,
+    /// `XCR_DLQ_URL`: the replicate queue's dead-letter queue (redrive, the job sweep).
     pub dlq_url: Option<String>,
     /// `AWS_ENDPOINT_URL`, when an emulator or LocalStack stands in for AWS.
     pub aws_endpoint: Option<String>,
     /// Base URL of the GCS emulator (`STORAGE_EMULATOR_HOST`, scheme added if missing).
     pub gcs_emulator: Option<String>,
+    /// How to authenticate to GCS (`XCR_GCP_CREDENTIALS`, `GOOGLE_APPLICATION_CREDENTIALS`, or
+    /// none for an emulator).
     pub gcs_credentials: GcsCredentials,
+    /// Chunk size, resumable threshold and request timeout for the streaming engine.
     pub transfer: TransferConfig,
     /// Retry policy for GCS calls and S3 stream re-opens.
     pub retry: RetryPolicy,
@@ -75,29 +82,48 @@ pub struct Config {
 
 /// Names of every variable read here, for docs and error messages.
 pub mod vars {
+    /// The default destination bucket.
     pub const DEST_BUCKET: &str = "XCR_DEST_BUCKET";
+    /// Routing rules (JSON, or a path to a JSON file).
     pub const RULES: &str = "XCR_RULES";
+    /// The DynamoDB ledger table.
     pub const LEDGER_TABLE: &str = "XCR_LEDGER_TABLE";
+    /// The DynamoDB jobs table.
     pub const JOBS_TABLE: &str = "XCR_JOBS_TABLE";
+    /// The replicate queue URL.
     pub const QUEUE_URL: &str = "XCR_QUEUE_URL";
+    /// The dead-letter queue URL.
     pub const DLQ_URL: &str = "XCR_DLQ_URL";
+    /// Bytes per resumable chunk (a multiple of 256 KiB).
     pub const CHUNK_SIZE: &str = "XCR_CHUNK_SIZE";
+    /// Objects larger than this use a resumable session.
     pub const RESUMABLE_THRESHOLD: &str = "XCR_RESUMABLE_THRESHOLD";
+    /// Attempts for GCS calls and S3 stream re-opens.
     pub const MAX_ATTEMPTS: &str = "XCR_MAX_ATTEMPTS";
+    /// Seconds one GCS request may take.
     pub const REQUEST_TIMEOUT: &str = "XCR_REQUEST_TIMEOUT_SECS";
+    /// Google credentials: a service account key or external-account JSON, inline or as a path.
     pub const GCP_CREDENTIALS: &str = "XCR_GCP_CREDENTIALS";
+    /// Mirror S3 removals as GCS deletes (`true`/`false`).
     pub const REPLICATE_DELETES: &str = "XCR_REPLICATE_DELETES";
+    /// SQS records of one batch (and keys of one API batch) processed at once.
     pub const BATCH_CONCURRENCY: &str = "XCR_BATCH_CONCURRENCY";
+    /// First retry delay for GCS calls and stream re-opens, in seconds.
     pub const RETRY_BASE_SECS: &str = "XCR_RETRY_BASE_SECS";
+    /// Longest retry delay, in seconds.
     pub const RETRY_MAX_SECS: &str = "XCR_RETRY_MAX_SECS";
+    /// The migrate function, which `xcr jobs create` and the API invoke to start a job.
     pub const MIGRATE_FUNCTION: &str = "XCR_MIGRATE_FUNCTION";
     /// Read whole by the API's settings; here only to declare the source buckets to the
     /// routing collision check.
     pub const ALLOWED_SOURCE_BUCKETS: &str = crate::entry::api::settings::ALLOWED_SOURCE_BUCKETS;
     /// Where explicit destinations may write ([`crate::domain::routing::DestAllowlist`]).
     pub const ALLOWED_DESTINATIONS: &str = crate::domain::routing::ALLOWED_DESTINATIONS;
+    /// The standard Google variable, read when `XCR_GCP_CREDENTIALS` is unset.
     pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+    /// The GCS emulator's host; set, no Google credential is needed.
     pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
+    /// The AWS SDK's endpoint override (an emulator or LocalStack).
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 }
 
@@ -379,9 +405,13 @@ fn typed_credential(json: serde_json::Value, origin: &str, problems: &mut Vec<St
 pub struct Needs {
     /// `XCR_DEST_BUCKET` or `XCR_RULES`: anything that replicates without an explicit target.
     pub destination: bool,
+    /// `XCR_LEDGER_TABLE`: an entry point that claims and records.
     pub ledger: bool,
+    /// `XCR_JOBS_TABLE`: an entry point that reads or writes jobs.
     pub jobs: bool,
+    /// `XCR_QUEUE_URL`: an entry point that enqueues or receives.
     pub queue: bool,
+    /// `XCR_DLQ_URL`: an entry point that reads the dead-letter queue.
     pub dlq: bool,
     /// The entry point never calls GCS: no Google credential is required (or given, in the
     /// template: the migrate function has none).

@@ -30,6 +30,11 @@
 //!
 //! The crate root re-exports only [`Error`], [`ErrorKind`] and [`Result`]: every signature
 //! in the crate uses them.
+//!
+//! Every public item is documented: `missing_docs` warns here, and clippy runs with
+//! `-D warnings`.
+
+#![warn(missing_docs)]
 
 pub mod adapters;
 pub mod config;

@@ -55,9 +55,13 @@ const MAX_VALUES: usize = 100;
 /// CloudWatch units used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
+    /// A number of things (objects, tasks, failures).
     Count,
+    /// Bytes.
     Bytes,
+    /// Seconds (replication lag).
     Seconds,
+    /// Milliseconds (durations).
     Milliseconds,
 }
 
@@ -123,10 +127,12 @@ impl Metrics {
     /// The counters a replicating invocation always writes.
     pub const REPLICATE: &'static [&'static str] = &["Tasks", "ObjectsReplicated", "BytesReplicated", "Failures"];
 
+    /// The function name the lines carry as a dimension.
     pub fn function(&self) -> &str {
         &self.function
     }
 
+    /// Adds `n` to the counter `name`.
     pub fn add(&mut self, name: &'static str, n: u64) {
         *self.counts.entry(name).or_default() += n;
     }
@@ -136,6 +142,7 @@ impl Metrics {
         self.counts.iter().map(|(k, v)| (*k, *v))
     }
 
+    /// The counter `name` so far; 0 when never added to.
     pub fn count(&self, name: &str) -> u64 {
         self.counts.get(name).copied().unwrap_or(0)
     }
@@ -324,8 +331,11 @@ pub fn quiet_by_default() {
 /// Where EMF lines are written.
 #[derive(Debug, Clone)]
 pub enum Sink {
+    /// Standard output: what CloudWatch Logs reads in Lambda.
     Stdout,
+    /// Standard error: out of the way of the CLI's own output.
     Stderr,
+    /// No metrics.
     Off,
     /// Appended to, one line per write.
     File(PathBuf),

@@ -16,6 +16,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 /// version fails with [`crate::ErrorKind::SourceChanged`] instead of mixing two versions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadPin {
+    /// The version every re-open must read; `None` before the first read of an unversioned object.
     pub version_id: Option<String>,
     /// Without quotes; the adapter adds them for `If-Match`.
     pub etag: Option<String>,
@@ -23,7 +24,9 @@ pub struct ReadPin {
 
 /// An open read: the object's metadata and its body from the requested offset.
 pub struct SourceRead {
+    /// The object's metadata, from the same response as the bytes.
     pub meta: SourceMeta,
+    /// The bytes from the requested offset to the end.
     pub body: ByteStream,
 }
 
@@ -39,12 +42,17 @@ pub trait ObjectSource: Send + Sync {
 /// Everything GCS needs to create an object, besides its bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UploadSpec {
+    /// The GCS bucket.
     pub bucket: String,
+    /// The object name.
     pub name: String,
+    /// Bytes the object will have: the upload is checked against it.
     pub size: u64,
+    /// HTTP headers carried over from the source.
     pub headers: ContentHeaders,
     /// Custom metadata: the source's user metadata plus provenance.
     pub metadata: BTreeMap<String, String>,
+    /// GCS storage class; `None` keeps the bucket's default.
     pub storage_class: Option<String>,
     /// Expected CRC32C (base64, big-endian). GCS refuses to create the object on a mismatch.
     pub crc32c: Option<String>,
@@ -61,6 +69,7 @@ pub struct UploadSpec {
 }
 
 impl UploadSpec {
+    /// The bucket and name as a [`Destination`].
     pub fn destination(&self) -> Destination {
         Destination { bucket: self.bucket.clone(), name: self.name.clone(), storage_class: self.storage_class.clone() }
     }
@@ -114,7 +123,9 @@ pub trait ObjectSink: Send + Sync {
 /// One object of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
+    /// The key (S3) or object name (GCS).
     pub key: String,
+    /// Bytes.
     pub size: u64,
 }
 
@@ -161,13 +172,21 @@ pub struct DoneRecord {
     pub sequencer: Option<String>,
     /// Source last-modified time, milliseconds since the epoch (for deletes: the event's time).
     pub last_modified_ms: Option<i64>,
+    /// The S3 version copied, when the bucket is versioned.
     pub version_id: Option<String>,
+    /// The S3 ETag copied.
     pub etag: Option<String>,
+    /// The GCS generation written: the fence for the next write (`None` after a delete).
     pub generation: Option<String>,
+    /// Bytes copied.
     pub size: Option<u64>,
+    /// Base64 CRC32C verified on both ends.
     pub crc32c: Option<String>,
+    /// The source bucket, so that a status read names where the copy came from.
     pub source_bucket: String,
+    /// The source key.
     pub source_key: String,
+    /// When the record was written (epoch ms): the replication lag is measured from it.
     pub done_at_ms: i64,
     /// The migration job whose task made this record, if one did. Why: a job task delivered
     /// twice at once (SQS is at-least-once) may find its twin's finished copy; knowing the copy
@@ -184,6 +203,7 @@ pub struct DoneRecord {
 /// The ledger item for one destination object, as read back from a claim.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerItem {
+    /// The last completed action, if any.
     pub done: Option<DoneRecord>,
     /// The ordering mark: the highest normalized S3 sequencer whose event was decided for this
     /// destination (applied, found a duplicate, or found stale after a read under the lease).
@@ -194,7 +214,9 @@ pub struct LedgerItem {
     /// The source bucket whose event set the mark. Sequencers only order events of one key in
     /// one bucket: an event from another bucket routed to the same name is not ordered by it.
     pub high_water_source: Option<String>,
+    /// Who holds the lease now (an attempt's owner id), if anyone does.
     pub lease_owner: Option<String>,
+    /// When that lease runs out (epoch ms); past it, anyone may claim.
     pub lease_expires_ms: Option<i64>,
     /// A resumable upload an earlier attempt left unfinished (it crashed or failed), if any.
     pub upload: Option<UploadCheckpoint>,
@@ -208,7 +230,9 @@ pub struct LedgerItem {
 pub struct FailureNote {
     /// An [`crate::ErrorKind`] name.
     pub kind: String,
+    /// The error's message as logged.
     pub message: String,
+    /// When the attempt failed (epoch ms).
     pub at_ms: i64,
 }
 
@@ -226,8 +250,11 @@ pub struct UploadCheckpoint {
     /// The resumable session URI. A bearer capability (anyone holding it can write the
     /// object): stored, never logged; `Debug` redacts it.
     pub session: String,
+    /// The S3 version the session's bytes come from: a resume must read the same one.
     pub version_id: Option<String>,
+    /// The S3 ETag of those bytes, checked again on resume.
     pub etag: String,
+    /// The object's total size.
     pub size: u64,
     /// Chunk size of the attempt that wrote this (informational: GCS only needs the offsets of
     /// non-final chunks to be multiples of 256 KiB, which any configured chunk size keeps).
@@ -284,7 +311,9 @@ pub struct ClaimRequest {
     pub key: String,
     /// Unique per attempt, so that only this attempt can complete or release its claim.
     pub owner: String,
+    /// The clock the lease is judged by (epoch ms).
     pub now_ms: i64,
+    /// Until when the lease is held (epoch ms) if the claim succeeds.
     pub lease_until_ms: i64,
     /// Normalized sequencer of the task, when its event had one: the claim then fails if the
     /// ledger already applied this or a later event for the key.
@@ -298,13 +327,21 @@ pub struct ClaimRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The lease is ours; `previous` is the item as it was (what was done before).
-    Acquired { previous: LedgerItem },
+    Acquired {
+        /// The item before this claim: the last record, a resumable session to continue.
+        previous: LedgerItem,
+    },
     /// Someone holds a live lease, or the ledger already applied this or a later event.
-    Rejected { current: LedgerItem },
+    Rejected {
+        /// The item that refused the claim: the lease holder, the mark, the last record.
+        current: LedgerItem,
+    },
 }
 
 /// The idempotency and ordering store (DynamoDB). Every write is one conditional request.
 pub trait Ledger: Send + Sync {
+    /// Takes the lease on one destination object if no live lease is held and, with a
+    /// sequencer, if the event is above the key's ordering mark; one conditional write.
     fn claim(&self, req: &ClaimRequest) -> impl Future<Output = Result<Claim>> + Send;
     /// Records `done` and drops the lease, only if `owner` still holds it and nothing newer
     /// was recorded meanwhile. `done.sequencer`, when set, also becomes the ordering mark
@@ -361,7 +398,9 @@ pub trait DeadLetters: Send + Sync {
 
 /// Durable migration jobs (DynamoDB). Every state change is one conditional write.
 pub trait JobStore: Send + Sync {
+    /// Stores a new job; conditional on no job with its id existing.
     fn create(&self, job: &crate::jobs::Job) -> impl Future<Output = Result<()>> + Send;
+    /// One job by id, as stored now; `None` when there is none.
     fn get(&self, id: &str) -> impl Future<Output = Result<Option<crate::jobs::Job>>> + Send;
     /// Jobs, newest first.
     fn list(&self, limit: usize) -> impl Future<Output = Result<Vec<crate::jobs::Job>>> + Send;
@@ -436,6 +475,7 @@ pub trait JobStore: Send + Sync {
         now_ms: i64,
         until_ms: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Gives up the driver lease `owner` holds, so the next invocation need not wait it out.
     fn release_driver(&self, id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
     /// PENDING or RUNNING -> FAILED with a reason: the job cannot go on (its manifest is gone...).
     fn fail(&self, id: &str, message: &str) -> impl Future<Output = Result<bool>> + Send;

@@ -10,10 +10,14 @@ use std::future::Future;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Exponential backoff with full jitter: attempt `n` waits a random time up to
+/// `min(max_delay, base_delay × 2ⁿ)`, so that many workers failing together do not retry together.
 pub struct RetryPolicy {
     /// Total attempts including the first one; at least 1.
     pub max_attempts: u32,
+    /// The ceiling of the first wait; each further attempt doubles it.
     pub base_delay: Duration,
+    /// No wait is drawn above this, however many attempts came before.
     pub max_delay: Duration,
 }
 

@@ -11,10 +11,11 @@ use std::time::Duration;
 use xcr::adapters::aws::job_store::DynamoJobStore;
 use xcr::adapters::aws::s3::S3Source;
 use xcr::adapters::aws::sqs::Queue;
+use xcr::domain::model::Overwrite;
 use xcr::domain::replicate::now_ms;
 use xcr::entry::pump::{PumpOptions, pump};
 use xcr::jobs::migrate::{Driver, Step};
-use xcr::jobs::{Job, JobSpec, JobStatus, Overwrite, StagedPage, TaskTally, now_rfc3339};
+use xcr::jobs::{Job, JobSpec, JobStatus, StagedPage, TaskTally, now_rfc3339};
 use xcr::ports::JobStore;
 
 struct Env {

@@ -33,15 +33,20 @@ use std::collections::{BTreeMap, VecDeque};
 /// What GCS's listing says about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestEntry {
+    /// Name, generation, size and checksums from the listing.
     pub object: StoredObject,
+    /// The object's HTTP headers, compared with the source's.
     pub headers: ContentHeaders,
+    /// The object's custom metadata, including the `xcr-source-*` provenance keys.
     pub metadata: BTreeMap<String, String>,
 }
 
 /// What S3 says about one object: size and ETag from the listing, the rest from a HEAD.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceEntry {
+    /// The S3 key.
     pub key: String,
+    /// Bytes, from the listing.
     pub size: u64,
     /// Without quotes.
     pub etag: String,
@@ -49,12 +54,15 @@ pub struct SourceEntry {
     pub etag_is_md5: bool,
     /// The stored CRC32C when it describes the whole object (base64).
     pub crc32c: Option<String>,
+    /// The HTTP headers from the HEAD.
     pub headers: ContentHeaders,
+    /// `x-amz-meta-*` without the prefix, from the HEAD.
     pub user_metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
+/// What kind of drift a finding reports.
 pub enum Kind {
     /// In S3, not in GCS.
     Missing,
@@ -67,6 +75,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The name the report and the CLI use.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Missing => "missing",
@@ -80,26 +89,35 @@ impl Kind {
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// Missing, different, extra or unverifiable.
     pub kind: Kind,
     /// The S3 key (for `extra`: the key the GCS name maps back to).
     pub key: String,
     /// `gs://bucket/name`.
     pub destination: String,
+    /// Why, in words an operator can act on (which field differs, which side lacks a checksum).
     pub reason: String,
 }
 
 /// Counts of the report's final line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
+    /// Keys compared, whatever the result.
     pub compared: u64,
+    /// Keys whose copy is proven current.
     pub matching: u64,
+    /// Findings of [`Kind::Missing`].
     pub missing: u64,
+    /// Findings of [`Kind::Different`].
     pub different: u64,
+    /// Findings of [`Kind::Extra`].
     pub extra: u64,
+    /// Findings of [`Kind::Unverifiable`].
     pub unverifiable: u64,
 }
 
 impl Counts {
+    /// Counts one finding of `kind`.
     pub fn add(&mut self, kind: Kind) {
         match kind {
             Kind::Missing => self.missing += 1,
@@ -227,6 +245,7 @@ pub enum Step {
     SourceOnly,
     /// Only in GCS.
     DestOnly,
+    /// In both: compare them.
     Both,
 }
 
@@ -248,10 +267,15 @@ pub fn step(source_name: Option<&str>, dest_name: Option<&str>) -> Option<Step> 
 /// What to audit: `s3://source_bucket/source_prefix` against `gs://dest_bucket/dest_prefix + key`.
 #[derive(Debug, Clone)]
 pub struct Scope {
+    /// The S3 bucket walked.
     pub source_bucket: String,
+    /// Only keys under this prefix (empty: the whole bucket).
     pub source_prefix: String,
+    /// The GCS bucket compared with.
     pub dest_bucket: String,
+    /// Prepended to each key to name its copy (empty: the same name).
     pub dest_prefix: String,
+    /// Keys per listing page on each side (1 to 1000).
     pub page_size: u32,
     /// Only keys after this one (exclusive): an audit job's page starts after the previous
     /// page's last key ([`crate::jobs::audit_page`]). `None`: from the start of the prefix.
@@ -437,7 +461,9 @@ pub(crate) fn in_order(last: &mut Option<String>, next: Option<&str>, side: &str
 /// One object of S3's listing, as ListObjectsV2 describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct S3Listed {
+    /// The S3 key.
     pub key: String,
+    /// Bytes.
     pub size: u64,
     /// Without quotes.
     pub etag: String,

@@ -101,6 +101,7 @@ impl Budget {
         self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    /// True when there is a deadline; an unlimited budget never pauses a copy.
     pub fn is_limited(&self) -> bool {
         self.deadline.is_some()
     }

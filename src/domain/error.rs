@@ -91,6 +91,7 @@ pub struct Error {
 }
 
 impl Error {
+    /// An error of `kind`; `message` says what failed, in words for the log and the API answer.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self { kind, message: message.into(), applied: false, source: None }
     }
@@ -134,14 +135,17 @@ impl Error {
         self
     }
 
+    /// The kind: what decides retry, HTTP status and DLQ fate.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
+    /// The message without the chain of causes ([`Error::chain`] has them).
     pub fn message(&self) -> &str {
         &self.message
     }
 
+    /// Whether trying again can succeed ([`ErrorKind::is_retryable`]).
     pub fn is_retryable(&self) -> bool {
         self.kind.is_retryable()
     }
@@ -188,6 +192,7 @@ impl Error {
     }
 }
 
+/// The crate's result: [`Error`] unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error chain (`a: b: c`) without the parts meant for a debugger: a `Type { field: ... }`

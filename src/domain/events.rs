@@ -39,6 +39,7 @@ pub enum Action {
 /// One unit of work: an object to copy or a removal to mirror, with what is known about ordering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
+    /// Copy the object, or mirror its removal.
     pub action: Action,
     /// The source object; the key is already decoded.
     pub object: ObjectRef,
@@ -54,7 +55,7 @@ pub struct Task {
     /// An explicit GCS destination (from a replicate command), overriding routing rules.
     pub destination: Option<Destination>,
     /// Set by migration jobs: what to do when the destination already holds the object.
-    pub overwrite: Option<crate::jobs::Overwrite>,
+    pub overwrite: Option<crate::domain::model::Overwrite>,
     /// The S3 event this task came from, as S3 named it (`ObjectRemoved:DeleteMarkerCreated`,
     /// `LifecycleExpiration:Delete`, `Object Deleted (Permanently Deleted)`...); `None` for a
     /// command (CLI, API, job). Why keep it: an event's version id only says which version
@@ -66,6 +67,7 @@ pub struct Task {
 }
 
 impl Task {
+    /// A task with nothing known but its action and object: no ordering, job or explicit destination.
     pub fn new(action: Action, object: ObjectRef) -> Self {
         Self {
             action,
@@ -84,7 +86,9 @@ impl Task {
 /// One SQS record's decoding: its message id and either its tasks or why it is unreadable.
 #[derive(Debug)]
 pub struct SqsItem {
+    /// The SQS message id, which a partial batch failure names.
     pub message_id: String,
+    /// The tasks the body holds, or why it cannot be read (then the record goes to the DLQ in time).
     pub tasks: Result<Vec<Task>>,
     /// `attributes.ApproximateReceiveCount`: which delivery of the message this is.
     pub receive_count: Option<u32>,
@@ -480,7 +484,7 @@ fn decode_command(value: &Value) -> Result<Task> {
     task.destination = destination;
     task.overwrite = match c.overwrite.as_deref() {
         None => None,
-        Some(o) => Some(crate::jobs::Overwrite::parse(o).ok_or_else(|| {
+        Some(o) => Some(crate::domain::model::Overwrite::parse(o).ok_or_else(|| {
             invalid(format!("invalid replicate command: overwrite {} (expected different, never or always)", quoted(o)))
         })?),
     };

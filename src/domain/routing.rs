@@ -146,6 +146,7 @@ impl DestAllowlist {
         self.entries.iter().any(|(b, p)| b == bucket && prefix.starts_with(p.as_str()))
     }
 
+    /// True when the list has no entry, so it permits no explicit destination.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

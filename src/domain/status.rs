@@ -17,8 +17,11 @@ use utoipa::ToSchema;
 /// What the ledger knows about one object, per destination.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ObjectStatus {
+    /// The source bucket asked about.
     pub bucket: String,
+    /// The source key asked about.
     pub key: String,
+    /// One entry per destination the routing rules give this key.
     pub destinations: Vec<DestinationStatus>,
 }
 
@@ -34,8 +37,10 @@ pub struct DestinationStatus {
     /// `unknown` (the ledger has nothing for this destination).
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The last completed action, when one is recorded.
     pub done: Option<DoneStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The last failed attempt, when one is noted (kept until a later success).
     pub failure: Option<FailureStatus>,
     /// Bytes of an unfinished resumable upload GCS had confirmed, when one is remembered.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,15 +56,19 @@ pub struct DoneStatus {
     /// `copy` or `delete`.
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The GCS generation the copy produced (for a delete: none).
     pub generation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Bytes copied.
     pub size: Option<u64>,
     /// Base64 of the big-endian CRC32C GCS verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crc32c: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The S3 version that was copied, when the bucket is versioned.
     pub source_version_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The S3 ETag that was copied.
     pub source_etag: Option<String>,
     /// The source's last-modified time (for a delete: the event's time), RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +80,7 @@ pub struct DoneStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The migration job whose task recorded it, if any.
     pub job_id: Option<String>,
 }
 
@@ -79,6 +89,7 @@ pub struct DoneStatus {
 pub struct FailureStatus {
     /// An error kind: `access_denied`, `integrity`, `transient`, ...
     pub kind: String,
+    /// The error as it was logged (no secrets: messages never carry credentials or session URIs).
     pub message: String,
     /// RFC 3339.
     pub at: String,

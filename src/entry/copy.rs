@@ -30,9 +30,9 @@
 use crate::domain::audit::{DestEntry, S3Listed, Step, in_order, list_s3_page, step};
 use crate::domain::error::{Error, ErrorKind, Result};
 use crate::domain::events::{Action, Task};
+use crate::domain::model::Overwrite;
 use crate::domain::model::{Destination, ObjectRef};
 use crate::domain::replicate::{Outcome, Replication};
-use crate::jobs::Overwrite;
 use crate::transfer::metadata::{PROV_BUCKET, PROV_ETAG, PROV_KEY, PROV_LAST_MODIFIED, encode_key};
 use crate::wiring::S3ToGcs;
 use futures::StreamExt;
@@ -43,13 +43,17 @@ use std::time::{Duration, Instant};
 /// What to copy, and how.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The S3 bucket listed.
     pub source_bucket: String,
+    /// Only keys under this prefix (empty: the whole bucket).
     pub source_prefix: String,
+    /// The GCS bucket written.
     pub dest_bucket: String,
     /// Names are `dest_prefix + key` (as migration jobs and `xcr audit` name them).
     pub dest_prefix: String,
     /// Copies in flight at once.
     pub concurrency: usize,
+    /// What to do when the destination already holds an object.
     pub overwrite: Overwrite,
     /// List and decide, write nothing.
     pub dry_run: bool,
@@ -134,15 +138,19 @@ pub fn in_place(source_bucket: &str, src: &S3Listed, dst: &DestEntry) -> Option<
 /// How one object ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Item {
+    /// The S3 key.
     pub key: String,
+    /// `gs://bucket/name` of its copy.
     pub destination: String,
     /// An [`Outcome`] name, `would_copy` (dry run) or `failed`.
     pub outcome: &'static str,
+    /// Bytes of the source object.
     pub size: u64,
     /// Bytes uploaded (a copy only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copied_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why, for anything but a plain copy.
     pub detail: Option<String>,
 }
 
@@ -157,23 +165,30 @@ impl Item {
 /// What the run did, as `--json` prints it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
+    /// `s3://bucket/prefix` copied from.
     pub source: String,
+    /// `gs://bucket/prefix` copied to.
     pub destination: String,
+    /// True for `--dry-run`: nothing was written.
     pub dry_run: bool,
     /// Objects listed in S3 under the prefix, and their bytes.
     pub objects: u64,
+    /// Bytes of the objects listed.
     pub bytes: u64,
     /// Objects and bytes uploaded.
     pub copied: u64,
+    /// Bytes uploaded.
     pub copied_bytes: u64,
     /// Objects per outcome (`replicated`, `already_replicated`, `stale`, `refused`, `busy`,
     /// `failed`, `would_copy`...).
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Objects that make the run fail (see [`Item::failed`]).
     pub failed: u64,
+    /// Wall time of the run, in seconds.
     pub elapsed_s: f64,
     /// Listed objects per second, and uploaded MiB per second, over the whole run.
     pub objects_per_s: f64,
+    /// Uploaded MiB per second over the whole run.
     pub mib_per_s: f64,
     /// The first failures (at most [`MAX_REPORTED_FAILURES`]), for the message.
     pub failures: Vec<Item>,
@@ -409,7 +424,7 @@ async fn copy_one(
 pub mod cli {
     use super::{Item, Plan, Summary};
     use crate::config::{Config, Needs};
-    use crate::jobs::Overwrite;
+    use crate::domain::model::Overwrite;
     use std::io::IsTerminal;
     use std::process::ExitCode;
     use std::time::Duration;

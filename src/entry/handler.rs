@@ -53,6 +53,8 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+/// The replicate function's logic, independent of the Lambda runtime: decodes a payload, runs
+/// its tasks through the [`Replicator`] concurrently, and answers with the failures to retry.
 pub struct Handler<S, K, L, Q, J> {
     replicator: Replicator<S, K, L>,
     concurrency: usize,
@@ -149,6 +151,8 @@ fn direct_failure(results: &[Result<Replication>]) -> Option<Error> {
 }
 
 impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handler<S, K, L, Q, J> {
+    /// A handler running `concurrency` records at once; `requeue` takes continuations and `busy`
+    /// retries (without it they fail and come back on the retry clock); `jobs` counts job tasks.
     pub fn new(replicator: Replicator<S, K, L>, concurrency: usize, requeue: Option<Q>, jobs: Option<J>) -> Self {
         Self {
             replicator,
@@ -184,6 +188,8 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         self
     }
 
+    /// The queue's `maxReceiveCount`, so that a job task failing on its last delivery is counted
+    /// failed at once (it goes to the DLQ next); `None` or 0: unknown.
     pub fn with_max_receives(mut self, max: Option<u32>) -> Self {
         self.max_receives = max.filter(|m| *m > 0);
         self
@@ -194,14 +200,17 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger, Q: TaskQueue, J: JobStore> Handl
         self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// The queue's `maxReceiveCount`, when known.
     pub fn max_receives(&self) -> Option<u32> {
         self.max_receives
     }
 
+    /// The job store job tasks are counted in, when there is one.
     pub fn jobs(&self) -> Option<&J> {
         self.jobs.as_ref()
     }
 
+    /// The use case this handler runs.
     pub fn replicator(&self) -> &Replicator<S, K, L> {
         &self.replicator
     }

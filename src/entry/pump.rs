@@ -32,6 +32,7 @@ const JOB_POLL: Duration = Duration::from_secs(1);
 const WAIT_NOTE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
+/// How `xcr pump` polls and when it stops.
 pub struct PumpOptions {
     /// Messages per batch (1 to 10).
     pub batch_size: i32,
@@ -69,10 +70,15 @@ impl Default for PumpOptions {
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+/// What a pump run did, printed at the end.
 pub struct PumpStats {
+    /// Batches received.
     pub batches: u64,
+    /// Messages received.
     pub messages: u64,
+    /// Messages deleted (done, or acknowledged as not found).
     pub deleted: u64,
+    /// Messages left on the queue to come back (failed).
     pub failed: u64,
 }
 

@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditPage {
+    /// The audit job this page belongs to.
     pub job_id: String,
     /// The page's number in the job (0, 1, ...): names its report and its count marker.
     pub page: u64,
@@ -87,9 +88,13 @@ impl AuditPage {
 
 /// Runs audit page tasks: what the replicate function and `xcr pump` need besides the replicator.
 pub struct AuditWorker {
+    /// Lists and HEADs the source; writes S3 reports.
     pub s3: aws_sdk_s3::Client,
+    /// Lists the destination; writes GCS reports.
     pub gcs: GcsClient,
+    /// Ledger records that prove a copy current when no checksum is shared.
     pub ledger: AnyLedger,
+    /// Where the page's count goes.
     pub jobs: DynamoJobStore,
     /// Where repair commands go (the replicate queue); `None`: a repairing job's pages fail.
     pub queue: Option<Queue>,

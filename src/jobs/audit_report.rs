@@ -17,8 +17,20 @@ pub const CONTENT_TYPE: &str = "application/x-ndjson";
 /// An S3 or GCS object (or, for a job's report prefix, the start of its name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportTarget {
-    S3 { bucket: String, key: String },
-    Gcs { bucket: String, name: String },
+    /// An S3 object (or key prefix).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key, or key prefix.
+        key: String,
+    },
+    /// A GCS object (or name prefix).
+    Gcs {
+        /// The bucket.
+        bucket: String,
+        /// The object name, or name prefix.
+        name: String,
+    },
 }
 
 impl ReportTarget {
@@ -57,12 +69,14 @@ impl ReportTarget {
         Ok(target)
     }
 
+    /// The bucket, in either cloud.
     pub fn bucket(&self) -> &str {
         match self {
             Self::S3 { bucket, .. } | Self::Gcs { bucket, .. } => bucket,
         }
     }
 
+    /// The key (S3) or object name (GCS); for a prefix target, the prefix.
     pub fn key(&self) -> &str {
         match self {
             Self::S3 { key, .. } => key,
@@ -78,6 +92,7 @@ impl ReportTarget {
         }
     }
 
+    /// The target as `s3://…` or `gs://…`, for logs and the job's report field.
     pub fn url(&self) -> String {
         match self {
             Self::S3 { bucket, key } => format!("s3://{bucket}/{key}"),

@@ -131,6 +131,9 @@ pub struct Swept {
     pub dead_letters_counted: u64,
 }
 
+/// Drives jobs in bounded steps: list a page (or a manifest window), enqueue its tasks,
+/// checkpoint; and the sweep that ends every job. Any number of drivers may run; a job's
+/// driver lease lets one step it at a time.
 pub struct Driver<Lst, Q, J> {
     lister: Lst,
     queue: Q,
@@ -142,6 +145,8 @@ pub struct Driver<Lst, Q, J> {
 }
 
 impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
+    /// A driver listing with `lister`, enqueueing on `queue` and recording in `jobs`; the sweep
+    /// reads no dead-letter queue until [`Driver::with_dead_letters`].
     pub fn new(lister: Lst, queue: Q, jobs: J) -> Self {
         Self { lister, queue, jobs, dead_letters: None, page_size: 1000 }
     }
@@ -152,6 +157,7 @@ impl<Lst: ObjectLister, Q: TaskQueue, J: JobStore> Driver<Lst, Q, J> {
         self
     }
 
+    /// The job store, for entry points that also read jobs.
     pub fn jobs(&self) -> &J {
         &self.jobs
     }

@@ -14,41 +14,9 @@ pub mod audit_report;
 pub mod migrate;
 
 use crate::domain::error::{Error, ErrorKind, Result};
+use crate::domain::model::Overwrite;
 use crate::domain::names::{GsUrl, S3Url, validate_s3_bucket};
 use serde::{Deserialize, Serialize};
-
-/// What to do when the destination already holds the object.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Overwrite {
-    /// Skip when the destination holds the same size and checksum (the ledger's record of this
-    /// version, or GCS's own size and MD5/CRC32C): moves no bytes for what is already there.
-    #[default]
-    Different,
-    /// Skip whenever the destination exists.
-    Never,
-    /// Copy even if an identical object is there.
-    Always,
-}
-
-impl Overwrite {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Different => "different",
-            Self::Never => "never",
-            Self::Always => "always",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "different" => Some(Self::Different),
-            "never" => Some(Self::Never),
-            "always" => Some(Self::Always),
-            _ => None,
-        }
-    }
-}
 
 /// What a job does with each page of the listing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -64,6 +32,7 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// True for a copy job, the kind every job had before audits existed.
     pub fn is_copy(&self) -> bool {
         *self == Self::Copy
     }
@@ -71,15 +40,23 @@ impl JobKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// Where a job is in its life. It only moves forward (every change is a conditional write),
+/// so a late driver or task can never reopen a finished job.
 pub enum JobStatus {
+    /// Stored, not yet driven.
     Pending,
+    /// Listing or waiting for its tasks.
     Running,
+    /// Listed to the end and every task finished without failure.
     Succeeded,
+    /// Ended with failed tasks, or could not go on (`last_error` says why).
     Failed,
+    /// Stopped by a user: nothing more is listed, and its queued tasks do nothing.
     Cancelled,
 }
 
 impl JobStatus {
+    /// The name stored and shown (`PENDING`, `RUNNING`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
@@ -90,12 +67,14 @@ impl JobStatus {
         }
     }
 
+    /// The inverse of [`JobStatus::as_str`]; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
         [Self::Pending, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled]
             .into_iter()
             .find(|v| v.as_str() == s)
     }
 
+    /// True once the job has ended: nothing moves it again.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
@@ -137,6 +116,7 @@ pub struct JobSpec {
     )]
     pub destination: Option<String>,
     #[serde(default)]
+    /// What a task does when the destination already holds the object.
     pub overwrite: Overwrite,
     /// List and count, copy nothing.
     #[serde(default)]
@@ -173,6 +153,8 @@ impl JobSpec {
         Ok(spec)
     }
 
+    /// Checks the spec and lists every problem at once (`invalid`), so a user fixes a spec in
+    /// one pass; nothing is stored before it passes.
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();
         if self.source_bucket.trim().is_empty() {
@@ -260,8 +242,11 @@ impl JobSpec {
 /// One object a manifest names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestEntry {
+    /// The bucket the line names (or the job's source bucket when the line names only a key).
     pub bucket: String,
+    /// The key, decoded (CSV manifests URL-encode keys, as S3 Batch Operations does).
     pub key: String,
+    /// The version to copy, when the manifest names one.
     pub version_id: Option<String>,
 }
 
@@ -313,12 +298,19 @@ pub fn parse_manifest(text: &str, csv: bool, default_bucket: &str) -> Result<Vec
 /// done and it is zero.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counters {
+    /// Objects listed (or manifest entries read).
     pub listed: u64,
+    /// Replicate commands enqueued.
     pub queued: u64,
+    /// Tasks that copied the object.
     pub replicated: u64,
+    /// Tasks that found nothing to do (already replicated, stale, not found).
     pub skipped: u64,
+    /// Tasks that failed for good (including those counted from the dead-letter queue).
     pub failed: u64,
+    /// Bytes copied by the job's tasks.
     pub bytes: u64,
+    /// Queued minus finished; never below zero in a consistent store.
     pub pending: i64,
 }
 
@@ -326,12 +318,19 @@ pub struct Counters {
 /// repair enqueued and how many pages were audited).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditCounters {
+    /// Page tasks audited.
     pub pages: u64,
+    /// Keys compared.
     pub compared: u64,
+    /// Keys whose copy is proven current.
     pub matching: u64,
+    /// In S3, not in GCS.
     pub missing: u64,
+    /// In both, but different.
     pub different: u64,
+    /// In GCS, not in S3.
     pub extra: u64,
+    /// Same size, but nothing proves the bytes.
     pub unverifiable: u64,
     /// Copies and deletes enqueued by repair.
     pub repaired: u64,
@@ -340,9 +339,13 @@ pub struct AuditCounters {
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Job {
+    /// The job id (`job-…`), unique; the API and CLI name jobs by it.
     pub id: String,
+    /// What the job was asked to do, as validated at creation.
     pub spec: JobSpec,
+    /// Where the job is in its life.
     pub status: JobStatus,
+    /// Progress, counted once per task.
     pub counters: Counters,
     /// Audit jobs only: the drift found so far (a page task that failed counts in
     /// `counters.failed`).
@@ -351,10 +354,15 @@ pub struct Job {
     /// Continuation token of the listing (an audit job: the last key listed), or the
     /// manifest's next entry index.
     pub checkpoint: Option<String>,
+    /// True once the listing (or manifest) is read to its end.
     pub listing_done: bool,
+    /// When the job was created (RFC 3339).
     pub created_at: String,
+    /// When the job record last changed (RFC 3339).
     pub updated_at: String,
+    /// When the job ended (RFC 3339).
     pub finished_at: Option<String>,
+    /// Why the job failed, when it could not go on.
     pub last_error: Option<String>,
 }
 
@@ -449,15 +457,28 @@ impl StagedPage {
 /// How a finished audit page task counts ([`crate::ports::JobStore::record_audit_page`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditTally {
-    Audited { counts: crate::domain::audit::Counts, repaired: u64 },
+    /// The page was audited.
+    Audited {
+        /// The page's findings by kind.
+        counts: crate::domain::audit::Counts,
+        /// Copies and deletes repair enqueued for the page.
+        repaired: u64,
+    },
+    /// The page task failed (its walk or its report could not be done).
     Failed,
 }
 
 /// How a finished job task counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskTally {
-    Replicated { bytes: u64 },
+    /// The task copied the object.
+    Replicated {
+        /// Bytes copied.
+        bytes: u64,
+    },
+    /// The task found nothing to copy.
     Skipped,
+    /// The task failed for good.
     Failed,
 }
 

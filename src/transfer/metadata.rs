@@ -14,10 +14,15 @@ use crate::ports::UploadSpec;
 use crate::transfer::checksum::md5_b64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+/// Provenance key: the S3 bucket the object was copied from.
 pub const PROV_BUCKET: &str = "xcr-source-bucket";
+/// Provenance key: the S3 key, percent-encoded where GCS metadata needs it.
 pub const PROV_KEY: &str = "xcr-source-key";
+/// Provenance key: the S3 version id copied, when the bucket is versioned.
 pub const PROV_VERSION: &str = "xcr-source-version-id";
+/// Provenance key: the S3 ETag copied; the audit and `xcr copy` compare it to tell a stale copy.
 pub const PROV_ETAG: &str = "xcr-source-etag";
+/// Provenance key: the S3 last-modified time copied (RFC 3339).
 pub const PROV_LAST_MODIFIED: &str = "xcr-source-last-modified";
 /// The migration job a copy was made for ([`crate::domain::model::StoredObject::job_id`]).
 pub const PROV_JOB: &str = "xcr-source-job-id";

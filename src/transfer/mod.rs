@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 pub const GCS_CHUNK_ALIGN: u64 = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the engine cuts and paces a copy; built once from the configuration (`XCR_CHUNK_SIZE`
+/// and friends, see docs/configuration.md).
 pub struct TransferConfig {
     /// Bytes per resumable chunk. Memory use is about three chunks per concurrent transfer.
     pub chunk_size: u64,
@@ -71,7 +73,9 @@ impl Default for TransferConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadMethod {
+    /// One request carrying the whole object (at most the resumable threshold).
     Single,
+    /// A resumable session, chunk by chunk; it can be resumed by a later attempt.
     Resumable,
 }
 
@@ -79,24 +83,30 @@ pub enum UploadMethod {
 #[derive(Debug, Clone, Serialize)]
 pub struct TransferReport {
     #[serde(skip)]
+    /// The source object's metadata as read with the bytes.
     pub source: SourceMeta,
     #[serde(skip)]
+    /// What GCS stored: generation, size, checksums (the completion record uses them).
     pub stored: StoredObject,
+    /// Single request or resumable session.
     pub method: UploadMethod,
     /// CRC32C of the bytes read from S3 (base64), equal to the stored object's.
     #[serde(skip)]
     pub crc32c: String,
     /// Bytes sent to GCS, counting re-sends after failures.
     pub bytes_sent: u64,
+    /// Chunks sent (1 for a single request).
     pub chunks: u32,
     /// Chunks that had to be resumed after a failure.
     pub resumed_chunks: u32,
+    /// Times the S3 stream broke and was re-opened at the byte it broke.
     pub source_reopens: u32,
     /// When this attempt continued an earlier attempt's session: the offset GCS confirmed, from
     /// which this attempt uploaded (`bytes_sent` counts only what this attempt sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<u64>,
     #[serde(skip)]
+    /// Wall time of the copy, for logs and metrics.
     pub elapsed: Duration,
 }
 
@@ -105,6 +115,7 @@ pub struct TransferReport {
 // One value per copy, returned and consumed at once: boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 pub enum Copy<T> {
+    /// Copied and verified.
     Done(TransferReport),
     /// Not copied, for the caller's reason; the source's metadata as read.
     Skipped(T, SourceMeta),
@@ -154,15 +165,19 @@ pub struct Paused {
     #[serde(skip)]
     pub crc32c: u32,
     #[serde(skip)]
+    /// The source object's metadata as read; a continuation reads the same version again.
     pub source: SourceMeta,
     /// Bytes sent to GCS by this call, counting re-sends after failures.
     pub bytes_sent: u64,
+    /// Chunks sent by this call.
     pub chunks: u32,
+    /// Chunks that had to be resumed after a failure.
     pub resumed_chunks: u32,
     /// When this call continued an earlier one: the offset it started from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<u64>,
     #[serde(skip)]
+    /// Wall time of this call until it stopped.
     pub elapsed: Duration,
 }
 
@@ -183,14 +198,17 @@ pub struct Transfer<S, K> {
 }
 
 impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
+    /// An engine over one source and one sink; cheap to share (`Arc` it across tasks).
     pub fn new(source: S, sink: K, cfg: TransferConfig, retry: RetryPolicy) -> Self {
         Self { source, sink, cfg, retry }
     }
 
+    /// The source, for callers that also read metadata or list through it.
     pub fn source(&self) -> &S {
         &self.source
     }
 
+    /// The sink, for deletes and metadata reads outside a copy.
     pub fn sink(&self) -> &K {
         &self.sink
     }
@@ -200,6 +218,7 @@ impl<S: ObjectSource, K: ObjectSink> Transfer<S, K> {
         self.retry
     }
 
+    /// The configuration this engine runs with.
     pub fn config(&self) -> &TransferConfig {
         &self.cfg
     }

@@ -12,6 +12,8 @@ use crate::retry::RetryPolicy;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
+/// Cuts a source stream into exact chunks, CRC32C computed as bytes pass, and re-opens a
+/// broken stream at the byte it broke, pinned to the version or ETag first read.
 pub struct ChunkReader<'a, S> {
     source: &'a S,
     obj: &'a ObjectRef,
@@ -70,6 +72,7 @@ impl<'a, S: ObjectSource> ChunkReader<'a, S> {
         self.crc
     }
 
+    /// Bytes handed out so far: the offset the next chunk starts at.
     pub fn position(&self) -> u64 {
         self.pos
     }

@@ -13,7 +13,10 @@ use crate::domain::error::Result;
 use crate::ports::{Claim, ClaimRequest, DoneRecord, FailureNote, Ledger, LedgerItem, UploadCheckpoint};
 
 #[derive(Debug, Clone)]
+/// The ledger an entry point uses, chosen from the configuration: one type, so that the use
+/// case is built the same way whether or not a table is configured.
 pub enum AnyLedger {
+    /// The DynamoDB ledger, its transaction conflicts retried here.
     Dynamo(DynamoLedger),
     /// No idempotency store: `xcr replicate` without `XCR_LEDGER_TABLE` always copies.
     Disabled,

@@ -18,6 +18,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, Trans
 const JOBS_PK: &str = "jobs";
 
 #[derive(Debug, Clone)]
+/// The [`crate::ports::JobStore`] in DynamoDB: one item per job under one partition key, so
+/// that listing jobs is one query; counters move by transaction with a per-task marker.
 pub struct DynamoJobStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -93,6 +95,8 @@ fn parse_job(item: &Item) -> Result<Job> {
 }
 
 impl DynamoJobStore {
+    /// A store on `table` (the `XCR_JOBS_TABLE` the template creates); nothing is called until
+    /// the first request, so a missing table shows as a `config` error then.
     pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         Self { client: aws_sdk_dynamodb::Client::new(sdk), table: table.into() }
     }

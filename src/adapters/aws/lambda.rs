@@ -6,11 +6,14 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 
 #[derive(Debug, Clone)]
+/// Starts a Lambda function asynchronously (`Event` invocation): how a job is started by the
+/// API and continued by the migrate function itself before its deadline.
 pub struct Invoker {
     client: aws_sdk_lambda::Client,
 }
 
 impl Invoker {
+    /// An invoker with the shared SDK configuration (endpoint override, region, timeouts).
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         Self { client: aws_sdk_lambda::Client::new(sdk) }
     }

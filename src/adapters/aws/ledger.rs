@@ -27,16 +27,21 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 const SK: &str = "object";
 
 #[derive(Debug, Clone)]
+/// The ledger in DynamoDB: one item per destination object, every write one conditional
+/// update, so that two workers can never both hold or both record a destination.
 pub struct DynamoLedger {
     client: aws_sdk_dynamodb::Client,
     table: String,
 }
 
 impl DynamoLedger {
+    /// A ledger on `table` (`XCR_LEDGER_TABLE`); no request is made until the first claim.
     pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         Self { client: aws_sdk_dynamodb::Client::new(sdk), table: table.into() }
     }
 
+    /// The SDK client, for the few reads outside the [`crate::ports::Ledger`] port (status reads,
+    /// tests that inspect an item).
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {
         &self.client
     }

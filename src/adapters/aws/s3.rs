@@ -45,6 +45,8 @@ pub(crate) fn full_object_crc32c(crc: Option<&str>, kind: Option<&ChecksumType>,
 }
 
 #[derive(Debug, Clone)]
+/// S3 as an [`crate::ports::ObjectSource`]: one GetObject per read, the metadata taken from
+/// the same answer so that bytes and metadata always describe one version.
 pub struct S3Source {
     client: aws_sdk_s3::Client,
 }
@@ -58,6 +60,8 @@ impl S3Source {
         Self { client: aws_sdk_s3::Client::from_conf(conf) }
     }
 
+    /// The SDK client with the addressing chosen in [`S3Source::new`], for the listings and
+    /// HEADs that the audit and `xcr copy` make outside the port.
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
     }

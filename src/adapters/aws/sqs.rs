@@ -12,9 +12,14 @@ use aws_sdk_sqs::types::{
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// SQS's message id: what a partial batch failure names.
     pub id: String,
+    /// The handle that deletes the message or changes its visibility; valid for this receipt only.
     pub receipt_handle: String,
+    /// The body as sent: an S3 notification, an SNS or EventBridge envelope, or a replicate command.
     pub body: String,
+    /// `ApproximateReceiveCount`: how many times the message was delivered, which sets the
+    /// retry clock ([`crate::domain::redelivery`]).
     pub receive_count: u32,
     /// `SentTimestamp`: when SQS received the message (epoch ms), a command's enqueue time for
     /// the replication-latency metric ([`crate::metrics`]).
@@ -22,16 +27,20 @@ pub struct Message {
 }
 
 #[derive(Debug, Clone)]
+/// One SQS queue (the replicate queue or its DLQ) by URL: receive, delete, change visibility,
+/// send, and redrive.
 pub struct Queue {
     client: aws_sdk_sqs::Client,
     url: String,
 }
 
 impl Queue {
+    /// A queue at `url`, with the shared SDK configuration.
     pub fn new(sdk: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
         Self { client: aws_sdk_sqs::Client::new(sdk), url: url.into() }
     }
 
+    /// The queue URL, for logs and for the redrive's source and target.
     pub fn url(&self) -> &str {
         &self.url
     }

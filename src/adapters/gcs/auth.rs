@@ -10,9 +10,12 @@ use http::{Extensions, HeaderMap};
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 
 #[derive(Clone)]
+/// How requests to GCS are authorized. Credentials are never logged: `Debug` is redacted.
 pub enum Auth {
     /// Emulator: no Authorization header.
     Anonymous,
+    /// google-cloud-auth credentials (a service account key or keyless Workload Identity
+    /// Federation), whose tokens are refreshed before they expire.
     Google(Credentials),
 }
 

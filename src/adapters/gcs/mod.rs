@@ -33,6 +33,8 @@ const PUBLIC_ENDPOINT: &str = "https://storage.googleapis.com";
 const OBJECT_FIELDS: &str = "bucket,name,generation,size,crc32c,md5Hash,metadata";
 
 #[derive(Debug, Clone)]
+/// GCS as an [`crate::ports::ObjectSink`] over the JSON API (reqwest): multipart and
+/// resumable uploads, deletes and metadata reads, every write with `ifGenerationMatch`.
 pub struct GcsClient {
     http: reqwest::Client,
     base: String,
@@ -62,6 +64,7 @@ impl GcsClient {
         })
     }
 
+    /// The base URL requests go to: the real GCS or an emulator.
     pub fn endpoint(&self) -> &str {
         &self.base
     }

@@ -7,7 +7,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 use xcr::adapters::aws::job_store::DynamoJobStore;
 use xcr::config::{Config, Needs};
-use xcr::jobs::{Job, JobKind, JobSpec, JobStatus, Overwrite, now_rfc3339};
+use xcr::domain::model::Overwrite;
+use xcr::jobs::{Job, JobKind, JobSpec, JobStatus, now_rfc3339};
 use xcr::ports::JobStore;
 
 // Parsed once per run: the size of the largest variant costs nothing.

@@ -35,6 +35,8 @@ struct JournalState {
 }
 
 impl<'a, L: Ledger> LeaseJournal<'a, L> {
+    /// A journal for the lease `owner` holds on ledger `key` until `lease_until_ms`; with `ttl`,
+    /// every write also extends the lease to now + `ttl` (a lease renewed by progress).
     pub fn new(ledger: &'a L, key: &'a str, owner: &'a str, lease_until_ms: i64, ttl: Option<Duration>) -> Self {
         let state = JournalState { upload: None, last_write: tokio::time::Instant::now(), lease_until_ms };
         Self { ledger, key, owner, ttl, state: Mutex::new(state) }

@@ -70,9 +70,9 @@ use outcome::{not_started, result, skipped};
 use crate::domain::budget::{Budget, may_start_task};
 use crate::domain::error::{Error, ErrorKind, Result};
 use crate::domain::events::{Action, Task, sequencer_order};
+use crate::domain::model::Overwrite;
 use crate::domain::model::{Destination, ObjectRef};
 use crate::domain::routing::Router;
-use crate::jobs::Overwrite;
 use crate::ports::{Claim, ClaimRequest, DoneRecord, FailureNote, Ledger, LedgerItem, ObjectSink, ObjectSource};
 use crate::transfer::{Copy, CopyTerms, Paused, Transfer};
 use std::time::Duration;
@@ -100,6 +100,8 @@ impl Default for ReplicateSettings {
     }
 }
 
+/// The use case: applies tasks to their destinations through a source, a sink and a ledger
+/// (the ports), so that every entry point gets the same claims, fencing and verification.
 pub struct Replicator<S, K, L> {
     transfer: Transfer<S, K>,
     ledger: L,
@@ -108,6 +110,7 @@ pub struct Replicator<S, K, L> {
 }
 
 impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
+    /// A replicator over one transfer engine, one ledger and the routing rules.
     pub fn new(transfer: Transfer<S, K>, ledger: L, router: Router, settings: ReplicateSettings) -> Self {
         Self { transfer, ledger, router, settings }
     }
@@ -119,14 +122,17 @@ impl<S: ObjectSource, K: ObjectSink, L: Ledger> Replicator<S, K, L> {
         self
     }
 
+    /// The transfer engine, for callers that read or list through the same source and sink.
     pub fn transfer(&self) -> &Transfer<S, K> {
         &self.transfer
     }
 
+    /// The ledger, for callers that read status through the same one.
     pub fn ledger(&self) -> &L {
         &self.ledger
     }
 
+    /// The routing rules tasks are resolved with.
     pub fn router(&self) -> &Router {
         &self.router
     }

@@ -32,6 +32,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The name logs, metrics, the CLI and the API use.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Replicated => "replicated",
@@ -56,21 +57,28 @@ impl Outcome {
 /// The result of one task for one destination, as the CLI prints it and the API returns it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Replication {
+    /// How the task ended for this destination.
     pub outcome: Outcome,
+    /// The object read (or that would have been).
     pub source: SourceSummary,
+    /// Where it went (or would have).
     pub destination: DestinationSummary,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Bytes of the object copied, when one was.
     pub bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Base64 CRC32C verified on both ends, when a copy was made.
     pub crc32c: Option<String>,
     /// Why nothing was copied, for the outcomes other than `replicated`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    /// How the bytes went up (method, chunks, re-sends), when a copy was made.
     pub transfer: Option<TransferReport>,
     /// For `continued`: where the copy stopped and what this attempt sent.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub continued: Option<Paused>,
+    /// Wall time of this destination's part of the task.
     pub duration_ms: u64,
     /// For `busy`: when the lease that blocked this task runs out, in seconds.
     #[serde(skip)]
@@ -83,23 +91,34 @@ pub struct Replication {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// The source side of a [`Replication`]: the object as named, and what a read found.
 pub struct SourceSummary {
+    /// The S3 bucket.
     pub bucket: String,
+    /// The S3 key.
     pub key: String,
+    /// The version named by the task, or read.
     pub version_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The ETag read, when the object was read.
     pub etag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The size read, when the object was read.
     pub size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The last-modified time read (RFC 3339), when the object was read.
     pub last_modified: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// The destination side of a [`Replication`].
 pub struct DestinationSummary {
+    /// The GCS bucket.
     pub bucket: String,
+    /// The object name.
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The generation GCS gave the copy, when one was made.
     pub generation: Option<String>,
 }
 

@@ -63,6 +63,7 @@ pub struct ReplicateRequest {
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     #[schema(pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", example = "raw-data")]
+    /// The source bucket every key is read from.
     pub bucket: String,
     /// 1 to 1,000 distinct keys, each as in a single call.
     #[schema(schema_with = key_list_schema)]
@@ -119,31 +120,45 @@ pub enum ApiOutcome {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+/// The source side of an answer.
 pub struct SourceOut {
+    /// The S3 bucket.
     pub bucket: String,
+    /// The S3 key.
     pub key: String,
+    /// The version named or read.
     pub version_id: Option<String>,
+    /// The ETag read, when the object was read.
     pub etag: Option<String>,
+    /// The size read, when the object was read.
     pub size: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+/// One destination's result.
 pub struct DestinationOut {
+    /// The GCS bucket.
     pub bucket: String,
+    /// The object name.
     pub name: String,
+    /// How the copy to this destination ended.
     pub outcome: ApiOutcome,
     /// The GCS generation written (or found already written).
     pub generation: Option<String>,
     /// Bytes copied (none when nothing was uploaded).
     pub bytes: Option<u64>,
+    /// Base64 CRC32C verified on both ends, when a copy was made.
     pub crc32c: Option<String>,
+    /// Why nothing was copied, for outcomes other than `replicated`.
     pub detail: Option<String>,
 }
 
 /// The answer to `POST /v1/replicate`: 200 with the outcome, or 202 `queued`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReplicateResponse {
+    /// How the request ended; `queued` when the copy was handed to the queue.
     pub outcome: ApiOutcome,
+    /// The object read.
     pub source: SourceOut,
     /// One entry per destination object (routing rules may name several).
     pub destinations: Vec<DestinationOut>,
@@ -151,44 +166,61 @@ pub struct ReplicateResponse {
     pub message_id: Option<String>,
     /// Why it was queued, or what was found.
     pub detail: Option<String>,
+    /// Wall time of the request's work.
     pub duration_ms: u64,
 }
 
 /// One key of a batch: the single call's outcome, and the status the single call would answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchItem {
+    /// The S3 key.
     pub key: String,
+    /// The HTTP status this key would have had alone.
     pub status: u16,
+    /// The key's outcome.
     pub outcome: ApiOutcome,
+    /// One entry per destination.
     pub destinations: Vec<DestinationOut>,
+    /// The queue message id, when the key was queued.
     pub message_id: Option<String>,
+    /// Why the key failed, in the error shape of a single request.
     pub error: Option<ErrorDetail>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+/// The answer to a synchronous `POST /v1/replicate/batch`.
 pub struct BatchResponse {
+    /// The source bucket.
     pub bucket: String,
     /// In the order of the request's keys.
     pub results: Vec<BatchItem>,
     /// Number of keys per outcome.
     pub summary: BTreeMap<String, u64>,
+    /// Wall time of the whole batch.
     pub duration_ms: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+/// One key of an asynchronous batch, queued or not.
 pub struct QueuedMessage {
+    /// The S3 key.
     pub key: String,
     /// None when this key was not queued (see `error`).
     pub message_id: Option<String>,
+    /// Why the key could not be queued.
     pub error: Option<ErrorDetail>,
 }
 
 /// The answer to an `"async": true` batch.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchQueuedResponse {
+    /// The source bucket.
     pub bucket: String,
+    /// Keys queued.
     pub queued: u64,
+    /// Keys that could not be queued.
     pub failed: u64,
+    /// One entry per key, in request order.
     pub messages: Vec<QueuedMessage>,
 }
 

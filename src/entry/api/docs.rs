@@ -37,6 +37,7 @@ use utoipa::openapi::path::Operation;
         (name = "jobs", description = "Migration (backfill) jobs and drift audit jobs"),
     )
 )]
+/// The OpenAPI document of every route, served as `/openapi.json` and rendered at `/docs`.
 pub struct ApiDoc;
 
 /// The OpenAPI document of this API.

@@ -26,10 +26,12 @@ pub fn current_request_id() -> String {
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+/// The inside of an [`ErrorBody`]: code, message and request id.
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `bucket_not_allowed`, `not_found`, `busy`,
     /// `unavailable`, ...
@@ -43,26 +45,33 @@ pub struct ErrorDetail {
 /// An error answer: status, code and message.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The HTTP status, from the error's kind ([`crate::ErrorKind`]) or chosen by the handler.
     pub status: StatusCode,
+    /// The stable code clients branch on ([`ErrorDetail::code`]).
     pub code: &'static str,
+    /// The message for a person.
     pub message: String,
     /// Seconds, sent as `Retry-After` (busy objects, unavailable dependencies).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
+    /// An error answer with its status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into(), retry_after: None }
     }
 
+    /// `400 invalid_request`: the request itself is wrong; the message says what.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
+    /// `404 not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// Adds `Retry-After: secs`, for answers that a later retry can change.
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self

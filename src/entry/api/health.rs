@@ -18,9 +18,12 @@ use utoipa::ToSchema;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Serialize, ToSchema)]
+/// `GET /`: what this service is and where it points.
 pub struct ServiceInfo {
     #[schema(example = "xcr")]
+    /// Always `xcr`.
     pub service: String,
+    /// The crate version serving.
     pub version: String,
     /// Endpoints in use: an emulator's URL, or "REAL AWS" / "REAL GCS".
     pub targets: Targets,
@@ -29,14 +32,18 @@ pub struct ServiceInfo {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+/// The endpoints this deployment talks to.
 pub struct Targets {
     #[schema(example = "REAL AWS")]
+    /// The AWS endpoint override, or `REAL AWS`.
     pub aws: String,
     #[schema(example = "REAL GCS")]
+    /// The GCS endpoint (an emulator), or `REAL GCS`.
     pub gcs: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+/// `GET /v1/health`: every dependency probed, for a load balancer or an operator.
 pub struct Health {
     /// `pass` when every check passed, else `fail`.
     pub status: String,
@@ -45,9 +52,11 @@ pub struct Health {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+/// One dependency's probe.
 pub struct Check {
     /// `pass` or `fail`.
     pub status: String,
+    /// How long the probe took.
     pub latency_ms: u64,
     /// What was probed (a bucket, a table, a queue).
     pub target: String,

@@ -23,6 +23,7 @@ const MAX_LIST: usize = 100;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+/// The query of `GET /v1/jobs`.
 pub struct ListQuery {
     /// How many jobs, newest first (1 to 100, default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -30,7 +31,9 @@ pub struct ListQuery {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+/// The answer of `GET /v1/jobs`.
 pub struct JobList {
+    /// Jobs, newest first.
     pub jobs: Vec<Job>,
 }
 

@@ -41,6 +41,7 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// The header that carries the request id in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The state every route handler shares.
 pub type SharedApi = Arc<Api>;
 
 /// Everything the handlers use, built once at start-up.

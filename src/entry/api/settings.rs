@@ -6,7 +6,9 @@
 use crate::domain::names::validate_s3_bucket;
 use std::collections::HashMap;
 
+/// The variable naming the source buckets the API may read.
 pub const ALLOWED_SOURCE_BUCKETS: &str = "XCR_ALLOWED_SOURCE_BUCKETS";
+/// The variable setting the size above which a copy is queued (`202`).
 pub const SYNC_MAX_BYTES: &str = "XCR_API_SYNC_MAX_BYTES";
 
 /// Default for [`SYNC_MAX_BYTES`]: 64 MiB. API Gateway gives an integration at most 30 s; a
@@ -45,16 +47,19 @@ impl Allowlist {
         Ok(list)
     }
 
+    /// Whether the API may read `bucket`.
     pub fn allows(&self, bucket: &str) -> bool {
         self.any
             || self.exact.iter().any(|b| b == bucket)
             || self.prefixes.iter().any(|p| bucket.starts_with(p.as_str()))
     }
 
+    /// True when nothing is allowed (nothing configured): every request naming a bucket is refused.
     pub fn is_empty(&self) -> bool {
         !self.any && self.exact.is_empty() && self.prefixes.is_empty()
     }
 
+    /// True when `*` opened every bucket, which start-up logs as a warning.
     pub fn allows_any(&self) -> bool {
         self.any
     }
@@ -83,12 +88,17 @@ pub(crate) fn bucket_char(c: char) -> bool {
 }
 
 #[derive(Debug, Clone)]
+/// What the API reads besides [`crate::config::Config`], parsed once at start-up.
 pub struct ApiSettings {
+    /// The source buckets requests may name.
     pub allow: Allowlist,
+    /// Objects up to this size are copied inside the request; larger ones are queued.
     pub sync_max_bytes: u64,
 }
 
 impl ApiSettings {
+    /// Parses the API's variables from `env` (what [`crate::config::Config::api_settings_from_env`]
+    /// reads, or a test's map); the error names the variable and the problem.
     pub fn from_vars(env: &HashMap<String, String>) -> Result<Self, String> {
         let allow = Allowlist::parse(env.get(ALLOWED_SOURCE_BUCKETS).map(String::as_str).unwrap_or(""))?;
         let sync_max_bytes = match env.get(SYNC_MAX_BYTES).map(|v| v.trim()).filter(|v| !v.is_empty()) {
