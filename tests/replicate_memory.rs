@@ -168,7 +168,7 @@ async fn a_jobs_copy_without_its_ledger_record_is_known_by_its_provenance() {
     put(&r, "j/a.txt", b"hello", "2031-01-01T00:00:00Z");
     let job_task = |job: &str| Task {
         job_id: Some(job.into()),
-        overwrite: Some(xcr::jobs::Overwrite::Different),
+        overwrite: Some(xcr::domain::model::Overwrite::Different),
         event: None,
         ..task("j/a.txt", None, None)
     };
