@@ -433,6 +433,26 @@ impl Needs {
         Self { destination: true, ledger: true, jobs: false, queue: false, dlq: false, no_gcs: false };
 }
 
+/// `XCR_LOG`, the log filter (`None` when unset or blank). A function of its own, not a
+/// field of [`Config`]: logging starts before the configuration is read, so that a
+/// configuration error is logged like everything else ([`crate::telemetry`]).
+pub fn log_filter() -> Option<String> {
+    std::env::var("XCR_LOG").ok().filter(|s| !s.trim().is_empty())
+}
+
+/// `XCR_METRICS`, trimmed (`None` when unset or blank): where the EMF lines go
+/// ([`crate::metrics::Sink::from_env`]). Read per handler, not per [`Config`], because tests
+/// and the CLI build handlers without one.
+pub fn metrics_target() -> Option<String> {
+    std::env::var("XCR_METRICS").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// `AWS_LAMBDA_FUNCTION_NAME`, set by Lambda in every function (`None` elsewhere, or blank):
+/// the metrics' `Function` dimension, and the sign that EMF lines belong on stdout.
+pub fn lambda_function_name() -> Option<String> {
+    std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().filter(|n| !n.is_empty())
+}
+
 /// Parses `8388608`, `8MiB`, `256KiB`, `1GiB` (binary units; `K`/`M`/`G` mean the same).
 pub fn parse_size_str(v: &str) -> Option<u64> {
     let v = v.trim();

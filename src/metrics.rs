@@ -107,7 +107,7 @@ pub struct Metrics {
 /// The `Function` dimension: the Lambda function's own name when running in Lambda (so that
 /// two stacks in one account stay apart and the template's alarms can name it), else `role`.
 pub fn function_name(role: &str) -> String {
-    std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| role.to_string())
+    crate::config::lambda_function_name().unwrap_or_else(|| role.to_string())
 }
 
 impl Metrics {
@@ -348,12 +348,12 @@ impl Sink {
     /// stderr elsewhere (see the module doc), off for the CLI's human output
     /// ([`quiet_by_default`]).
     pub fn from_env() -> Self {
-        match std::env::var("XCR_METRICS").ok().as_deref().map(str::trim) {
+        match crate::config::metrics_target().as_deref() {
             Some("stdout") => Self::Stdout,
             Some("stderr") => Self::Stderr,
             Some("off") => Self::Off,
             Some(path) if !path.is_empty() => Self::File(PathBuf::from(path)),
-            _ if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() => Self::Stdout,
+            _ if crate::config::lambda_function_name().is_some() => Self::Stdout,
             _ if QUIET_BY_DEFAULT.load(std::sync::atomic::Ordering::Relaxed) => Self::Off,
             _ => Self::Stderr,
         }

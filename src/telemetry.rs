@@ -87,7 +87,7 @@ pub fn filter(spec: Option<&str>) -> EnvFilter {
 /// [`NOTE`]s. `hide` drops events the command reports itself (its final error), so that a
 /// person reads each error once.
 pub fn init_human(hide: impl Fn(&Metadata<'_>) -> bool + Send + Sync + 'static) {
-    let spec = std::env::var("XCR_LOG").ok().filter(|s| !s.trim().is_empty());
+    let spec = crate::config::log_filter();
     let filter = filter(Some(spec.unwrap_or_else(human_default).as_str()));
     let hide = tracing_subscriber::filter::filter_fn(move |m| !hide(m));
     let layer =
@@ -164,7 +164,7 @@ impl Fields {
 /// `xcr=debug,aws=warn`), default `info`; see [`filter`] for what it cannot raise.
 /// Safe to call twice: the second call is ignored.
 pub fn init() {
-    let spec = std::env::var("XCR_LOG").ok();
+    let spec = crate::config::log_filter();
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
